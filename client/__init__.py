@@ -1,0 +1,120 @@
+"""openrouter-video client: OpenRouter's asynchronous video API, its webhook scheme, and a simulator.
+
+    from client import OpenRouterVideo
+    with OpenRouterVideo() as api:                       # OPENROUTER_API_KEY, OPENROUTER_BASE_URL
+        job = api.wait(api.submit("a red fox in snow", model="google/veo-3.1", duration=4))
+        api.download(job, dest="fox.mp4")
+
+The error tree is documented in `client._exceptions`.
+"""
+
+from ._base import DEFAULT_BASE_URL, RetryPolicy, parse_retry_after
+from ._client import AsyncOpenRouterVideo, OpenRouterVideo
+from ._exceptions import (
+    VERIFY_REASONS,
+    APIError,
+    AuthenticationError,
+    DownloadError,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    JobCancelled,
+    JobExpired,
+    JobFailed,
+    JobNotFinished,
+    JobUnsuccessful,
+    NotFoundError,
+    OpenRouterVideoError,
+    OutputGoneError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseFormatError,
+    SubmissionOutcomeUnknown,
+    TransportError,
+    UpstreamError,
+    ValidationError,
+    WebhookPayloadError,
+    WebhookVerificationError,
+)
+from ._types import (
+    ALL_STATUSES,
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    IN_PROGRESS,
+    PENDING,
+    TERMINAL_STATUSES,
+    DownloadResult,
+    Usage,
+    VideoJob,
+    VideoModel,
+)
+from ._validation import is_valid_job_id
+from ._webhooks import (
+    DEFAULT_TOLERANCE,
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    WebhookEvent,
+    idempotency_key,
+    parse_event,
+    sign,
+    verify,
+    verify_signature,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALL_STATUSES",
+    "CANCELLED",
+    "COMPLETED",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TOLERANCE",
+    "EXPIRED",
+    "FAILED",
+    "IDEMPOTENCY_HEADER",
+    "IN_PROGRESS",
+    "PENDING",
+    "SIGNATURE_HEADER",
+    "TERMINAL_STATUSES",
+    "VERIFY_REASONS",
+    "APIError",
+    "AsyncOpenRouterVideo",
+    "AuthenticationError",
+    "DownloadError",
+    "DownloadResult",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "JobCancelled",
+    "JobExpired",
+    "JobFailed",
+    "JobNotFinished",
+    "JobUnsuccessful",
+    "NotFoundError",
+    "OpenRouterVideo",
+    "OpenRouterVideoError",
+    "OutputGoneError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "RetryPolicy",
+    "SubmissionOutcomeUnknown",
+    "TransportError",
+    "UpstreamError",
+    "Usage",
+    "ValidationError",
+    "VideoJob",
+    "VideoModel",
+    "WebhookEvent",
+    "WebhookPayloadError",
+    "WebhookVerificationError",
+    "idempotency_key",
+    "is_valid_job_id",
+    "parse_event",
+    "parse_retry_after",
+    "sign",
+    "verify",
+    "verify_signature",
+]

@@ -1,0 +1,476 @@
+"""Everything the sync and async clients share that is not I/O.
+
+URL building and the origin rule for the API key, translation of httpx exceptions and error
+responses into our error tree (the only place that happens), the retry and backoff policy, the
+polling schedule of `wait()`, and the choice of download source.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ._exceptions import (
+    STATUS_ERRORS,
+    APIError,
+    DownloadError,
+    JobCancelled,
+    JobExpired,
+    JobFailed,
+    JobNotFinished,
+    JobUnsuccessful,
+    OpenRouterVideoError,
+    RateLimitError,
+    ResponseFormatError,
+    SubmissionOutcomeUnknown,
+    TransportError,
+    UpstreamError,
+    ValidationError,
+)
+from ._types import CANCELLED, COMPLETED, EXPIRED, FAILED, DownloadResult, VideoJob, VideoModel
+from ._validation import check_job_id, is_loopback_host
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
+USER_AGENT = "openrouter-video/0.1"
+MAX_REDIRECTS = 5
+CHUNK_SIZE = 1024 * 1024
+
+ProgressCallback = Callable[[int, "int | None"], None]
+StatusCallback = Callable[[VideoJob, float], None]
+
+_UNSUCCESSFUL: dict[str, type[JobUnsuccessful]] = {FAILED: JobFailed, CANCELLED: JobCancelled, EXPIRED: JobExpired}
+# Failures where httpx never handed the request to a server: safe to retry even a paid submit.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def translate_transport_error(exc: httpx.HTTPError, *, job_id: str | None = None) -> TransportError:
+    """The one place httpx exceptions become ours. `.request_sent` is False only when provably unsent."""
+    error = TransportError(f"{type(exc).__name__}: {exc or 'no answer from server'}", job_id=job_id)
+    error.request_sent = not isinstance(exc, _NOT_SENT)
+    error.__cause__ = exc
+    return error
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent or nonsense."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def error_from_response(response: httpx.Response, *, job_id: str | None = None) -> APIError:
+    """An APIError subclass for a (read) error response, with OpenRouter's code and message."""
+    status = response.status_code
+    code: Any = status
+    message: str | None = None
+    metadata: Any = None
+    try:
+        payload = response.json()
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if isinstance(payload, dict):
+        err = payload.get("error")
+        if isinstance(err, dict):
+            code = err.get("code", status)
+            message = err.get("message") if isinstance(err.get("message"), str) else None
+            metadata = err.get("metadata")
+        elif isinstance(err, str):
+            message = err
+    if not message:
+        text = response.text.strip() if response.content else ""
+        message = text[:200] or (response.reason_phrase or f"HTTP {status}")
+    cls = STATUS_ERRORS.get(status, UpstreamError)
+    return cls(
+        message, status_code=status, code=code, metadata=metadata, job_id=job_id,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int]:
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+    return (url.scheme, url.host.lower(), port)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter; honours Retry-After up to `max_retry_after`."""
+
+    max_retries: int = 4
+    initial: float = 0.5
+    cap: float = 30.0
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.cap, self.initial * (2**attempt))
+        backoff = ceiling / 2 + random.uniform(0, ceiling / 2)
+        return max(backoff, retry_after or 0.0)
+
+    def plan(self, attempt: int, error: OpenRouterVideoError, *, idempotent: bool) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up and raise `error`."""
+        if attempt >= self.max_retries:
+            return None
+        retry_after = error.retry_after if isinstance(error, APIError) else None
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return None
+        if isinstance(error, RateLimitError):
+            return self.delay(attempt, retry_after)
+        if isinstance(error, TransportError):
+            if idempotent or not error.request_sent:
+                return self.delay(attempt)
+            return None
+        if isinstance(error, UpstreamError) and idempotent and error.status_code >= 500:
+            return self.delay(attempt, retry_after)
+        return None
+
+
+def submit_failure(error: OpenRouterVideoError) -> OpenRouterVideoError:
+    """After retries: an ambiguous submit failure becomes SubmissionOutcomeUnknown."""
+    ambiguous = (isinstance(error, TransportError) and error.request_sent) or (
+        isinstance(error, UpstreamError) and error.status_code >= 500
+    )
+    if not ambiguous:
+        return error
+    unknown = SubmissionOutcomeUnknown(
+        f"the submit may or may not have created a job ({error}); check your OpenRouter activity or "
+        f"receiver for a new job before submitting again, or you may pay twice"
+    )
+    unknown.__cause__ = error
+    return unknown
+
+
+@dataclass
+class WaitSchedule:
+    """When `wait()` polls next: exponential backoff with jitter, bounded by an overall deadline."""
+
+    timeout: float
+    first_interval: float = 2.0
+    max_interval: float = 30.0
+    factor: float = 1.5
+    started: float = field(default_factory=time.monotonic)
+    _next: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._next = self.first_interval
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def next_sleep(self, retry_after: float | None = None) -> float | None:
+        """Seconds to sleep before the next poll, or None when the deadline has passed."""
+        remaining = self.timeout - self.elapsed
+        if remaining <= 0:
+            return None
+        base = self._next
+        self._next = min(self.max_interval, self._next * self.factor)
+        jittered = base * random.uniform(0.8, 1.2)
+        return min(max(jittered, retry_after or 0.0), remaining)
+
+
+def finish(job: VideoJob, raise_on_failure: bool) -> VideoJob:
+    if job.status != COMPLETED and raise_on_failure:
+        raise _UNSUCCESSFUL.get(job.status, JobFailed)(job)
+    return job
+
+
+def still_running(job_id: str, status: str, schedule: WaitSchedule) -> JobNotFinished:
+    return JobNotFinished(job_id, status, schedule.elapsed)
+
+
+class BaseClient:
+    """Configuration and request logic; subclasses add the sync or async I/O."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 4,
+        retry_initial: float = 0.5,
+        retry_cap: float = 30.0,
+        models_ttl: float = 300.0,
+    ) -> None:
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENROUTER_API_KEY") or None
+        raw_base = base_url or os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = self._check_base_url(raw_base)
+        self._origin = origin(self.base_url)
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else (
+            httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
+        )
+        self.retry = RetryPolicy(max_retries=max_retries, initial=retry_initial, cap=retry_cap)
+        self.models_ttl = models_ttl
+        self._models_cache: tuple[float, dict[str, VideoModel]] | None = None
+
+    def __repr__(self) -> str:
+        key = "set" if self.api_key else "missing"
+        return f"{type(self).__name__}(base_url={str(self.base_url)!r}, api_key=<{key}>)"
+
+    @staticmethod
+    def _check_base_url(raw: str) -> httpx.URL:
+        try:
+            url = httpx.URL(raw.rstrip("/"))
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ValidationError("base_url", raw, f"OPENROUTER_BASE_URL is not a URL: {raw!r} ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValidationError("base_url", raw, f"OPENROUTER_BASE_URL must be an http(s) URL, got {raw!r}")
+        if url.scheme == "http" and not is_loopback_host(url.host):
+            raise ValidationError(
+                "base_url", raw, f"refusing to send the API key over plain http to {url.host}; use https"
+            )
+        return url
+
+    # -- URLs and the key ----------------------------------------------------------------------
+
+    def url(self, path: str) -> httpx.URL:
+        return httpx.URL(str(self.base_url) + path)
+
+    def job_url(self, job_id: str) -> httpx.URL:
+        return self.url(f"/videos/{quote(check_job_id(job_id), safe='')}")
+
+    def content_url(self, job_id: str, index: int) -> httpx.URL:
+        return self.url(f"/videos/{quote(check_job_id(job_id), safe='')}/content").copy_merge_params({"index": index})
+
+    def is_api_origin(self, url: httpx.URL) -> bool:
+        return origin(url) == self._origin
+
+    def resolve_polling_url(self, job: VideoJob) -> httpx.URL:
+        """`polling_url` may be relative or absolute; only one on the API origin is ever used."""
+        if job.polling_url:
+            try:
+                candidate = self.base_url.join(job.polling_url)
+            except (httpx.InvalidURL, TypeError):
+                candidate = None
+            if candidate is not None and self.is_api_origin(candidate):
+                return candidate
+        return self.job_url(job.id)
+
+    def headers_for(self, url: httpx.URL, *, keyed: bool) -> dict[str, str]:
+        """The API key goes only to the configured API origin, whatever the URL came from."""
+        headers = {"User-Agent": USER_AGENT}
+        if keyed and self.is_api_origin(url):
+            if not self.api_key:
+                raise ValidationError(
+                    "api_key", None, "no API key: set OPENROUTER_API_KEY or pass api_key= to the client"
+                )
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def build_request(self, http: httpx.Client | httpx.AsyncClient, method: str, url: httpx.URL, *,
+                      keyed: bool = True, json_body: Any = None, accept: str = "application/json") -> httpx.Request:
+        headers = self.headers_for(url, keyed=keyed)
+        headers["Accept"] = accept
+        return http.build_request(method, url, headers=headers, json=json_body)
+
+    def redirect_request(self, http: httpx.Client | httpx.AsyncClient, response: httpx.Response,
+                         keyed: bool) -> httpx.Request:
+        """Follow a redirect ourselves, so the key is re-decided for the new origin."""
+        location = response.headers.get("location")
+        if not location:
+            raise ResponseFormatError(f"redirect {response.status_code} without a Location header")
+        target = response.request.url.join(location)
+        if target.scheme not in ("http", "https"):
+            raise ResponseFormatError(f"redirect to unsupported URL {target}")
+        accept = response.request.headers.get("accept", "*/*")
+        return self.build_request(http, "GET", target, keyed=keyed, accept=accept)
+
+    # -- responses -----------------------------------------------------------------------------
+
+    @staticmethod
+    def parse_json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ResponseFormatError(
+                f"expected JSON from {response.request.method} {response.request.url.path}, "
+                f"got {response.headers.get('content-type', 'no content type')}"
+            ) from None
+
+    def parse_job(self, response: httpx.Response, job_id: str | None = None) -> VideoJob:
+        try:
+            return VideoJob.from_api(self.parse_json(response))
+        except ValueError as exc:
+            raise ResponseFormatError(f"unexpected job response: {exc}", job_id=job_id) from None
+
+    def parse_models(self, response: httpx.Response) -> dict[str, VideoModel]:
+        payload = self.parse_json(response)
+        entries = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(entries, list):
+            raise ResponseFormatError("models response has no 'data' list")
+        models: dict[str, VideoModel] = {}
+        for entry in entries:
+            try:
+                model = VideoModel.from_api(entry)
+            except ValueError:
+                continue  # One odd entry must not hide the others.
+            models[model.id] = model
+        self._models_cache = (time.monotonic(), models)
+        return models
+
+    def cached_models(self) -> dict[str, VideoModel] | None:
+        if self._models_cache and time.monotonic() - self._models_cache[0] < self.models_ttl:
+            return self._models_cache[1]
+        return None
+
+
+# -- downloads ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownloadSource:
+    url: httpx.URL
+    keyed: bool
+
+
+def download_sources(client: BaseClient, job: VideoJob, index: int) -> list[DownloadSource]:
+    """Where output `index` can be fetched, best first: the key-free signed URL while it is valid,
+    then the keyed content URL on the API origin (never a keyed URL elsewhere)."""
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise ValidationError("index", index, "index must be a whole number >= 0")
+    if job.status != COMPLETED:
+        if job.is_terminal:
+            raise _UNSUCCESSFUL.get(job.status, JobFailed)(job)
+        raise DownloadError(f"job {job.id} is {job.status}; only completed jobs have content", job_id=job.id)
+    sources: list[DownloadSource] = []
+    signed = job.signed_url(index)
+    if signed:
+        try:
+            sources.append(DownloadSource(httpx.URL(signed), keyed=False))
+        except httpx.InvalidURL:
+            pass
+    keyed_url: httpx.URL | None = None
+    if index < len(job.unsigned_urls):
+        try:
+            candidate = client.base_url.join(job.unsigned_urls[index])
+        except (httpx.InvalidURL, TypeError):
+            candidate = None
+        if candidate is not None and client.is_api_origin(candidate):
+            keyed_url = candidate
+    sources.append(DownloadSource(keyed_url or client.content_url(job.id, index), keyed=True))
+    return sources
+
+
+_VIDEO_MAGIC_OFFSET4 = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+
+
+def looks_like_video(content_type: str | None, first_bytes: bytes) -> bool:
+    """A video content type, or (for missing/generic types) MP4/WebM magic in the first bytes."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind.startswith("video/"):
+        return True
+    if kind in ("", "application/octet-stream", "binary/octet-stream"):
+        return first_bytes[4:8] in _VIDEO_MAGIC_OFFSET4 or first_bytes[:4] == b"\x1a\x45\xdf\xa3"
+    return False
+
+
+class DownloadSink:
+    """Writes a stream to `<dest>.part`, hashing as it goes; `commit()` fsyncs and renames it into place."""
+
+    def __init__(self, dest: str, job_id: str, expected: int | None, content_type: str | None,
+                 progress: ProgressCallback | None) -> None:
+        self.dest = dest
+        self.part = dest + ".part"
+        self.job_id = job_id
+        self.expected = expected
+        self.content_type = content_type
+        self.progress = progress
+        self.written = 0
+        self.hash = hashlib.sha256()
+        self._checked = False
+        parent = os.path.dirname(os.path.abspath(dest))
+        os.makedirs(parent, exist_ok=True)
+        self._fh = open(self.part, "wb")  # noqa: SIM115 - closed in commit()/abort()
+
+    def write(self, chunk: bytes) -> None:
+        if not self._checked:
+            self._checked = True
+            if not looks_like_video(self.content_type, chunk[:16]):
+                raise DownloadError(
+                    f"content of job {self.job_id} is not a video (Content-Type {self.content_type!r})",
+                    job_id=self.job_id,
+                )
+        self._fh.write(chunk)
+        self.hash.update(chunk)
+        self.written += len(chunk)
+        if self.expected is not None and self.written > self.expected:
+            raise DownloadError(
+                f"content of job {self.job_id} is longer than its Content-Length {self.expected}", job_id=self.job_id
+            )
+        if self.progress:
+            self.progress(self.written, self.expected)
+
+    def commit(self) -> DownloadResult:
+        if not self._checked:
+            self.write(b"")
+        if self.expected is not None and self.written != self.expected:
+            raise DownloadError(
+                f"content of job {self.job_id} ended after {self.written} of {self.expected} bytes", job_id=self.job_id
+            )
+        if self.written == 0:
+            raise DownloadError(f"content of job {self.job_id} is empty", job_id=self.job_id)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self.part, self.dest)
+        _fsync_dir(os.path.dirname(os.path.abspath(self.dest)))
+        return DownloadResult(self.dest, self.written, self.hash.hexdigest(), self.content_type)
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        try:
+            os.unlink(self.part)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None or response.headers.get("content-encoding"):
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        return None
+    return n if n >= 0 else None
+
+
+def default_dest(job_id: str, index: int) -> str:
+    return f"{job_id}.mp4" if index == 0 else f"{job_id}-{index}.mp4"

@@ -1,0 +1,384 @@
+"""`OpenRouterVideo` (sync) and `AsyncOpenRouterVideo`: the I/O around `BaseClient`'s logic."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from ._base import (
+    CHUNK_SIZE,
+    MAX_REDIRECTS,
+    BaseClient,
+    DownloadSink,
+    DownloadSource,
+    ProgressCallback,
+    StatusCallback,
+    WaitSchedule,
+    content_length,
+    default_dest,
+    download_sources,
+    error_from_response,
+    finish,
+    submit_failure,
+    translate_transport_error,
+)
+from ._exceptions import (
+    JobNotFinished,
+    OpenRouterVideoError,
+    RateLimitError,
+    ResponseFormatError,
+    TransportError,
+    UpstreamError,
+    ValidationError,
+)
+from ._types import DownloadResult, VideoJob, VideoModel
+from ._validation import build_submit_body, check_capabilities, check_job_id, normalize_model_id, unknown_model_error
+
+VIDEO_ACCEPT = "video/mp4, video/*;q=0.9, */*;q=0.1"
+_TRANSIENT = (RateLimitError, UpstreamError, TransportError)
+
+JobRef = VideoJob | str
+
+
+def _job_id(job: JobRef) -> str:
+    return job.id if isinstance(job, VideoJob) else check_job_id(job)
+
+
+class OpenRouterVideo(BaseClient):
+    """Synchronous client for OpenRouter's video API.
+
+    >>> with OpenRouterVideo() as client:          # OPENROUTER_API_KEY from the environment
+    ...     job = client.submit("a cat surfing", model="google/veo-3.1", duration=4)
+    ...     job = client.wait(job)
+    ...     client.download(job, dest="cat.mp4")
+    """
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+                 transport: httpx.BaseTransport | None = None, **options: Any) -> None:
+        super().__init__(api_key, base_url, **options)
+        self._http = httpx.Client(transport=transport, timeout=self.timeout, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OpenRouterVideo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport with retries ----------------------------------------------------------------
+
+    def _send(self, make_request: Callable[[], httpx.Request], *, idempotent: bool = True, stream: bool = False,
+              keyed: bool = True, job_id: str | None = None) -> httpx.Response:
+        attempt = 0
+        while True:
+            request = make_request()
+            try:
+                response = self._send_following(request, stream=stream, keyed=keyed)
+                if response.status_code < 400:
+                    return response
+                response.read()
+                response.close()
+                error: OpenRouterVideoError = error_from_response(response, job_id=job_id)
+            except httpx.HTTPError as exc:
+                error = translate_transport_error(exc, job_id=job_id)
+            delay = self.retry.plan(attempt, error, idempotent=idempotent)
+            if delay is None:
+                raise error
+            time.sleep(delay)
+            attempt += 1
+
+    def _send_following(self, request: httpx.Request, *, stream: bool, keyed: bool) -> httpx.Response:
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._http.send(request, stream=stream)
+            if not (response.is_redirect and request.method == "GET"):
+                return response
+            response.close()
+            request = self.redirect_request(self._http, response, keyed)
+        raise ResponseFormatError(f"more than {MAX_REDIRECTS} redirects from {request.url.host}")
+
+    def _get(self, url: httpx.URL, *, job_id: str | None = None, keyed: bool = True) -> httpx.Response:
+        return self._send(lambda: self.build_request(self._http, "GET", url, keyed=keyed), job_id=job_id, keyed=keyed)
+
+    # -- API -----------------------------------------------------------------------------------
+
+    def models(self, *, refresh: bool = False) -> list[VideoModel]:
+        """All video models (`GET /videos/models`), cached for `models_ttl` seconds."""
+        cached = None if refresh else self.cached_models()
+        if cached is None:
+            cached = self.parse_models(self._get(self.url("/videos/models"), keyed=bool(self.api_key)))
+        return list(cached.values())
+
+    def model(self, model_id: str) -> VideoModel:
+        model_id = normalize_model_id(model_id)
+        self.models()
+        cached = self.cached_models() or {}
+        if model_id not in cached:
+            raise unknown_model_error(model_id, cached)
+        return cached[model_id]
+
+    def submit(self, prompt: str | None = None, *, model: str, validate: bool = True, **fields: Any) -> VideoJob:
+        """Submit a job (`POST /videos`). Fields: see `client._validation.build_submit_body`.
+
+        With `validate` (the default) the request is checked against the model's capabilities
+        first and nothing is sent if it would be rejected. A submit is retried only when the
+        request provably never reached OpenRouter, or on 429; any ambiguous failure raises
+        `SubmissionOutcomeUnknown` instead of risking a second paid job.
+        """
+        body = build_submit_body(model=model, prompt=prompt, **fields)
+        if validate:
+            check_capabilities(body, self.model(body["model"]))
+        url = self.url("/videos")
+        try:
+            response = self._send(lambda: self.build_request(self._http, "POST", url, json_body=body),
+                                  idempotent=False)
+            return self.parse_job(response)
+        except OpenRouterVideoError as exc:
+            raise submit_failure(exc) from exc.__cause__
+
+    def get(self, job: JobRef) -> VideoJob:
+        """The job's current state (`GET /videos/{id}`, or its `polling_url` on the API origin)."""
+        job_id = _job_id(job)
+        url = self.resolve_polling_url(job) if isinstance(job, VideoJob) else self.job_url(job_id)
+        return self.parse_job(self._get(url, job_id=job_id), job_id)
+
+    def wait(self, job: JobRef, *, timeout: float = 1200.0, first_interval: float = 2.0,
+             max_interval: float = 30.0, on_status: StatusCallback | None = None,
+             raise_on_failure: bool = True) -> VideoJob:
+        """Poll until the job is terminal. Never resubmits.
+
+        Returns the completed job. `failed`/`cancelled`/`expired` raise `JobFailed`/`JobCancelled`/
+        `JobExpired` (or are returned when `raise_on_failure=False`). At the deadline raises
+        `JobNotFinished` carrying the job id. Transient errors (429, 5xx, transport) while waiting
+        only delay the next poll, honouring Retry-After.
+        """
+        job_id = _job_id(job)
+        schedule = WaitSchedule(timeout, first_interval, max_interval)
+        current = job if isinstance(job, VideoJob) else None
+        last_status = None
+        while True:
+            retry_after = None
+            try:
+                current = self.get(current or job_id)
+            except _TRANSIENT as exc:
+                retry_after = getattr(exc, "retry_after", None)
+            else:
+                if current.status != last_status:
+                    last_status = current.status
+                    if on_status:
+                        on_status(current, schedule.elapsed)
+                if current.is_terminal:
+                    return finish(current, raise_on_failure)
+            delay = schedule.next_sleep(retry_after)
+            if delay is None:
+                raise JobNotFinished(job_id, last_status or "unknown", schedule.elapsed)
+            time.sleep(delay)
+
+    def download(self, job: JobRef, index: int = 0, dest: str | os.PathLike[str] | None = None, *,
+                 progress: ProgressCallback | None = None) -> DownloadResult:
+        """Stream output `index` to `dest` (via `dest.part`, fsynced, renamed). Memory stays flat.
+
+        Uses the job's signed URL without the key while it is valid, else the content URL on the
+        API origin with the key. Checks the content is a video of the announced length.
+        """
+        if not isinstance(job, VideoJob):
+            job = self.get(job)
+        target = os.fspath(dest) if dest is not None else default_dest(job.id, index)
+        sources = download_sources(self, job, index)
+        for position, source in enumerate(sources):
+            try:
+                return self._download_from(source, job.id, target, progress)
+            except ValidationError:
+                raise
+            except OpenRouterVideoError:
+                if position == len(sources) - 1:
+                    raise
+
+        raise AssertionError("unreachable: download_sources always yields a keyed source")
+
+    def _download_from(self, source: DownloadSource, job_id: str, dest: str,
+                       progress: ProgressCallback | None) -> DownloadResult:
+        attempt = 0
+        while True:
+            response = self._send(
+                lambda: self.build_request(self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT),
+                stream=True, keyed=source.keyed, job_id=job_id,
+            )
+            sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"),
+                                progress)
+            try:
+                for chunk in response.iter_bytes(CHUNK_SIZE):
+                    sink.write(chunk)
+                return sink.commit()
+            except httpx.HTTPError as exc:
+                sink.abort()
+                error = translate_transport_error(exc, job_id=job_id)
+                delay = self.retry.plan(attempt, error, idempotent=True)
+                if delay is None:
+                    raise error from exc
+                time.sleep(delay)
+                attempt += 1
+            except BaseException:
+                sink.abort()
+                raise
+            finally:
+                response.close()
+
+
+class AsyncOpenRouterVideo(BaseClient):
+    """Asynchronous twin of `OpenRouterVideo`: the same methods, awaited."""
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None, **options: Any) -> None:
+        super().__init__(api_key, base_url, **options)
+        self._http = httpx.AsyncClient(transport=transport, timeout=self.timeout, follow_redirects=False)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncOpenRouterVideo:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(self, make_request: Callable[[], httpx.Request], *, idempotent: bool = True,
+                    stream: bool = False, keyed: bool = True, job_id: str | None = None) -> httpx.Response:
+        attempt = 0
+        while True:
+            request = make_request()
+            try:
+                response = await self._send_following(request, stream=stream, keyed=keyed)
+                if response.status_code < 400:
+                    return response
+                await response.aread()
+                await response.aclose()
+                error: OpenRouterVideoError = error_from_response(response, job_id=job_id)
+            except httpx.HTTPError as exc:
+                error = translate_transport_error(exc, job_id=job_id)
+            delay = self.retry.plan(attempt, error, idempotent=idempotent)
+            if delay is None:
+                raise error
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _send_following(self, request: httpx.Request, *, stream: bool, keyed: bool) -> httpx.Response:
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._http.send(request, stream=stream)
+            if not (response.is_redirect and request.method == "GET"):
+                return response
+            await response.aclose()
+            request = self.redirect_request(self._http, response, keyed)
+        raise ResponseFormatError(f"more than {MAX_REDIRECTS} redirects from {request.url.host}")
+
+    async def _get(self, url: httpx.URL, *, job_id: str | None = None, keyed: bool = True) -> httpx.Response:
+        return await self._send(lambda: self.build_request(self._http, "GET", url, keyed=keyed), job_id=job_id,
+                                keyed=keyed)
+
+    async def models(self, *, refresh: bool = False) -> list[VideoModel]:
+        cached = None if refresh else self.cached_models()
+        if cached is None:
+            cached = self.parse_models(await self._get(self.url("/videos/models"), keyed=bool(self.api_key)))
+        return list(cached.values())
+
+    async def model(self, model_id: str) -> VideoModel:
+        model_id = normalize_model_id(model_id)
+        await self.models()
+        cached = self.cached_models() or {}
+        if model_id not in cached:
+            raise unknown_model_error(model_id, cached)
+        return cached[model_id]
+
+    async def submit(self, prompt: str | None = None, *, model: str, validate: bool = True,
+                     **fields: Any) -> VideoJob:
+        body = build_submit_body(model=model, prompt=prompt, **fields)
+        if validate:
+            check_capabilities(body, await self.model(body["model"]))
+        url = self.url("/videos")
+        try:
+            response = await self._send(lambda: self.build_request(self._http, "POST", url, json_body=body),
+                                        idempotent=False)
+            return self.parse_job(response)
+        except OpenRouterVideoError as exc:
+            raise submit_failure(exc) from exc.__cause__
+
+    async def get(self, job: JobRef) -> VideoJob:
+        job_id = _job_id(job)
+        url = self.resolve_polling_url(job) if isinstance(job, VideoJob) else self.job_url(job_id)
+        return self.parse_job(await self._get(url, job_id=job_id), job_id)
+
+    async def wait(self, job: JobRef, *, timeout: float = 1200.0, first_interval: float = 2.0,
+                   max_interval: float = 30.0, on_status: StatusCallback | None = None,
+                   raise_on_failure: bool = True) -> VideoJob:
+        job_id = _job_id(job)
+        schedule = WaitSchedule(timeout, first_interval, max_interval)
+        current = job if isinstance(job, VideoJob) else None
+        last_status = None
+        while True:
+            retry_after = None
+            try:
+                current = await self.get(current or job_id)
+            except _TRANSIENT as exc:
+                retry_after = getattr(exc, "retry_after", None)
+            else:
+                if current.status != last_status:
+                    last_status = current.status
+                    if on_status:
+                        on_status(current, schedule.elapsed)
+                if current.is_terminal:
+                    return finish(current, raise_on_failure)
+            delay = schedule.next_sleep(retry_after)
+            if delay is None:
+                raise JobNotFinished(job_id, last_status or "unknown", schedule.elapsed)
+            await asyncio.sleep(delay)
+
+    async def download(self, job: JobRef, index: int = 0, dest: str | os.PathLike[str] | None = None, *,
+                       progress: ProgressCallback | None = None) -> DownloadResult:
+        if not isinstance(job, VideoJob):
+            job = await self.get(job)
+        target = os.fspath(dest) if dest is not None else default_dest(job.id, index)
+        sources = download_sources(self, job, index)
+        for position, source in enumerate(sources):
+            try:
+                return await self._download_from(source, job.id, target, progress)
+            except ValidationError:
+                raise
+            except OpenRouterVideoError:
+                if position == len(sources) - 1:
+                    raise
+        raise AssertionError("unreachable: download_sources always yields a keyed source")
+
+    async def _download_from(self, source: DownloadSource, job_id: str, dest: str,
+                             progress: ProgressCallback | None) -> DownloadResult:
+        attempt = 0
+        while True:
+            response = await self._send(
+                lambda: self.build_request(self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT),
+                stream=True, keyed=source.keyed, job_id=job_id,
+            )
+            sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"),
+                                progress)
+            try:
+                async for chunk in response.aiter_bytes(CHUNK_SIZE):
+                    sink.write(chunk)
+                # fsync of a large file can take a while: keep the event loop free.
+                return await asyncio.to_thread(sink.commit)
+            except httpx.HTTPError as exc:
+                sink.abort()
+                error = translate_transport_error(exc, job_id=job_id)
+                delay = self.retry.plan(attempt, error, idempotent=True)
+                if delay is None:
+                    raise error from exc
+                await asyncio.sleep(delay)
+                attempt += 1
+            except BaseException:
+                sink.abort()
+                raise
+            finally:
+                await response.aclose()

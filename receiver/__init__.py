@@ -1,0 +1,1 @@
+"""The receiver service (see receiver/app.py)."""
