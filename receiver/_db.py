@@ -1,0 +1,112 @@
+"""Opening the SQLite database and migrating it (each migration in its own transaction)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import sqlite_utils
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: deliveries, jobs, their events, and the fetch queue.
+    """
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        job_id TEXT,
+        event_type TEXT,
+        status TEXT,
+        received_at REAL NOT NULL,
+        signed_at INTEGER,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        processed INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX deliveries_unprocessed ON deliveries(processed, id);
+    CREATE INDEX deliveries_job ON deliveries(job_id);
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        model TEXT,
+        prompt TEXT,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        first_seen_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        terminal_at REAL,
+        source TEXT NOT NULL,
+        registered INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        cost REAL,
+        generation_id TEXT,
+        next_poll_at REAL,
+        poll_attempts INTEGER NOT NULL DEFAULT 0,
+        upstream TEXT
+    );
+    CREATE INDEX jobs_created ON jobs(created_at DESC, id DESC);
+    CREATE INDEX jobs_status_created ON jobs(status, created_at DESC, id DESC);
+    CREATE INDEX jobs_model_created ON jobs(model, created_at DESC, id DESC);
+    CREATE INDEX jobs_poll_due ON jobs(next_poll_at) WHERE next_poll_at IS NOT NULL;
+    CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT,
+        detail TEXT,
+        delivery_id INTEGER
+    );
+    CREATE INDEX job_events_job ON job_events(job_id, id);
+    CREATE TABLE outputs (
+        job_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        bytes INTEGER,
+        sha256 TEXT,
+        path TEXT,
+        error TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (job_id, idx)
+    );
+    CREATE INDEX outputs_due ON outputs(state, next_attempt_at);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+    """,
+)
+
+
+def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in WAL mode with full durability: a commit is on disk before it returns."""
+    if not readonly:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each atomically; return the schema version."""
+    db = sqlite_utils.Database(conn)
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS, start=1):
+        if number <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = number
+    return version

@@ -1,0 +1,147 @@
+"""The query API: job records and their files, registration, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+
+from client import ALL_STATUSES, is_valid_job_id
+
+from .state import state_of
+
+log = structlog.get_logger("receiver.api")
+
+MAX_LIMIT = 500
+_TIME_FIELDS = ("created_at", "submitted_at", "first_seen_at", "updated_at", "terminal_at", "at")
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": status, "message": message}}, status_code=status)
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _present(record: dict[str, Any]) -> dict[str, Any]:
+    for name in _TIME_FIELDS:
+        if name in record:
+            record[name] = iso(record[name])
+    for output in record.get("outputs", ()):
+        output["updated_at"] = iso(output["updated_at"])
+        output["url"] = f"/jobs/{record['id']}/content?index={output['index']}" if output["state"] == "done" else None
+    for event in record.get("events", ()):
+        event["at"] = iso(event["at"])
+    return record
+
+
+def _parse_time(name: str, value: str | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} must be unix seconds or ISO-8601, got {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+async def list_jobs(request: Request) -> Response:
+    q = request.query_params
+    status = q.get("status") or None
+    if status is not None and status not in ALL_STATUSES:
+        return error(400, f"status must be one of {', '.join(ALL_STATUSES)}")
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        return error(400, "limit must be a whole number")
+    if not 1 <= limit <= MAX_LIMIT:
+        return error(400, f"limit must be between 1 and {MAX_LIMIT}")
+    try:
+        since, until = _parse_time("since", q.get("since")), _parse_time("until", q.get("until"))
+        jobs, cursor = state_of(request).store.list_jobs(status=status, model=q.get("model") or None, since=since,
+                                                        until=until, cursor=q.get("cursor") or None, limit=limit)
+    except ValueError as exc:
+        message = str(exc) if "must be" in str(exc) else "cursor is not one this API returned"
+        return error(400, message)
+    return JSONResponse({"jobs": [_present(j) for j in jobs], "next_cursor": cursor})
+
+
+async def get_job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    record = state_of(request).store.get_job(job_id) if is_valid_job_id(job_id) else None
+    if record is None:
+        return error(404, f"no job {job_id[:100]!r}")
+    return JSONResponse(_present(record))
+
+
+async def get_content(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    if not is_valid_job_id(job_id):
+        return error(404, f"no job {job_id[:100]!r}")
+    raw_index = request.query_params.get("index", "0")
+    if not raw_index.isdigit():
+        return error(400, "index must be a whole number >= 0")
+    path = state_of(request).store.output_path(job_id, int(raw_index))
+    if path is None or not os.path.isfile(path):
+        return error(404, f"output {raw_index} of job {job_id} is not downloaded (yet); see GET /jobs/{job_id}")
+    return FileResponse(path, media_type="video/mp4", filename=f"{job_id}-{raw_index}.mp4",
+                        content_disposition_type="inline")
+
+
+async def register_job(request: Request) -> Response:
+    s = state_of(request)
+    try:
+        payload = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "body must be JSON: {\"id\": ..., \"model\": ..., \"prompt\": ...}")
+    if not isinstance(payload, dict):
+        return error(400, "body must be a JSON object")
+    job_id = payload.get("id")
+    if not is_valid_job_id(job_id):
+        return error(400, "id must be a job id (letters, digits, '-' and '_', at most 200)")
+    model, prompt = payload.get("model"), payload.get("prompt")
+    for name, value in (("model", model), ("prompt", prompt)):
+        if value is not None and not isinstance(value, str):
+            return error(400, f"{name} must be a string")
+    created = await s.store.register_job(job_id, model=model, prompt=prompt,
+                                         first_poll_at=time.time() + s.settings.fallback_after)
+    log.info("job.registered", job_id=job_id, new=created)
+    return JSONResponse(_present(s.store.get_job(job_id)), status_code=201 if created else 200)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    s = state_of(request)
+    problems = []
+    try:
+        await asyncio.wait_for(s.store.check_writable(), timeout=5)
+    except Exception as exc:  # any failure here means "not ready", with the reason shown
+        problems.append(f"database not writable: {exc or type(exc).__name__}")
+    free = shutil.disk_usage(s.settings.data_dir).free
+    if free < s.settings.min_free_bytes:
+        problems.append(f"disk space low: {free} bytes free, floor {s.settings.min_free_bytes}")
+    body = {"status": "ready" if not problems else "not ready", "problems": problems, "free_bytes": free}
+    return JSONResponse(body, status_code=200 if not problems else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(state_of(request).metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,157 @@
+"""Downloads completed jobs' outputs from the durable queue in SQLite, after the webhook was answered.
+
+Each output is `pending → downloading → done`, or `gone` (404/409/410 upstream) or `failed`
+(401/403, or attempts exhausted). A crash leaves `downloading` rows behind; they are requeued at
+start, and `.part` leftovers are deleted: a partial file is never recorded as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import structlog
+
+from client import (
+    AsyncOpenRouterVideo,
+    AuthenticationError,
+    NotFoundError,
+    OpenRouterVideoError,
+    OutputGoneError,
+    PermissionDeniedError,
+    RetryPolicy,
+    VideoJob,
+)
+
+from .content import ContentStore
+from .metrics import Metrics
+from .settings import Settings
+from .store import JobStore, StoreUnavailable
+
+log = structlog.get_logger("receiver.fetcher")
+
+_GONE = (OutputGoneError, NotFoundError)
+_FORBIDDEN = (AuthenticationError, PermissionDeniedError)
+_IDLE_RECHECK = 5.0
+
+
+class Fetcher:
+    def __init__(self, store: JobStore, client: AsyncOpenRouterVideo, content: ContentStore, settings: Settings,
+                 metrics: Metrics) -> None:
+        self.store = store
+        self.client = client
+        self.content = content
+        self.settings = settings
+        self.metrics = metrics
+        self.backoff = RetryPolicy(max_retries=settings.download_max_attempts,
+                                   initial=settings.download_retry_initial, cap=settings.download_retry_cap)
+        self._wake = asyncio.Event()
+        self._active: set[asyncio.Task[None]] = set()
+        self._requeue = True  # at start: resume whatever a crash left in flight
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                if self._requeue and not self._active:
+                    await self._resume_interrupted()
+                free = self.settings.download_concurrency - len(self._active)
+                if free > 0:
+                    try:
+                        claimed = await self.store.claim_downloads(time.time(), free)
+                    except StoreUnavailable as exc:
+                        log.error("fetch.claim_failed", error=str(exc))
+                        claimed = []
+                    for item in claimed:
+                        task = asyncio.create_task(self._download(item))
+                        self._active.add(task)
+                        task.add_done_callback(self._done)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle_timeout())
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            for task in self._active:
+                task.cancel()
+            await asyncio.gather(*self._active, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._active.discard(task)
+        self._wake.set()
+
+    def _idle_timeout(self) -> float:
+        next_at = self.store.next_download_at()
+        if next_at is None:
+            return _IDLE_RECHECK
+        return min(_IDLE_RECHECK, max(0.01, next_at - time.time()))
+
+    async def _resume_interrupted(self) -> None:
+        try:
+            requeued = await self.store.requeue_interrupted()
+        except StoreUnavailable as exc:
+            log.error("fetch.requeue_failed", error=str(exc))
+            return
+        removed = await asyncio.to_thread(self.content.remove_partials)
+        self._requeue = False
+        if requeued or removed:
+            log.info("fetch.resumed", requeued=requeued, partial_files_removed=removed)
+
+    async def _download(self, item: dict) -> None:
+        job_id, index, attempts = item["job_id"], item["idx"], item["attempts"] + 1
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(job_id=job_id, output=index):
+            upstream = json.loads(item["upstream"] or "{}")
+            try:
+                job = VideoJob.from_api({**upstream, "id": job_id, "status": "completed"})
+                result = await self.client.download(job, index, self.content.destination(job_id, index))
+            except asyncio.CancelledError:
+                raise  # shutdown: the row stays `downloading` and is resumed at the next start
+            except _GONE as exc:
+                await self._end(job_id, index, "gone", exc, attempts)
+            except _FORBIDDEN as exc:
+                log.error("download.forbidden", error=str(exc), hint="check OPENROUTER_API_KEY", attempts=attempts)
+                await self._end(job_id, index, "failed", exc, attempts)
+            except (OpenRouterVideoError, OSError, ValueError) as exc:
+                await self._retry_or_fail(job_id, index, attempts, exc)
+            except Exception as exc:  # a bug must not kill the fetcher; retry later, loudly
+                log.exception("download.crashed", attempts=attempts)
+                await self._retry_or_fail(job_id, index, attempts, exc)
+            else:
+                try:
+                    await self.store.finish_download(job_id, index, path=result.path, size=result.bytes,
+                                                     sha256=result.sha256)
+                except StoreUnavailable as exc:
+                    log.error("download.unrecorded", error=str(exc))
+                    self._requeue = True
+                    return
+                self.metrics.inc("receiver_downloads_total", result="done")
+                self.metrics.inc("receiver_download_bytes_total", result.bytes)
+                log.info("download", outcome="done", bytes=result.bytes, sha256=result.sha256, attempts=attempts,
+                         duration_ms=round((time.perf_counter() - started) * 1000, 1))
+
+    async def _retry_or_fail(self, job_id: str, index: int, attempts: int, exc: Exception) -> None:
+        if attempts >= self.settings.download_max_attempts:
+            await self._end(job_id, index, "failed", exc, attempts)
+            return
+        retry_after = getattr(exc, "retry_after", None)
+        delay = self.backoff.delay(attempts - 1, retry_after)
+        self.metrics.inc("receiver_downloads_total", result="retry")
+        log.warning("download", outcome="retry", error=str(exc), attempts=attempts, retry_in=round(delay, 2))
+        try:
+            await self.store.retry_download(job_id, index, next_at=time.time() + delay, error=str(exc))
+        except StoreUnavailable as store_exc:
+            log.error("download.unrecorded", error=str(store_exc))
+            self._requeue = True
+
+    async def _end(self, job_id: str, index: int, state: str, exc: Exception, attempts: int) -> None:
+        self.metrics.inc("receiver_downloads_total", result=state)
+        log.error("download", outcome=state, error=str(exc), attempts=attempts)
+        try:
+            await self.store.end_download(job_id, index, state=state, error=str(exc))
+        except StoreUnavailable as store_exc:
+            log.error("download.unrecorded", error=str(store_exc))
+            self._requeue = True

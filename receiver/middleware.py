@@ -1,0 +1,61 @@
+"""Pure ASGI middleware: request context for logs, and the bearer token guard of the query API."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    """Binds a request id (the caller's X-Request-ID when sane, else a new one) to every log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class BearerAuthMiddleware:
+    """Requires `Authorization: Bearer <token>` on the protected path prefixes (constant-time check)."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, protected: tuple[str, ...]) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.protected = protected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.expected is None or not scope["path"].startswith(self.protected):
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        reason = "missing bearer token" if not given else "wrong bearer token"
+        body = json.dumps({"error": {"code": 401, "message": f"unauthorized: {reason}"}}).encode()
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b'Bearer realm="openrouter-video"')]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,357 @@
+"""The job store's operations as plain functions over a SQLite connection.
+
+Writes run inside a transaction opened by the caller (the single writer, or a CLI command), so
+each function is atomic with whatever else that transaction holds. The rules of the job state
+machine live in `receiver.states`; this module only applies them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from client import COMPLETED, TERMINAL_STATUSES, VideoJob, WebhookEvent, is_valid_job_id, parse_event
+from client import WebhookPayloadError
+
+from .states import Decision, decide
+
+DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "gone")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified webhook delivery as received (raw body and relevant headers)."""
+
+    idempotency_key: str
+    body: bytes
+    headers: dict[str, str]
+    received_at: float
+    signed_at: int | None
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    duplicate: bool
+    delivery_id: int | None
+    processed: bool
+    decision: Decision | None = None
+    error: str | None = None
+    outputs_queued: int = 0
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    decision: Decision
+    previous: str | None
+    outputs_queued: int
+
+
+# -- applying upstream job states --------------------------------------------------------------
+
+
+def apply_job_update(conn: sqlite3.Connection, job: VideoJob, *, source: str, now: float,
+                     delivery_id: int | None = None) -> ApplyResult:
+    """Move the job record forward by an upstream view of the job (webhook or poll)."""
+    row = conn.execute("SELECT status, upstream FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    previous = row["status"] if row else None
+    decision = decide(previous, job.status)
+    terminal_at = now if job.status in TERMINAL_STATUSES else None
+    cost = job.usage.cost if job.usage else None
+    if row is None:
+        conn.execute(
+            "INSERT INTO jobs (id, model, status, created_at, first_seen_at, updated_at, terminal_at, source, "
+            "error, cost, generation_id, upstream) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, job.model, job.status, now, now, now, terminal_at, source, job.error, cost,
+             job.generation_id, json.dumps(job.raw)),
+        )
+    elif decision in ("advance", "same"):
+        merged = _merge_upstream(row["upstream"], job.raw)
+        if decision == "advance":
+            conn.execute(
+                "UPDATE jobs SET status = ?, updated_at = ?, source = ?, terminal_at = COALESCE(terminal_at, ?), "
+                "error = COALESCE(?, error), cost = COALESCE(?, cost), generation_id = COALESCE(?, generation_id), "
+                "model = COALESCE(model, ?), upstream = ?, "
+                "next_poll_at = CASE WHEN ? THEN NULL ELSE next_poll_at END WHERE id = ?",
+                (job.status, now, source, terminal_at, job.error, cost, job.generation_id, job.model, merged,
+                 terminal_at is not None, job.id),
+            )
+        else:
+            conn.execute(
+                "UPDATE jobs SET error = COALESCE(error, ?), cost = COALESCE(cost, ?), "
+                "generation_id = COALESCE(generation_id, ?), model = COALESCE(model, ?), upstream = ? WHERE id = ?",
+                (job.error, cost, job.generation_id, job.model, merged, job.id),
+            )
+    if decision != "same":
+        kind = {"create": "status", "advance": "status"}.get(decision, decision)
+        detail = job.error if decision in ("create", "advance") else f"current status is {previous}"
+        add_event(conn, job.id, now, source, kind, job.status, detail, delivery_id)
+    queued = 0
+    if job.status == COMPLETED and decision in ("create", "advance", "same"):
+        for index in range(job.output_count):
+            queued += conn.execute(
+                "INSERT OR IGNORE INTO outputs (job_id, idx, state, next_attempt_at, updated_at) "
+                "VALUES (?, ?, 'pending', ?, ?)",
+                (job.id, index, now, now),
+            ).rowcount
+    return ApplyResult(decision, previous, queued)
+
+
+def _merge_upstream(old: str | None, new: dict[str, Any]) -> str:
+    merged = json.loads(old) if old else {}
+    merged.update({k: v for k, v in new.items() if v is not None})
+    return json.dumps(merged)
+
+
+def add_event(conn: sqlite3.Connection, job_id: str, at: float, source: str, kind: str,
+              status: str | None = None, detail: str | None = None, delivery_id: int | None = None) -> None:
+    conn.execute(
+        "INSERT INTO job_events (job_id, at, source, kind, status, detail, delivery_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (job_id, at, source, kind, status, detail, delivery_id),
+    )
+
+
+# -- deliveries --------------------------------------------------------------------------------
+
+
+def record_delivery(conn: sqlite3.Connection, delivery: Delivery, event: WebhookEvent | None,
+                    payload_error: str | None) -> DeliveryOutcome:
+    """Store a verified delivery once per idempotency key, then apply its event."""
+    job_id = event.job_id if event else None
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO deliveries (idempotency_key, job_id, event_type, status, received_at, signed_at, "
+        "headers, body, processed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        (delivery.idempotency_key, job_id, event.type if event else None, event.status if event else None,
+         delivery.received_at, delivery.signed_at, json.dumps(delivery.headers), delivery.body, payload_error),
+    )
+    if cursor.rowcount == 0:
+        return DeliveryOutcome(duplicate=True, delivery_id=None, processed=True)
+    delivery_id = cursor.lastrowid
+    return _process(conn, delivery_id, event, payload_error, delivery.received_at)
+
+
+def _process(conn: sqlite3.Connection, delivery_id: int, event: WebhookEvent | None, error: str | None,
+             now: float) -> DeliveryOutcome:
+    if event is not None and not is_valid_job_id(event.job_id):
+        error = f"job id {event.job_id[:80]!r} is not a valid job id"
+    if event is None or error is not None:
+        conn.execute("UPDATE deliveries SET processed = 0, error = ? WHERE id = ?", (error, delivery_id))
+        return DeliveryOutcome(duplicate=False, delivery_id=delivery_id, processed=False, error=error)
+    result = apply_job_update(conn, event.job, source="webhook", now=now, delivery_id=delivery_id)
+    conn.execute("UPDATE deliveries SET processed = 1, error = NULL WHERE id = ?", (delivery_id,))
+    return DeliveryOutcome(duplicate=False, delivery_id=delivery_id, processed=True, decision=result.decision,
+                           outputs_queued=result.outputs_queued)
+
+
+def reprocess_deliveries(conn: sqlite3.Connection, delivery_ids: list[int] | None = None,
+                         now: float | None = None) -> list[DeliveryOutcome]:
+    """Parse and apply stored deliveries that were not processed (e.g. after a bug fix)."""
+    now = time.time() if now is None else now
+    if delivery_ids:
+        marks = ",".join("?" * len(delivery_ids))
+        rows = conn.execute(f"SELECT id, body FROM deliveries WHERE processed = 0 AND id IN ({marks})",
+                            delivery_ids).fetchall()
+    else:
+        rows = conn.execute("SELECT id, body FROM deliveries WHERE processed = 0 ORDER BY id").fetchall()
+    outcomes = []
+    for row in rows:
+        try:
+            event, error = parse_event(row["body"]), None
+        except WebhookPayloadError as exc:
+            event, error = None, str(exc)
+        if event is not None:
+            conn.execute("UPDATE deliveries SET job_id = ?, event_type = ?, status = ? WHERE id = ?",
+                         (event.job_id, event.type, event.status, row["id"]))
+        outcomes.append(_process(conn, row["id"], event, error, now))
+    return outcomes
+
+
+def list_deliveries(conn: sqlite3.Connection, *, unprocessed: bool = False, limit: int = 100) -> list[dict]:
+    where = "WHERE processed = 0" if unprocessed else ""
+    rows = conn.execute(
+        f"SELECT id, idempotency_key, job_id, event_type, status, received_at, processed, error, length(body) AS "
+        f"body_bytes FROM deliveries {where} ORDER BY id DESC LIMIT ?", (limit,),
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+# -- registration and fallback polling ---------------------------------------------------------
+
+
+def register_job(conn: sqlite3.Connection, job_id: str, *, model: str | None, prompt: str | None, now: float,
+                 first_poll_at: float) -> bool:
+    """Track a submitted job; idempotent, and fine whether its webhook came first or not. True if new."""
+    row = conn.execute("SELECT status, registered FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO jobs (id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, "
+            "source, registered, next_poll_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, 'submit', 1, ?)",
+            (job_id, model, prompt, now, now, now, now, first_poll_at),
+        )
+        add_event(conn, job_id, now, "submit", "registered", "pending")
+        return True
+    terminal = row["status"] in TERMINAL_STATUSES
+    conn.execute(
+        "UPDATE jobs SET model = COALESCE(model, ?), prompt = COALESCE(prompt, ?), "
+        "submitted_at = COALESCE(submitted_at, ?), registered = 1, "
+        "next_poll_at = CASE WHEN ? OR registered = 1 THEN next_poll_at ELSE ? END WHERE id = ?",
+        (model, prompt, now, terminal, first_poll_at, job_id),
+    )
+    if not row["registered"]:
+        add_event(conn, job_id, now, "submit", "registered", None)
+    return False
+
+
+def due_polls(conn: sqlite3.Connection, now: float, limit: int) -> list[dict]:
+    rows = conn.execute(
+        "SELECT id, submitted_at, created_at, poll_attempts, upstream FROM jobs "
+        "WHERE next_poll_at IS NOT NULL AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?", (now, limit),
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def schedule_poll(conn: sqlite3.Connection, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
+    conn.execute(
+        "UPDATE jobs SET next_poll_at = CASE WHEN status IN ('completed','failed','cancelled','expired') "
+        "THEN NULL ELSE ? END, poll_attempts = poll_attempts + ? WHERE id = ?",
+        (next_at, 1 if attempted else 0, job_id),
+    )
+
+
+# -- the fetch queue ---------------------------------------------------------------------------
+
+
+def claim_downloads(conn: sqlite3.Connection, now: float, limit: int) -> list[dict]:
+    """Mark up to `limit` due outputs as downloading and return them with their job's upstream view."""
+    rows = conn.execute(
+        "SELECT o.job_id, o.idx, o.attempts, j.upstream FROM outputs o JOIN jobs j ON j.id = o.job_id "
+        "WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?", (now, limit),
+    ).fetchall()
+    for row in rows:
+        conn.execute(
+            "UPDATE outputs SET state = 'downloading', attempts = attempts + 1, updated_at = ? "
+            "WHERE job_id = ? AND idx = ?", (now, row["job_id"], row["idx"]),
+        )
+    return [dict(r) for r in rows]
+
+
+def finish_download(conn: sqlite3.Connection, job_id: str, index: int, *, path: str, size: int, sha256: str,
+                    now: float) -> None:
+    conn.execute(
+        "UPDATE outputs SET state = 'done', bytes = ?, sha256 = ?, path = ?, error = NULL, updated_at = ? "
+        "WHERE job_id = ? AND idx = ?", (size, sha256, path, now, job_id, index),
+    )
+    add_event(conn, job_id, now, "fetcher", "downloaded", None, f"output {index}: {size} bytes, sha256 {sha256}")
+
+
+def retry_download(conn: sqlite3.Connection, job_id: str, index: int, *, next_at: float, error: str,
+                   now: float) -> None:
+    conn.execute(
+        "UPDATE outputs SET state = 'pending', next_attempt_at = ?, error = ?, updated_at = ? "
+        "WHERE job_id = ? AND idx = ?", (next_at, error, now, job_id, index),
+    )
+
+
+def end_download(conn: sqlite3.Connection, job_id: str, index: int, *, state: str, error: str, now: float) -> None:
+    """A final failure: `gone` (404/409/410 upstream) or `failed` (auth, or attempts exhausted)."""
+    conn.execute(
+        "UPDATE outputs SET state = ?, error = ?, updated_at = ? WHERE job_id = ? AND idx = ?",
+        (state, error, now, job_id, index),
+    )
+    add_event(conn, job_id, now, "fetcher", f"download_{state}", None, f"output {index}: {error}")
+
+
+def requeue_interrupted(conn: sqlite3.Connection, now: float) -> int:
+    """After a crash or restart, downloads that were in flight start again."""
+    return conn.execute(
+        "UPDATE outputs SET state = 'pending', next_attempt_at = ?, updated_at = ? WHERE state = 'downloading'",
+        (now, now),
+    ).rowcount
+
+
+def queue_depth(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM outputs WHERE state IN ('pending', 'downloading')").fetchone()[0]
+
+
+def next_download_at(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT min(next_attempt_at) FROM outputs WHERE state = 'pending'").fetchone()
+    return row[0]
+
+
+# -- queries -----------------------------------------------------------------------------------
+
+JOB_COLUMNS = ("id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
+               "source, registered, error, cost, generation_id")
+
+
+def get_job(conn: sqlite3.Connection, job_id: str) -> dict | None:
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        return None
+    job = dict(row)
+    job["registered"] = bool(job["registered"])
+    job["outputs"] = [
+        dict(r) for r in conn.execute(
+            "SELECT idx AS \"index\", state, attempts, bytes, sha256, error, updated_at FROM outputs "
+            "WHERE job_id = ? ORDER BY idx", (job_id,),
+        )
+    ]
+    job["events"] = [
+        dict(r) for r in conn.execute(
+            "SELECT at, source, kind, status, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
+        )
+    ]
+    return job
+
+
+def output_path(conn: sqlite3.Connection, job_id: str, index: int) -> str | None:
+    row = conn.execute("SELECT path FROM outputs WHERE job_id = ? AND idx = ? AND state = 'done'",
+                       (job_id, index)).fetchone()
+    return row["path"] if row else None
+
+
+def encode_cursor(created_at: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, job_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    if not isinstance(created_at, (int, float)) or not isinstance(job_id, str):
+        raise ValueError("bad cursor")
+    return float(created_at), job_id
+
+
+def list_jobs(conn: sqlite3.Connection, *, status: str | None = None, model: str | None = None,
+              since: float | None = None, until: float | None = None, cursor: str | None = None,
+              limit: int = 50) -> tuple[list[dict], str | None]:
+    """Newest first, keyset pagination on (created_at, id)."""
+    where, params = [], []
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if model:
+        where.append("model = ?")
+        params.append(model)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(until)
+    if cursor:
+        created_at, job_id = decode_cursor(cursor)
+        where.append("(created_at, id) < (?, ?)")
+        params += [created_at, job_id]
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit + 1)
+    ).fetchall()
+    jobs = [dict(r) for r in rows[:limit]]
+    for job in jobs:
+        job["registered"] = bool(job["registered"])
+    next_cursor = encode_cursor(jobs[-1]["created_at"], jobs[-1]["id"]) if len(rows) > limit else None
+    return jobs, next_cursor

@@ -1,0 +1,174 @@
+"""The receiver's configuration: read from the environment in one place, secrets masked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from client import DEFAULT_BASE_URL
+
+
+class SettingsError(Exception):
+    """A missing or bad setting; the message names it and is shown as one line at start-up."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: Secret
+    webhook_secrets: tuple[Secret, ...]
+    base_url: str = DEFAULT_BASE_URL
+    data_dir: str = "./data"
+    api_token: Secret | None = None
+    public_url: str | None = None
+    webhook_tolerance: int = 300
+    max_body_bytes: int = 1024 * 1024
+    fallback_after: float = 300.0
+    fallback_max_age: float = 24 * 3600.0
+    poll_first_interval: float = 15.0
+    poll_max_interval: float = 120.0
+    download_concurrency: int = 2
+    download_max_attempts: int = 12
+    download_retry_initial: float = 2.0
+    download_retry_cap: float = 300.0
+    min_free_bytes: int = 256 * 1024 * 1024
+    log_format: str = "auto"
+    log_level: str = "info"
+    no_auth: bool = field(default=False)
+
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.data_dir, "receiver.db")
+
+    @property
+    def videos_dir(self) -> str:
+        return os.path.join(self.data_dir, "videos")
+
+    @property
+    def callback_url(self) -> str | None:
+        return f"{self.public_url.rstrip('/')}/webhooks/openrouter" if self.public_url else None
+
+    def secret_values(self) -> list[str]:
+        return [s.reveal() for s in self.webhook_secrets]
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `environ` (default os.environ); raise SettingsError naming the bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+
+        def text(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value and value.strip() else None
+
+        key = text("OPENROUTER_API_KEY")
+        if key is None and "api_key" not in overrides:
+            raise SettingsError("OPENROUTER_API_KEY is not set: the receiver needs it to poll and download videos")
+        values["api_key"] = Secret(key or "")
+        raw_secrets = text("OPENROUTER_WEBHOOK_SECRET")
+        if raw_secrets is None and "webhook_secrets" not in overrides:
+            raise SettingsError(
+                "OPENROUTER_WEBHOOK_SECRET is not set: set it to the signing secret from OpenRouter's workspace "
+                "settings (several, comma-separated, while rotating)"
+            )
+        if raw_secrets is not None:
+            parts = [p.strip() for p in raw_secrets.split(",")]
+            if not all(parts):
+                raise SettingsError("OPENROUTER_WEBHOOK_SECRET has an empty entry (check the commas)")
+            values["webhook_secrets"] = tuple(Secret(p) for p in parts)
+        if (base := text("OPENROUTER_BASE_URL")) is not None:
+            values["base_url"] = base
+        if (data_dir := text("RECEIVER_DATA_DIR")) is not None:
+            values["data_dir"] = data_dir
+        if (token := text("RECEIVER_API_TOKEN")) is not None:
+            if len(token) < 16:
+                raise SettingsError("RECEIVER_API_TOKEN is shorter than 16 characters; use a long random token")
+            values["api_token"] = Secret(token)
+        if (public := text("RECEIVER_PUBLIC_URL")) is not None:
+            values["public_url"] = public
+        for name, attr, kind in _NUMERIC:
+            raw = text(name)
+            if raw is None:
+                continue
+            try:
+                number = kind(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+            if number < 0 or (number == 0 and attr in _POSITIVE):
+                raise SettingsError(f"{name}={raw!r} must be {'> 0' if attr in _POSITIVE else '>= 0'}")
+            values[attr] = number
+        if (fmt := text("RECEIVER_LOG_FORMAT")) is not None:
+            values["log_format"] = fmt
+        if (level := text("RECEIVER_LOG_LEVEL")) is not None:
+            values["log_level"] = level
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"OPENROUTER_BASE_URL={self.base_url!r} is not an http(s) URL")
+        if self.public_url is not None:
+            public = urlsplit(self.public_url)
+            if public.scheme not in ("http", "https") or not public.hostname:
+                raise SettingsError(f"RECEIVER_PUBLIC_URL={self.public_url!r} is not an http(s) URL")
+        if self.log_format not in ("auto", "json", "console"):
+            raise SettingsError(f"RECEIVER_LOG_FORMAT={self.log_format!r}: use auto, json or console")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise SettingsError(f"RECEIVER_LOG_LEVEL={self.log_level!r}: use debug, info, warning or error")
+        if not self.webhook_secrets or not all(self.webhook_secrets):
+            raise SettingsError("OPENROUTER_WEBHOOK_SECRET is empty")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"Settings({shown})"
+
+
+_NUMERIC: tuple[tuple[str, str, type], ...] = (
+    ("RECEIVER_WEBHOOK_TOLERANCE", "webhook_tolerance", int),
+    ("RECEIVER_MAX_BODY_BYTES", "max_body_bytes", int),
+    ("RECEIVER_FALLBACK_AFTER", "fallback_after", float),
+    ("RECEIVER_FALLBACK_MAX_AGE", "fallback_max_age", float),
+    ("RECEIVER_POLL_FIRST_INTERVAL", "poll_first_interval", float),
+    ("RECEIVER_POLL_MAX_INTERVAL", "poll_max_interval", float),
+    ("RECEIVER_DOWNLOAD_CONCURRENCY", "download_concurrency", int),
+    ("RECEIVER_DOWNLOAD_MAX_ATTEMPTS", "download_max_attempts", int),
+    ("RECEIVER_DOWNLOAD_RETRY_INITIAL", "download_retry_initial", float),
+    ("RECEIVER_DOWNLOAD_RETRY_CAP", "download_retry_cap", float),
+    ("RECEIVER_MIN_FREE_BYTES", "min_free_bytes", int),
+)
+_POSITIVE = {"max_body_bytes", "download_concurrency", "download_max_attempts", "poll_first_interval",
+             "poll_max_interval", "webhook_tolerance"}
