@@ -50,7 +50,7 @@ from ._types import (
     VideoJob,
     VideoModel,
 )
-from ._validation import is_valid_job_id
+from ._validation import is_loopback_host, is_valid_job_id
 from ._webhooks import (
     DEFAULT_TOLERANCE,
     IDEMPOTENCY_HEADER,
@@ -111,6 +111,7 @@ __all__ = [
     "WebhookPayloadError",
     "WebhookVerificationError",
     "idempotency_key",
+    "is_loopback_host",
     "is_valid_job_id",
     "parse_event",
     "parse_retry_after",

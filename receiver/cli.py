@@ -1,0 +1,246 @@
+"""The receiver's commands for `openrouter-video`: serve, jobs, deliveries, reprocess, webhook test.
+
+They reach the `openrouter-video` group through the `openrouter_video.commands` entry points, so
+the client package never imports the receiver. Each is a thin wrapper over the Python API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as random_secrets
+import sys
+import time
+from datetime import datetime, timezone
+
+import click
+import httpx
+
+from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
+
+from . import records
+from ._db import connect, migrate
+from .settings import Settings, SettingsError
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _data_dir_option(fn):
+    return click.option("--data-dir", envvar="RECEIVER_DATA_DIR", default="./data", show_default=True,
+                        help="Directory of the SQLite database and the videos (env RECEIVER_DATA_DIR).")(fn)
+
+
+def _open_db(data_dir: str):
+    path = os.path.join(data_dir, "receiver.db")
+    if not os.path.exists(path):
+        raise click.UsageError(f"no receiver database at {path} (is --data-dir / RECEIVER_DATA_DIR right?)")
+    conn = connect(path)
+    migrate(conn)
+    return conn
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@_data_dir_option
+@click.option("--no-auth", is_flag=True, help="Serve the query API without a token (loopback binds only).")
+@click.option("--trusted-proxies", envvar="RECEIVER_TRUSTED_PROXIES", default="127.0.0.1,::1", show_default=True,
+              help="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are believed "
+                   "(env RECEIVER_TRUSTED_PROXIES); empty trusts none.")
+@click.option("--graceful-timeout", default=30, show_default=True, type=int,
+              help="Seconds in-flight deliveries get to finish on shutdown.")
+def serve(host: str, port: int, data_dir: str, no_auth: bool, trusted_proxies: str, graceful_timeout: int) -> None:
+    """Run the webhook receiver and query API.
+
+    \b
+    Example:
+      export OPENROUTER_API_KEY=sk-or-... OPENROUTER_WEBHOOK_SECRET=whsec-...
+      export RECEIVER_API_TOKEN=$(openssl rand -hex 24)
+      openrouter-video serve --port 8000 --data-dir /var/lib/openrouter-video
+    """
+    import uvicorn
+
+    from .app import create_app
+
+    settings = _settings(data_dir=data_dir, no_auth=no_auth or None)
+    if settings.api_token is None:
+        if not no_auth:
+            raise click.UsageError("RECEIVER_API_TOKEN is not set: the query API needs a token "
+                                   "(or bind to loopback with --no-auth for local use)")
+        if not is_loopback_host(host):
+            raise click.UsageError(f"--no-auth is only allowed on a loopback address, not {host}")
+    uvicorn.run(
+        create_app(settings), host=host, port=port, access_log=False, log_level="warning",
+        proxy_headers=bool(trusted_proxies.strip()), forwarded_allow_ips=trusted_proxies.strip() or None,
+        timeout_graceful_shutdown=graceful_timeout, server_header=False,
+    )
+
+
+@click.group()
+def jobs() -> None:
+    """Job records in the receiver's database."""
+
+
+@jobs.command("list")
+@_data_dir_option
+@click.option("--status", type=click.Choice(["pending", "in_progress", "completed", "failed", "cancelled",
+                                             "expired"]), help="Only jobs in this status.")
+@click.option("--model", help="Only jobs of this model.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def jobs_list(data_dir: str, status: str | None, model: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first.
+
+    \b
+    Example:
+      openrouter-video jobs list --status completed --model google/veo-3.1
+    """
+    conn = _open_db(data_dir)
+    rows, _cursor = records.list_jobs(conn, status=status, model=model, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no jobs")
+        return
+    click.echo(f"{'JOB':<44} {'STATUS':<12} {'MODEL':<28} {'CREATED (UTC)':<20} SOURCE")
+    for row in rows:
+        click.echo(f"{row['id']:<44} {row['status']:<12} {(row['model'] or '-'):<28} "
+                   f"{_when(row['created_at']):<20} {row['source']}")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@_data_dir_option
+def jobs_show(job_id: str, data_dir: str) -> None:
+    """Show one job: status, outputs (with file paths) and its event history, as JSON.
+
+    \b
+    Example:
+      openrouter-video jobs show gen-vid-1763700000-AbCdEfGhIjKlMnOpQrSt
+    """
+    record = records.get_job(_open_db(data_dir), job_id)
+    if record is None:
+        raise click.UsageError(f"no job {job_id!r} in {data_dir}")
+    paths = {o["index"]: records.output_path(_open_db(data_dir), job_id, o["index"]) for o in record["outputs"]}
+    for output in record["outputs"]:
+        output["path"] = paths[output["index"]]
+    click.echo(json.dumps(record, indent=2))
+
+
+@click.command()
+@_data_dir_option
+@click.option("--unprocessed", is_flag=True, help="Only deliveries that could not be applied.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def deliveries(data_dir: str, unprocessed: bool, limit: int, as_json: bool) -> None:
+    """List stored webhook deliveries, newest first.
+
+    \b
+    Example:
+      openrouter-video deliveries --unprocessed
+    """
+    rows = records.list_deliveries(_open_db(data_dir), unprocessed=unprocessed, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no deliveries")
+        return
+    for row in rows:
+        state = "processed" if row["processed"] else f"UNPROCESSED: {row['error']}"
+        click.echo(f"#{row['id']:<6} {_when(row['received_at'])}  {row['idempotency_key']:<50} {state}")
+
+
+@click.command()
+@click.argument("delivery_ids", nargs=-1, type=int)
+@_data_dir_option
+def reprocess(delivery_ids: tuple[int, ...], data_dir: str) -> None:
+    """Apply stored deliveries that were not processed (all of them, or the ids given).
+
+    \b
+    Example:
+      openrouter-video reprocess          # every unprocessed delivery
+      openrouter-video reprocess 17 18
+    """
+    conn = _open_db(data_dir)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        outcomes = records.reprocess_deliveries(conn, list(delivery_ids) or None)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    done = sum(o.processed for o in outcomes)
+    click.echo(f"reprocessed {len(outcomes)} deliveries: {done} applied, {len(outcomes) - done} still unprocessed")
+    for outcome in outcomes:
+        if not outcome.processed:
+            click.echo(f"  #{outcome.delivery_id}: {outcome.error}")
+
+
+@click.group()
+def webhook() -> None:
+    """Check a deployed receiver end to end."""
+
+
+@webhook.command("test")
+@click.argument("url")
+@click.option("--secret", envvar="OPENROUTER_WEBHOOK_SECRET", required=True,
+              help="Signing secret (env OPENROUTER_WEBHOOK_SECRET; the first of a comma-separated list).")
+@click.option("--insecure", is_flag=True, help="Do not verify the TLS certificate (self-signed test setups).")
+@click.option("--cacert", type=click.Path(exists=True, dir_okay=False), help="CA bundle to verify TLS with.")
+def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> None:
+    """Send a signed synthetic event, then a forged and a stale one, and report the answers.
+
+    The signed one must be accepted (2xx); the other two must be refused (401). Exit 0 only if so.
+
+    \b
+    Example:
+      openrouter-video webhook test https://hooks.example.com/webhooks/openrouter
+    """
+    signing_secret = secret.split(",")[0].strip()
+    if not signing_secret:
+        raise click.UsageError("the webhook secret is empty")
+    job_id = f"selftest-{int(time.time())}-{random_secrets.token_hex(6)}"
+    body = json.dumps({
+        "type": "video.generation.failed", "created_at": datetime.now(timezone.utc).isoformat(),
+        "data": {"id": job_id, "status": "failed", "generation_id": None, "model": "selftest/none",
+                 "error": "synthetic self-test event from `openrouter-video webhook test`"},
+    }, separators=(",", ":")).encode()
+    now = int(time.time())
+    cases = [
+        ("signed", sign(signing_secret, body, now), True),
+        ("bad signature", sign(signing_secret + "-wrong", body, now), False),
+        ("stale timestamp", sign(signing_secret, body, now - 3600), False),
+    ]
+    verify: bool | str = False if insecure else (cacert or True)
+    ok = True
+    with httpx.Client(verify=verify, timeout=15.0, follow_redirects=False) as http:
+        for name, signature, should_accept in cases:
+            headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature,
+                       IDEMPOTENCY_HEADER: f"{job_id}-failed"}
+            try:
+                response = http.post(url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                click.echo(f"{name:<16} no answer: {exc}", err=True)
+                sys.exit(3)
+            accepted = 200 <= response.status_code < 300
+            good = accepted == should_accept
+            ok &= good
+            verdict = "ok" if good else ("NOT REFUSED" if accepted else "NOT ACCEPTED")
+            click.echo(f"{name:<16} -> {response.status_code} {verdict}  {response.text[:120]}")
+    if not ok:
+        click.echo("the receiver did not behave as required; check its secret and clock", err=True)
+        sys.exit(3)
+    click.echo(f"receiver at {url} verified signatures correctly (test job {job_id})")

@@ -1,0 +1,179 @@
+"""Helpers for receiver tests: a receiver over real HTTP (in a thread or a subprocess), signed events."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from support import RunningSimulator, UvicornThread
+
+from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+from receiver import records
+from receiver._db import connect
+from receiver.app import create_app
+from receiver.settings import Secret, Settings
+
+API_TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def receiver_settings(data_dir: str, sim: RunningSimulator, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "api_key": Secret(sim.api_key),
+        "webhook_secrets": (Secret(sim.secret or "whsec-test-secret"),),
+        "base_url": sim.api_base,
+        "data_dir": data_dir,
+        "api_token": Secret(API_TOKEN),
+        "fallback_after": 60.0,
+        "poll_first_interval": 0.2,
+        "poll_max_interval": 0.5,
+        "download_retry_initial": 0.1,
+        "download_retry_cap": 0.5,
+        "min_free_bytes": 1,
+        "log_format": "json",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@dataclass
+class RunningReceiver:
+    url: str
+    settings: Settings
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}/webhooks/openrouter"
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", headers=AUTH, timeout=10, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", headers=AUTH, timeout=10, **kwargs)
+
+    def job(self, job_id: str) -> dict | None:
+        response = self.get(f"/jobs/{job_id}")
+        return response.json() if response.status_code == 200 else None
+
+    def wait_job(self, job_id: str, predicate: Callable[[dict], bool], timeout: float = 15.0) -> dict:
+        return wait_until(lambda: (lambda j: j if j and predicate(j) else None)(self.job(job_id)), timeout,
+                          what=f"job {job_id}")
+
+    def wait_downloaded(self, job_id: str, timeout: float = 20.0) -> dict:
+        return self.wait_job(job_id, lambda j: bool(j["outputs"]) and all(o["state"] == "done" for o in j["outputs"]),
+                             timeout)
+
+    def db(self):
+        return connect(self.settings.db_path)
+
+    def delivery_count(self) -> int:
+        with contextlib.closing(self.db()) as conn:
+            return conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+
+    def deliveries(self) -> list[dict]:
+        with contextlib.closing(self.db()) as conn:
+            return records.list_deliveries(conn, limit=100000)
+
+
+@contextlib.contextmanager
+def running_receiver(settings: Settings) -> Iterator[RunningReceiver]:
+    with UvicornThread(create_app(settings)) as server:
+        yield RunningReceiver(url=server.url, settings=settings)
+
+
+def signed_event(secret: str, data: dict[str, Any], *, status: str | None = None, timestamp: int | None = None,
+                 key: str | None = None) -> tuple[bytes, dict[str, str]]:
+    status = status or data["status"]
+    body = json.dumps({"type": f"video.generation.{status}", "created_at": "2026-11-21T10:00:00.000Z",
+                       "data": {**data, "status": status}}, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body, timestamp),
+               IDEMPOTENCY_HEADER: key or f"{data['id']}-{status}"}
+    return body, headers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ReceiverProcess:
+    """`openrouter-video serve` in a subprocess, so a test can SIGKILL it."""
+
+    def __init__(self, settings: Settings, port: int | None = None, log_path: str | None = None) -> None:
+        self.settings = settings
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or os.path.join(settings.data_dir, f"receiver-{self.port}.log")
+        self.process: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "RECEIVER_"))}
+        env.update({
+            "OPENROUTER_API_KEY": s.api_key.reveal(), "OPENROUTER_BASE_URL": s.base_url,
+            "OPENROUTER_WEBHOOK_SECRET": ",".join(s.secret_values()), "RECEIVER_DATA_DIR": s.data_dir,
+            "RECEIVER_API_TOKEN": s.api_token.reveal() if s.api_token else "",
+            "RECEIVER_FALLBACK_AFTER": str(s.fallback_after),
+            "RECEIVER_POLL_FIRST_INTERVAL": str(s.poll_first_interval),
+            "RECEIVER_POLL_MAX_INTERVAL": str(s.poll_max_interval),
+            "RECEIVER_DOWNLOAD_CONCURRENCY": str(s.download_concurrency),
+            "RECEIVER_DOWNLOAD_RETRY_INITIAL": str(s.download_retry_initial),
+            "RECEIVER_DOWNLOAD_RETRY_CAP": str(s.download_retry_cap),
+            "RECEIVER_MIN_FREE_BYTES": str(s.min_free_bytes), "RECEIVER_LOG_FORMAT": "json",
+        })
+        return env
+
+    def start(self) -> ReceiverProcess:
+        os.makedirs(self.settings.data_dir, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "client._cli", "serve", "--port", str(self.port)],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+        def up() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"receiver exited: {open(self.log_path).read()[-2000:]}")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=20, what="receiver process to start")
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
