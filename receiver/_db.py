@@ -18,6 +18,7 @@ MIGRATIONS: tuple[str, ...] = (
         status TEXT,
         received_at REAL NOT NULL,
         signed_at INTEGER,
+        remote_addr TEXT,
         headers TEXT NOT NULL,
         body BLOB NOT NULL,
         processed INTEGER NOT NULL DEFAULT 0,

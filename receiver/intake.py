@@ -71,7 +71,8 @@ async def receive_webhook(request: Request) -> Response:
     except WebhookVerificationError as exc:
         metrics.inc("receiver_deliveries_total", outcome="rejected")
         metrics.inc("receiver_verification_failures_total", reason=exc.reason)
-        log.warning("webhook.delivery", outcome="rejected", reason=exc.reason, body_bytes=len(body))
+        log.warning("webhook.delivery", outcome="rejected", reason=exc.reason, body_bytes=len(body),
+                    client=request.client.host if request.client else None)
         return _error(401, exc.message, reason=exc.reason)
     try:
         event, payload_error = parse_event(body), None
@@ -84,9 +85,10 @@ async def receive_webhook(request: Request) -> Response:
         headers={h: request.headers[h] for h in _KEPT_HEADERS if h in request.headers},
         received_at=time.time(),
         signed_at=signed_at,
+        remote_addr=request.client.host if request.client else None,
     )
     log_fields = {"idempotency_key": delivery.idempotency_key, "job_id": event.job_id if event else None,
-                  "status": event.status if event else None}
+                  "status": event.status if event else None, "client": delivery.remote_addr}
     try:
         outcome = await s.store.record_delivery(delivery, event, payload_error)
     except StoreUnavailable as exc:

@@ -31,6 +31,7 @@ class Delivery:
     headers: dict[str, str]
     received_at: float
     signed_at: int | None
+    remote_addr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,10 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery, event: Webhook
     job_id = event.job_id if event else None
     cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, job_id, event_type, status, received_at, signed_at, "
-        "headers, body, processed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        "remote_addr, headers, body, processed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
         (delivery.idempotency_key, job_id, event.type if event else None, event.status if event else None,
-         delivery.received_at, delivery.signed_at, json.dumps(delivery.headers), delivery.body, payload_error),
+         delivery.received_at, delivery.signed_at, delivery.remote_addr, json.dumps(delivery.headers),
+         delivery.body, payload_error),
     )
     if cursor.rowcount == 0:
         return DeliveryOutcome(duplicate=True, delivery_id=None, processed=True)
@@ -172,7 +174,8 @@ def reprocess_deliveries(conn: sqlite3.Connection, delivery_ids: list[int] | Non
 def list_deliveries(conn: sqlite3.Connection, *, unprocessed: bool = False, limit: int = 100) -> list[dict]:
     where = "WHERE processed = 0" if unprocessed else ""
     rows = conn.execute(
-        f"SELECT id, idempotency_key, job_id, event_type, status, received_at, processed, error, length(body) AS "
+        f"SELECT id, idempotency_key, job_id, event_type, status, received_at, remote_addr, processed, error, "
+        f"length(body) AS "
         f"body_bytes FROM deliveries {where} ORDER BY id DESC LIMIT ?", (limit,),
     ).fetchall()
     return [dict(r) for r in rows]
