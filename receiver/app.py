@@ -22,7 +22,7 @@ from . import api
 from .content import LocalContentStore
 from .fallback import FallbackPoller
 from .fetcher import Fetcher
-from .intake import receive_webhook
+from .intake import WebhookFastPath
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .middleware import BearerAuthMiddleware, RequestContextMiddleware
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.info("receiver.stopped")
 
     routes = [
-        Route(WEBHOOK_PATH, receive_webhook, methods=["POST"]),
+        Route(WEBHOOK_PATH, _method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/jobs", api.list_jobs, methods=["GET"]),
         Route("/jobs", api.register_job, methods=["POST"]),
         Route("/jobs/{job_id:path}/content", api.get_content, methods=["GET", "HEAD"]),
@@ -74,11 +74,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     token = settings.api_token.reveal() if settings.api_token else None
     middleware = [
+        Middleware(WebhookFastPath, path=WEBHOOK_PATH),  # the hot path skips the rest of the stack
         Middleware(RequestContextMiddleware),
         Middleware(BearerAuthMiddleware, token=token, protected=PROTECTED_PREFIXES),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                      exception_handlers={HTTPException: _http_error, Exception: _server_error})
+
+
+async def _method_not_allowed(request: Request) -> JSONResponse:
+    return JSONResponse({"error": {"code": 405, "message": f"use POST for {WEBHOOK_PATH}"}}, status_code=405,
+                        headers={"Allow": "POST"})
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -1,114 +1,167 @@
 """`POST /webhooks/openrouter`: verify, deduplicate, commit durably, apply, then answer.
 
-Order matters: the body is read under a hard cap; the signature and timestamp are checked before
-anything touches the database (a forged flood costs one HMAC each); the delivery is committed to
-SQLite before any 2xx; a store that cannot commit answers 503 so OpenRouter redelivers.
+Order matters: the body is read under a hard cap counted on the bytes received; the signature and
+timestamp are checked before anything touches the database (a forged flood costs one HMAC each);
+the delivery is committed to SQLite before any 2xx; a store that cannot commit answers 503 so
+OpenRouter redelivers.
+
+This is the receiver's hot path, so it is a pure ASGI endpoint: one pass over the headers,
+precomputed answers, no per-request framework objects. Everything else goes through Starlette.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import os
 import time
 
 import structlog
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from client import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     WebhookPayloadError,
     WebhookVerificationError,
-    idempotency_key,
     parse_event,
     verify_signature,
 )
 
 from .records import Delivery
-from .state import state_of
+from .state import ReceiverState
 from .store import StoreUnavailable
 
 log = structlog.get_logger("receiver.intake")
 
-_KEPT_HEADERS = ("content-type", "user-agent", IDEMPOTENCY_HEADER.lower(), SIGNATURE_HEADER.lower())
+_SIGNATURE = SIGNATURE_HEADER.lower().encode()
+_IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode()
+_KEPT = {b"content-type": "content-type", b"user-agent": "user-agent", _IDEMPOTENCY: IDEMPOTENCY_HEADER.lower(),
+         _SIGNATURE: SIGNATURE_HEADER.lower()}
+_JSON = [(b"content-type", b"application/json")]
+# Request ids: a random per-process prefix and a counter; os.urandom per request is measurably slow.
+_ids = itertools.count(1)
+_ID_PREFIX = os.urandom(4).hex()
 
 
-class BodyTooLarge(Exception):
-    pass
+def _answer(status: int, payload: dict) -> tuple[int, bytes]:
+    return status, json.dumps(payload, separators=(",", ":")).encode()
 
 
-async def read_capped(request: Request, cap: int) -> bytes:
-    """The raw body, counted on the bytes actually received (Content-Length can lie or be absent)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise BodyTooLarge
+ACCEPTED = _answer(200, {"received": True, "outcome": "accepted"})
+DUPLICATE = _answer(200, {"received": True, "outcome": "duplicate"})
+UNPROCESSED = _answer(200, {"received": True, "outcome": "unprocessed"})
+UNAVAILABLE = _answer(503, {"error": {"code": 503, "message": "the delivery could not be stored; please retry"}})
+
+
+async def _respond(send: Send, answer: tuple[int, bytes], request_id: str) -> None:
+    status, body = answer
+    await send({"type": "http.response.start", "status": status, "headers": [
+        *_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_capped(receive: Receive, cap: int) -> bytes | None:
+    """The raw body, or None once more than `cap` bytes arrived (Content-Length can lie or be absent)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
-            raise BodyTooLarge
+            return None
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _error(status: int, message: str, **extra: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": status, "message": message, **extra}}, status_code=status)
-
-
-async def receive_webhook(request: Request) -> Response:
+async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     started = time.perf_counter()
-    s = state_of(request)
+    s: ReceiverState = scope["state"]["receiver"]
     settings, metrics = s.settings, s.metrics
-    try:
-        body = await read_capped(request, settings.max_body_bytes)
-    except BodyTooLarge:
+    request_id = f"{_ID_PREFIX}{next(_ids):x}"
+    client = scope["client"][0] if scope.get("client") else None
+    signature = key = None
+    declared = -1
+    kept: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name == _SIGNATURE:
+            signature = value.decode("latin-1")
+        elif name == _IDEMPOTENCY:
+            key = value.decode("latin-1").strip()
+        elif name == b"content-length" and value.isdigit():
+            declared = int(value)
+        if name in _KEPT:
+            kept[_KEPT[name]] = value.decode("latin-1")
+
+    body = None if declared > settings.max_body_bytes else await _read_capped(receive, settings.max_body_bytes)
+    if body is None:
         metrics.inc("receiver_deliveries_total", outcome="too_large")
-        log.warning("webhook.delivery", outcome="too_large", limit=settings.max_body_bytes)
-        return _error(413, f"body larger than {settings.max_body_bytes} bytes")
+        log.warning("webhook.delivery", outcome="too_large", limit=settings.max_body_bytes, client=client,
+                    request_id=request_id)
+        await _respond(send, _answer(413, {"error": {"code": 413, "message":
+                                                      f"body larger than {settings.max_body_bytes} bytes"}}),
+                       request_id)
+        return
     try:
-        signed_at = verify_signature(s.secrets, body, request.headers, tolerance=settings.webhook_tolerance)
+        signed_at = verify_signature(s.secrets, body, {SIGNATURE_HEADER: signature} if signature else {},
+                                     tolerance=settings.webhook_tolerance)
     except WebhookVerificationError as exc:
         metrics.inc("receiver_deliveries_total", outcome="rejected")
         metrics.inc("receiver_verification_failures_total", reason=exc.reason)
-        log.warning("webhook.delivery", outcome="rejected", reason=exc.reason, body_bytes=len(body),
-                    client=request.client.host if request.client else None)
-        return _error(401, exc.message, reason=exc.reason)
+        log.warning("webhook.delivery", outcome="rejected", reason=exc.reason, body_bytes=len(body), client=client,
+                    request_id=request_id)
+        await _respond(send, _answer(401, {"error": {"code": 401, "message": exc.message, "reason": exc.reason}}),
+                       request_id)
+        return
     try:
         event, payload_error = parse_event(body), None
     except WebhookPayloadError as exc:
         event, payload_error = None, exc.message
-    key = idempotency_key(request.headers, event) or f"sha256-{hashlib.sha256(body).hexdigest()}"
-    delivery = Delivery(
-        idempotency_key=key[:200],
-        body=body,
-        headers={h: request.headers[h] for h in _KEPT_HEADERS if h in request.headers},
-        received_at=time.time(),
-        signed_at=signed_at,
-        remote_addr=request.client.host if request.client else None,
-    )
-    log_fields = {"idempotency_key": delivery.idempotency_key, "job_id": event.job_id if event else None,
-                  "status": event.status if event else None, "client": delivery.remote_addr}
+    if not key:
+        key = f"{event.job_id}-{event.status}" if event else f"sha256-{hashlib.sha256(body).hexdigest()}"
+    delivery = Delivery(idempotency_key=key[:200], body=body, headers=kept, received_at=time.time(),
+                        signed_at=signed_at, remote_addr=client)
+    fields = {"idempotency_key": delivery.idempotency_key, "job_id": event.job_id if event else None,
+              "status": event.status if event else None, "client": client, "request_id": request_id}
     try:
         outcome = await s.store.record_delivery(delivery, event, payload_error)
     except StoreUnavailable as exc:
         metrics.inc("receiver_deliveries_total", outcome="store_unavailable")
-        log.error("webhook.delivery", outcome="store_unavailable", error=str(exc), **log_fields)
-        return _error(503, "the delivery could not be stored; please retry")
-    if outcome.duplicate:
-        result = "duplicate"
-    elif not outcome.processed:
-        result = "unprocessed"
-    else:
-        result = "accepted"
-    metrics.inc("receiver_deliveries_total", outcome=result)
+        log.error("webhook.delivery", outcome="store_unavailable", error=str(exc), **fields)
+        await _respond(send, UNAVAILABLE, request_id)
+        return
     if outcome.outputs_queued:
         s.fetcher.wake()
     duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    if outcome.duplicate:
+        answer, result = DUPLICATE, "duplicate"
+    elif not outcome.processed:
+        answer, result = UNPROCESSED, "unprocessed"
+    else:
+        answer, result = ACCEPTED, "accepted"
+    metrics.inc("receiver_deliveries_total", outcome=result)
     if result == "unprocessed":
         log.error("webhook.delivery", outcome=result, error=outcome.error, delivery_id=outcome.delivery_id,
-                  duration_ms=duration_ms, **log_fields)
+                  duration_ms=duration_ms, **fields)
     else:
-        log.info("webhook.delivery", outcome=result, decision=outcome.decision, duration_ms=duration_ms,
-                 **log_fields)
-    return JSONResponse({"received": True, "outcome": result})
+        log.info("webhook.delivery", outcome=result, decision=outcome.decision, duration_ms=duration_ms, **fields)
+    await _respond(send, answer, request_id)
+
+
+class WebhookFastPath:
+    """Pure ASGI middleware: webhook POSTs go straight to `receive_webhook`, the rest to Starlette."""
+
+    def __init__(self, app, *, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
+            await receive_webhook(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -14,8 +14,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from client import COMPLETED, TERMINAL_STATUSES, VideoJob, WebhookEvent, is_valid_job_id, parse_event
-from client import WebhookPayloadError
+from client import (
+    COMPLETED,
+    TERMINAL_STATUSES,
+    VideoJob,
+    WebhookEvent,
+    WebhookPayloadError,
+    is_valid_job_id,
+    parse_event,
+)
 
 from .states import Decision, decide
 
@@ -121,24 +128,34 @@ def add_event(conn: sqlite3.Connection, job_id: str, at: float, source: str, kin
 def record_delivery(conn: sqlite3.Connection, delivery: Delivery, event: WebhookEvent | None,
                     payload_error: str | None) -> DeliveryOutcome:
     """Store a verified delivery once per idempotency key, then apply its event."""
-    job_id = event.job_id if event else None
+    error = payload_error if event is None else _unusable(event)
     cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, job_id, event_type, status, received_at, signed_at, "
-        "remote_addr, headers, body, processed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-        (delivery.idempotency_key, job_id, event.type if event else None, event.status if event else None,
-         delivery.received_at, delivery.signed_at, delivery.remote_addr, json.dumps(delivery.headers),
-         delivery.body, payload_error),
+        "remote_addr, headers, body, processed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (delivery.idempotency_key, event.job_id if event else None, event.type if event else None,
+         event.status if event else None, delivery.received_at, delivery.signed_at, delivery.remote_addr,
+         json.dumps(delivery.headers), delivery.body, error is None, error),
     )
     if cursor.rowcount == 0:
         return DeliveryOutcome(duplicate=True, delivery_id=None, processed=True)
-    delivery_id = cursor.lastrowid
-    return _process(conn, delivery_id, event, payload_error, delivery.received_at)
+    if error is not None:
+        return DeliveryOutcome(duplicate=False, delivery_id=cursor.lastrowid, processed=False, error=error)
+    result = apply_job_update(conn, event.job, source="webhook", now=delivery.received_at,
+                              delivery_id=cursor.lastrowid)
+    return DeliveryOutcome(duplicate=False, delivery_id=cursor.lastrowid, processed=True, decision=result.decision,
+                           outputs_queued=result.outputs_queued)
+
+
+def _unusable(event: WebhookEvent) -> str | None:
+    if not is_valid_job_id(event.job_id):
+        return f"job id {event.job_id[:80]!r} is not a valid job id"
+    return None
 
 
 def _process(conn: sqlite3.Connection, delivery_id: int, event: WebhookEvent | None, error: str | None,
              now: float) -> DeliveryOutcome:
-    if event is not None and not is_valid_job_id(event.job_id):
-        error = f"job id {event.job_id[:80]!r} is not a valid job id"
+    if event is not None and error is None:
+        error = _unusable(event)
     if event is None or error is not None:
         conn.execute("UPDATE deliveries SET processed = 0, error = ? WHERE id = ?", (error, delivery_id))
         return DeliveryOutcome(duplicate=False, delivery_id=delivery_id, processed=False, error=error)
