@@ -121,8 +121,10 @@ def free_port() -> int:
 class ReceiverProcess:
     """`openrouter-video serve` in a subprocess, so a test can SIGKILL it."""
 
-    def __init__(self, settings: Settings, port: int | None = None, log_path: str | None = None) -> None:
+    def __init__(self, settings: Settings, port: int | None = None, log_path: str | None = None,
+                 extra_args: tuple[str, ...] | list[str] = ()) -> None:
         self.settings = settings
+        self.extra_args = list(extra_args)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or os.path.join(settings.data_dir, f"receiver-{self.port}.log")
@@ -149,7 +151,7 @@ class ReceiverProcess:
         os.makedirs(self.settings.data_dir, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "client._cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "client._cli", "serve", "--port", str(self.port), *self.extra_args],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
