@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -11,9 +13,9 @@ from typing import Any
 import httpx
 
 from ._base import (
-    CHUNK_SIZE,
     MAX_REDIRECTS,
     BaseClient,
+    Batcher,
     DownloadSink,
     DownloadSource,
     ProgressCallback,
@@ -140,7 +142,10 @@ class OpenRouterVideo(BaseClient):
                                   idempotent=False)
             return self.parse_job(response)
         except OpenRouterVideoError as exc:
-            raise submit_failure(exc) from exc.__cause__
+            failure = submit_failure(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
 
     def get(self, job: JobRef) -> VideoJob:
         """The job's current state (`GET /videos/{id}`, or its `polling_url` on the API origin)."""
@@ -210,11 +215,28 @@ class OpenRouterVideo(BaseClient):
                 lambda: self.build_request(self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT),
                 stream=True, keyed=source.keyed, job_id=job_id,
             )
-            sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"),
-                                progress)
+            sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"))
+            batcher = Batcher()
+            writing: concurrent.futures.Future[None] | None = None
             try:
-                for chunk in response.iter_bytes(CHUNK_SIZE):
-                    sink.write(chunk)
+                # Double buffering: one batch is written and hashed in the worker thread while the
+                # next one is received. At most two batches are in memory.
+                with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="download-writer") as worker:
+                    for chunk in response.iter_bytes():
+                        batch = batcher.add(chunk)
+                        if batch is not None:
+                            if writing is not None:
+                                writing.result()
+                                if progress:
+                                    progress(sink.written, sink.expected)
+                            writing = worker.submit(sink.write_batch, batch)
+                    if writing is not None:
+                        writing.result()
+                        if progress:
+                            progress(sink.written, sink.expected)
+                    sink.write_batch(batcher.take())
+                if progress:
+                    progress(sink.written, sink.expected)
                 return sink.commit()
             except httpx.HTTPError as exc:
                 sink.abort()
@@ -306,7 +328,10 @@ class AsyncOpenRouterVideo(BaseClient):
                                         idempotent=False)
             return self.parse_job(response)
         except OpenRouterVideoError as exc:
-            raise submit_failure(exc) from exc.__cause__
+            failure = submit_failure(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
 
     async def get(self, job: JobRef) -> VideoJob:
         job_id = _job_id(job)
@@ -362,14 +387,30 @@ class AsyncOpenRouterVideo(BaseClient):
                 lambda: self.build_request(self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT),
                 stream=True, keyed=source.keyed, job_id=job_id,
             )
-            sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"),
-                                progress)
+            sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"))
+            batcher = Batcher()
+            writing: asyncio.Future[None] | None = None
             try:
-                async for chunk in response.aiter_bytes(CHUNK_SIZE):
-                    sink.write(chunk)
-                # fsync of a large file can take a while: keep the event loop free.
+                # Disk writes, hashing and the final fsync run in a thread: the event loop (and the
+                # webhook endpoint beside it) never waits on the disk. Double-buffered as in the sync client.
+                async for chunk in response.aiter_bytes():
+                    batch = batcher.add(chunk)
+                    if batch is not None:
+                        if writing is not None:
+                            await writing
+                            if progress:
+                                progress(sink.written, sink.expected)
+                        writing = asyncio.ensure_future(asyncio.to_thread(sink.write_batch, batch))
+                if writing is not None:
+                    await writing
+                    if progress:
+                        progress(sink.written, sink.expected)
+                await asyncio.to_thread(sink.write_batch, batcher.take())
+                if progress:
+                    progress(sink.written, sink.expected)
                 return await asyncio.to_thread(sink.commit)
             except httpx.HTTPError as exc:
+                await _settle(writing)
                 sink.abort()
                 error = translate_transport_error(exc, job_id=job_id)
                 delay = self.retry.plan(attempt, error, idempotent=True)
@@ -378,7 +419,15 @@ class AsyncOpenRouterVideo(BaseClient):
                 await asyncio.sleep(delay)
                 attempt += 1
             except BaseException:
+                await _settle(writing)
                 sink.abort()
                 raise
             finally:
                 await response.aclose()
+
+
+async def _settle(writing: asyncio.Future[None] | None) -> None:
+    """Let an in-flight write finish before the file is closed and removed."""
+    if writing is not None and not writing.done():
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(writing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,10 @@ def _opt_int(value: Any) -> int | None:
     return None
 
 
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -60,7 +65,7 @@ class Usage:
             return None
         cost = data.get("cost")
         return cls(
-            cost=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+            cost=float(cost) if _finite_number(cost) else None,
             is_byok=_opt_bool(data.get("is_byok")),
         )
 

@@ -93,8 +93,8 @@ def parse_event(body: bytes | str) -> WebhookEvent:
     """Parse a (verified) webhook body into a `WebhookEvent`, or raise `WebhookPayloadError`."""
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WebhookPayloadError(f"webhook body is not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise WebhookPayloadError(f"webhook body is not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(payload, dict):
         raise WebhookPayloadError("webhook body is not a JSON object")
     event_type, data = payload.get("type"), payload.get("data")
@@ -107,7 +107,7 @@ def parse_event(body: bytes | str) -> WebhookEvent:
         data = {**data, "status": event_type[len(EVENT_PREFIX) :]}
     try:
         job = VideoJob.from_api(data)
-    except ValueError as exc:
+    except (ValueError, OverflowError, TypeError) as exc:
         raise WebhookPayloadError(f"webhook event data is not a job: {exc}") from None
     created_at = payload.get("created_at")
     return WebhookEvent(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets as random_secrets
+import ssl
 import sys
 import time
 from datetime import datetime, timezone
@@ -224,7 +225,7 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
         ("bad signature", sign(signing_secret + "-wrong", body, now), False),
         ("stale timestamp", sign(signing_secret, body, now - 3600), False),
     ]
-    verify: bool | str = False if insecure else (cacert or True)
+    verify: bool | ssl.SSLContext = False if insecure else ssl.create_default_context(cafile=cacert)
     ok = True
     with httpx.Client(verify=verify, timeout=15.0, follow_redirects=False) as http:
         for name, signature, should_accept in cases:

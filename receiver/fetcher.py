@@ -34,6 +34,9 @@ log = structlog.get_logger("receiver.fetcher")
 _GONE = (OutputGoneError, NotFoundError)
 _FORBIDDEN = (AuthenticationError, PermissionDeniedError)
 _IDLE_RECHECK = 5.0
+# What 409 means on the content endpoint is undocumented; it may be "not ready yet". A paid output
+# is only given up as gone after a few 409s, while 404 and 410 are taken at their word.
+_CONFLICT_RETRIES = 3
 
 
 class Fetcher:
@@ -111,7 +114,10 @@ class Fetcher:
             except asyncio.CancelledError:
                 raise  # shutdown: the row stays `downloading` and is resumed at the next start
             except _GONE as exc:
-                await self._end(job_id, index, "gone", exc, attempts)
+                if exc.status_code == 409 and attempts < _CONFLICT_RETRIES:
+                    await self._retry_or_fail(job_id, index, attempts, exc)
+                else:
+                    await self._end(job_id, index, "gone", exc, attempts)
             except _FORBIDDEN as exc:
                 log.error("download.forbidden", error=str(exc), hint="check OPENROUTER_API_KEY", attempts=attempts)
                 await self._end(job_id, index, "failed", exc, attempts)

@@ -12,9 +12,8 @@ precomputed answers, no per-request framework objects. Everything else goes thro
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import os
+import re
 import time
 
 import structlog
@@ -29,6 +28,7 @@ from client import (
     verify_signature,
 )
 
+from .middleware import new_request_id
 from .records import Delivery
 from .state import ReceiverState
 from .store import StoreUnavailable
@@ -40,9 +40,7 @@ _IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode()
 _KEPT = {b"content-type": "content-type", b"user-agent": "user-agent", _IDEMPOTENCY: IDEMPOTENCY_HEADER.lower(),
          _SIGNATURE: SIGNATURE_HEADER.lower()}
 _JSON = [(b"content-type", b"application/json")]
-# Request ids: a random per-process prefix and a counter; os.urandom per request is measurably slow.
-_ids = itertools.count(1)
-_ID_PREFIX = os.urandom(4).hex()
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 
 def _answer(status: int, payload: dict) -> tuple[int, bytes]:
@@ -83,7 +81,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     started = time.perf_counter()
     s: ReceiverState = scope["state"]["receiver"]
     settings, metrics = s.settings, s.metrics
-    request_id = f"{_ID_PREFIX}{next(_ids):x}"
+    request_id = ""
     client = scope["client"][0] if scope.get("client") else None
     signature = key = None
     declared = -1
@@ -95,9 +93,12 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             key = value.decode("latin-1").strip()
         elif name == b"content-length" and value.isdigit():
             declared = int(value)
+        elif name == b"x-request-id" and _REQUEST_ID.match(value):
+            request_id = value.decode("ascii")  # the proxy's id, so its log and ours line up
         if name in _KEPT:
             kept[_KEPT[name]] = value.decode("latin-1")
 
+    request_id = request_id or new_request_id()
     body = None if declared > settings.max_body_bytes else await _read_capped(receive, settings.max_body_bytes)
     if body is None:
         metrics.inc("receiver_deliveries_total", outcome="too_large")

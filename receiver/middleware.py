@@ -17,6 +17,10 @@ _ids = itertools.count(1)
 _ID_PREFIX = os.urandom(4).hex()
 
 
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):x}"
+
+
 class RequestContextMiddleware:
     """Binds a request id (the caller's X-Request-ID when sane, else a new one) to every log line."""
 
@@ -28,7 +32,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
-        request_id = given if _REQUEST_ID.match(given) else f"{_ID_PREFIX}{next(_ids):x}"
+        request_id = given if _REQUEST_ID.match(given) else new_request_id()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
