@@ -280,6 +280,14 @@ def check_capabilities(body: Mapping[str, Any], model: VideoModel) -> None:
         for frame in frames:
             if frame["frame_type"] not in model.supported_frame_images:
                 raise _not_allowed("frame_images.frame_type", frame["frame_type"], model, model.supported_frame_images)
+    factor = body.get("upscale_factor")
+    if factor is not None and model.upscale_factor is not None:
+        low, high = model.upscale_factor.get("min"), model.upscale_factor.get("max")
+        if (low is not None and factor < low) or (high is not None and factor > high):
+            raise ValidationError("upscale_factor", factor,
+                                  f"upscale_factor {factor} is outside {low}..{high} for {model.id}", allowed=(low, high))
+    if "creativity" in body and model.creativity is not None and body["creativity"] not in model.creativity:
+        raise _not_allowed("creativity", body["creativity"], model, model.creativity)
     if body.get("generate_audio") is True and model.generate_audio is False:
         raise ValidationError("generate_audio", True, f"{model.id} cannot generate audio", allowed=(False,))
     if "seed" in body and model.seed is False:

@@ -124,7 +124,7 @@ class Settings:
             try:
                 number = kind(raw)
             except ValueError:
-                raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+                raise SettingsError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
             if number < 0 or (number == 0 and attr in _POSITIVE):
                 raise SettingsError(f"{name}={raw!r} must be {'> 0' if attr in _POSITIVE else '>= 0'}")
             values[attr] = number

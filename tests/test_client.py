@@ -793,3 +793,14 @@ def test_async_errors_match_sync(simulator: RunningSimulator) -> None:
 
     asyncio.run(scenario())
     assert counts(simulator)["submits"] == 3
+
+
+def test_upscaler_factor_and_creativity_are_checked_before_submit(simulator: RunningSimulator) -> None:
+    from client import ValidationError
+
+    with api(simulator) as client:
+        for fields, field in (({"upscale_factor": 9.0}, "upscale_factor"), ({"creativity": 7}, "creativity")):
+            with pytest.raises(ValidationError) as info:
+                client.submit("sharpen", model="black-forest-labs/flux-video-upscale", **fields)
+            assert info.value.field == field
+    assert simulator.state.counts()["submits"] == 0
