@@ -26,8 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check client receiver tests
 	$(BIN)/ruff format --check client receiver tests
 
+# Benchmarks (tests/bench): one table of figures vs targets. BENCH_ARGS='--only 1,3 --quick' for a subset.
+# wrk is apt-installed by the runner when missing (as root); stripe/standardwebhooks are pip-installed for #3.
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis demo-data

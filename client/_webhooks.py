@@ -8,6 +8,8 @@ secrets, the raw body, the headers and the clock; every way it can fail raises o
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import json
 import time
@@ -141,8 +143,18 @@ def idempotency_key(headers: Mapping[str, str], event: WebhookEvent | None = Non
 # -- internals ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
+def _keyed(key: bytes) -> hmac.HMAC:
+    # Keying HMAC costs about as much as hashing a small body; copying a keyed one is cheap.
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def _digest(key: bytes, t_text: str, body: bytes) -> str:
-    return hmac.digest(key, t_text.encode("ascii") + b"," + body, "sha256").hex()
+    mac = _keyed(key).copy()
+    mac.update(t_text.encode("ascii"))
+    mac.update(b",")
+    mac.update(body)
+    return mac.hexdigest()
 
 
 def _parse_signature(raw: str) -> tuple[str, list[str]]:

@@ -1,0 +1,12 @@
+"""Benchmarks: `python -m tests.bench [--only 1,3] [--quick]` (or `make bench`) prints one table.
+
+1. durable webhook intake (wrk, 50 connections) vs a bare Starlette endpoint, store integrity
+2. forged-signature flood, with genuine deliveries sent during it
+3. signature verification per call: ours vs stripe vs standardwebhooks
+4. download of a 2 GB simulated video: client vs curl, peak memory of the client
+5. query API on 1,000,000 job records
+6. end to end on the simulator: webhook sent -> MP4 fsynced, p50/p99
+
+Every benchmark runs its servers as subprocesses on loopback, is bounded in time and size, and
+removes its processes and files. See `__main__.py` for the options.
+"""
