@@ -53,6 +53,32 @@ UNPROCESSED = _answer(200, {"received": True, "outcome": "unprocessed"})
 UNAVAILABLE = _answer(503, {"error": {"code": 503, "message": "the delivery could not be stored; please retry"}})
 
 
+class _RejectionLog:
+    """At most one log line per rejection reason per second, carrying how many were not logged.
+
+    Every rejection is still counted in the metrics; the sampling keeps a forged flood from
+    turning into a log flood that fills the disk.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, reason: str, **fields: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(reason, -self.interval) < self.interval:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        log.warning("webhook.delivery", outcome="rejected", reason=reason,
+                    similar_not_logged=self._suppressed.pop(reason, 0), **fields)
+
+
+_log_rejection = _RejectionLog()
+_REJECTIONS: dict[tuple[str, str], tuple[int, bytes]] = {}
+
+
 async def _respond(send: Send, answer: tuple[int, bytes], request_id: str) -> None:
     status, body = answer
     await send({"type": "http.response.start", "status": status, "headers": [
@@ -114,10 +140,12 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     except WebhookVerificationError as exc:
         metrics.inc("receiver_deliveries_total", outcome="rejected")
         metrics.inc("receiver_verification_failures_total", reason=exc.reason)
-        log.warning("webhook.delivery", outcome="rejected", reason=exc.reason, body_bytes=len(body), client=client,
-                    request_id=request_id)
-        await _respond(send, _answer(401, {"error": {"code": 401, "message": exc.message, "reason": exc.reason}}),
-                       request_id)
+        _log_rejection(exc.reason, body_bytes=len(body), client=client, request_id=request_id)
+        answer = _REJECTIONS.get((exc.reason, exc.message))
+        if answer is None:
+            answer = _REJECTIONS.setdefault((exc.reason, exc.message), _answer(
+                401, {"error": {"code": 401, "message": exc.message, "reason": exc.reason}}))
+        await _respond(send, answer, request_id)
         return
     try:
         event, payload_error = parse_event(body), None
