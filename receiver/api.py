@@ -97,7 +97,9 @@ async def get_content(request: Request) -> Response:
     raw_index = request.query_params.get("index", "0")
     if not raw_index.isdigit():
         return error(400, "index must be a whole number >= 0")
-    path = state_of(request).store.output_path(job_id, int(raw_index))
+    index = int(raw_index)
+    # Beyond SQLite's INTEGER range no output can exist (and binding it would raise OverflowError).
+    path = state_of(request).store.output_path(job_id, index) if index < 2**63 else None
     if path is None or not os.path.isfile(path):
         return error(404, f"output {raw_index} of job {job_id} is not downloaded (yet); see GET /jobs/{job_id}")
     return FileResponse(path, media_type="video/mp4", filename=f"{job_id}-{raw_index}.mp4",
@@ -119,10 +121,20 @@ async def register_job(request: Request) -> Response:
     for name, value in (("model", model), ("prompt", prompt)):
         if value is not None and not isinstance(value, str):
             return error(400, f"{name} must be a string")
+        if value is not None and not _is_utf8(value):
+            return error(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
     created = await s.store.register_job(job_id, model=model, prompt=prompt,
                                          first_poll_at=time.time() + s.settings.fallback_after)
     log.info("job.registered", job_id=job_id, new=created)
     return JSONResponse(_present(s.store.get_job(job_id)), status_code=201 if created else 200)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def healthz(request: Request) -> Response:

@@ -26,6 +26,7 @@ from .intake import WebhookFastPath
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .middleware import BearerAuthMiddleware, RequestContextMiddleware
+from .openapi import openapi_json
 from .settings import Settings
 from .state import ReceiverState
 from .store import SQLiteJobStore
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),  # unauthenticated: shape only, no data
     ]
     token = settings.api_token.reveal() if settings.api_token else None
     middleware = [

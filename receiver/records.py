@@ -8,6 +8,7 @@ machine live in `receiver.states`; this module only applies them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import sqlite3
 import time
@@ -64,6 +65,7 @@ class ApplyResult:
 def apply_job_update(conn: sqlite3.Connection, job: VideoJob, *, source: str, now: float,
                      delivery_id: int | None = None) -> ApplyResult:
     """Move the job record forward by an upstream view of the job (webhook or poll)."""
+    job = _storable_job(job)
     row = conn.execute("SELECT status, upstream FROM jobs WHERE id = ?", (job.id,)).fetchone()
     previous = row["status"] if row else None
     decision = decide(previous, job.status)
@@ -108,6 +110,23 @@ def apply_job_update(conn: sqlite3.Connection, job: VideoJob, *, source: str, no
     return ApplyResult(decision, previous, queued)
 
 
+def _storable(text: str | None) -> str | None:
+    """SQLite stores UTF-8, and JSON escapes allow lone surrogates (\\ud800) that UTF-8 cannot encode."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _storable_job(job: VideoJob) -> VideoJob:
+    fields = {name: getattr(job, name) for name in ("id", "status", "model", "error", "generation_id")}
+    clean = {name: _storable(value) for name, value in fields.items()}
+    return job if clean == fields else dataclasses.replace(job, **clean)
+
+
 def _merge_upstream(old: str | None, new: dict[str, Any]) -> str:
     merged = json.loads(old) if old else {}
     merged.update({k: v for k, v in new.items() if v is not None})
@@ -132,8 +151,9 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery, event: Webhook
     cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, job_id, event_type, status, received_at, signed_at, "
         "remote_addr, headers, body, processed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (delivery.idempotency_key, event.job_id if event else None, event.type if event else None,
-         event.status if event else None, delivery.received_at, delivery.signed_at, delivery.remote_addr,
+        (delivery.idempotency_key, _storable(event.job_id) if event else None,
+         _storable(event.type) if event else None, _storable(event.status) if event else None,
+         delivery.received_at, delivery.signed_at, delivery.remote_addr,
          json.dumps(delivery.headers), delivery.body, error is None, error),
     )
     if cursor.rowcount == 0:
@@ -339,10 +359,14 @@ def encode_cursor(created_at: float, job_id: str) -> str:
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
     padded = cursor + "=" * (-len(cursor) % 4)
-    created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    if not isinstance(created_at, (int, float)) or not isinstance(job_id, str):
-        raise ValueError("bad cursor")
-    return float(created_at), job_id
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(created_at, (int, float)) or not isinstance(job_id, str):
+            raise ValueError("bad cursor")
+        job_id.encode("utf-8")
+        return float(created_at), job_id
+    except (TypeError, OverflowError, UnicodeEncodeError):  # e.g. a bare number, 10**400, a lone surrogate
+        raise ValueError("bad cursor") from None
 
 
 def list_jobs(conn: sqlite3.Connection, *, status: str | None = None, model: str | None = None,
