@@ -10,6 +10,7 @@ answered only after the COMMIT returned, so "answered" means "on disk".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -80,10 +81,8 @@ class Writer:
                     results.append((False, exc))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             error = StoreUnavailable(f"the database could not commit: {exc}")
             results = [(False, error)] * len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
@@ -91,10 +90,8 @@ class Writer:
             by_loop.setdefault(loop, []).append((future, ok, value))
         for loop, items in by_loop.items():
             # One wake-up of the event loop per batch, not one per write.
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed; nobody is waiting any more
                 loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:
-                pass  # that loop is closed; nobody is waiting any more
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -52,6 +52,8 @@ class FallbackPoller:
                     await asyncio.gather(*(self._poll(row) for row in due))
             except StoreUnavailable as exc:
                 log.error("fallback.store_unavailable", error=str(exc))
+            except Exception:  # a bug must not end the fallback for good; log it and go on
+                log.exception("fallback.crashed")
             await asyncio.sleep(self.tick)
 
     async def _poll(self, row: dict) -> None:

@@ -8,6 +8,8 @@ start, and `.part` leftovers are deleted: a partial file is never recorded as do
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import time
 
@@ -73,10 +75,8 @@ class Fetcher:
                         task = asyncio.create_task(self._download(item))
                         self._active.add(task)
                         task.add_done_callback(self._done)
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._idle_timeout())
-                except asyncio.TimeoutError:
-                    pass
         finally:
             for task in self._active:
                 task.cancel()
@@ -140,7 +140,9 @@ class Fetcher:
                          duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
     async def _retry_or_fail(self, job_id: str, index: int, attempts: int, exc: Exception) -> None:
-        if attempts >= self.settings.download_max_attempts:
+        # A full disk is our problem, not the output's: it never uses up the attempts of a paid video.
+        disk_full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        if attempts >= self.settings.download_max_attempts and not disk_full:
             await self._end(job_id, index, "failed", exc, attempts)
             return
         retry_after = getattr(exc, "retry_after", None)

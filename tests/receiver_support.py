@@ -158,7 +158,8 @@ class ReceiverProcess:
 
         def up() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(f"receiver exited: {open(self.log_path).read()[-2000:]}")
+                with open(self.log_path) as fh:
+                    raise AssertionError(f"receiver exited: {fh.read()[-2000:]}")
             try:
                 return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:

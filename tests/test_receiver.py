@@ -17,11 +17,11 @@ from receiver_support import (
     signed_event,
     wait_until,
 )
-from support import UvicornThread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from support import UvicornThread
 
 from client import OpenRouterVideo, sign
 
@@ -312,15 +312,19 @@ def test_sigkill_during_downloads_then_restart_downloads_each_output_exactly_onc
             data = {k: v for k, v in job.raw.items() if k in ("id", "model", "unsigned_urls", "usage")}
             body, headers = signed_event(simulator.secret, {**data, "status": "completed"})
             assert httpx.post(f"{proc.url}/webhooks/openrouter", content=body, headers=headers).status_code == 200
-        part_files = lambda: [f for _d, _s, fs in os.walk(settings.videos_dir) for f in fs if f.endswith(".part")]
+        def part_files():
+            return [f for _d, _s, fs in os.walk(settings.videos_dir) for f in fs if f.endswith(".part")]
         wait_until(part_files, timeout=10, what="downloads to be under way")
         proc.kill()
         assert part_files(), "the kill should leave partial files behind"
         proc = ReceiverProcess(settings, port=proc.port).start()
         for job in jobs:
-            record = wait_until(lambda: (lambda r: r.json() if r.status_code == 200 and all(
-                o["state"] == "done" for o in r.json()["outputs"]) else None)(
-                httpx.get(f"{proc.url}/jobs/{job.id}", headers=AUTH)), timeout=60, what=job.id)
+            def downloaded(job_id: str = job.id) -> dict | None:
+                response = httpx.get(f"{proc.url}/jobs/{job_id}", headers=AUTH)
+                done = response.status_code == 200 and all(o["state"] == "done" for o in response.json()["outputs"])
+                return response.json() if done else None
+
+            record = wait_until(downloaded, timeout=60, what=job.id)
             assert record["outputs"][0]["sha256"] == sim_sha256(simulator, job.id)
             assert record["outputs"][0]["bytes"] == size
             assert [e["kind"] for e in record["events"]].count("downloaded") == 1

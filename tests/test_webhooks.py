@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -165,10 +166,8 @@ def test_any_change_to_body_timestamp_or_signature_fails(secret, body, t, data) 
 @settings(max_examples=500)
 @given(header=st.text(max_size=300), body=st.binary(max_size=64), now=st.floats(allow_nan=True, allow_infinity=True))
 def test_arbitrary_headers_only_ever_raise_the_typed_error(header, body, now) -> None:
-    try:
+    with contextlib.suppress(WebhookVerificationError):
         verify_signature("secret", body, headers(header), now=now)
-    except WebhookVerificationError:
-        pass
 
 
 @settings(max_examples=200)
