@@ -7,6 +7,7 @@ polling schedule of `wait()`, and the choice of download source.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import math
@@ -358,10 +359,8 @@ def download_sources(client: BaseClient, job: VideoJob, index: int) -> list[Down
     sources: list[DownloadSource] = []
     signed = job.signed_url(index)
     if signed:
-        try:
+        with contextlib.suppress(httpx.InvalidURL):
             sources.append(DownloadSource(httpx.URL(signed), keyed=False))
-        except httpx.InvalidURL:
-            pass
     keyed_url: httpx.URL | None = None
     if index < len(job.unsigned_urls):
         try:
@@ -444,10 +443,8 @@ class DownloadSink:
     def abort(self) -> None:
         if not self._fh.closed:
             self._fh.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.part)
-        except FileNotFoundError:
-            pass
 
 
 class Batcher:

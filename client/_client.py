@@ -39,7 +39,13 @@ from ._exceptions import (
     ValidationError,
 )
 from ._types import DownloadResult, VideoJob, VideoModel
-from ._validation import build_submit_body, check_capabilities, check_job_id, normalize_model_id, unknown_model_error
+from ._validation import (
+    build_submit_body,
+    check_capabilities,
+    check_job_id,
+    normalize_model_id,
+    unknown_model_error,
+)
 
 VIDEO_ACCEPT = "video/mp4, video/*;q=0.9, */*;q=0.1"
 _TRANSIENT = (RateLimitError, UpstreamError, TransportError)
