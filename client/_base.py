@@ -50,7 +50,11 @@ CHUNK_SIZE = 1024 * 1024
 ProgressCallback = Callable[[int, "int | None"], None]
 StatusCallback = Callable[[VideoJob, float], None]
 
-_UNSUCCESSFUL: dict[str, type[JobUnsuccessful]] = {FAILED: JobFailed, CANCELLED: JobCancelled, EXPIRED: JobExpired}
+_UNSUCCESSFUL: dict[str, type[JobUnsuccessful]] = {
+    FAILED: JobFailed,
+    CANCELLED: JobCancelled,
+    EXPIRED: JobExpired,
+}
 # Failures where httpx never handed the request to a server: safe to retry even a paid submit.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -106,7 +110,11 @@ def error_from_response(response: httpx.Response, *, job_id: str | None = None) 
         message = text[:200] or (response.reason_phrase or f"HTTP {status}")
     cls = STATUS_ERRORS.get(status, UpstreamError)
     return cls(
-        message, status_code=status, code=code, metadata=metadata, job_id=job_id,
+        message,
+        status_code=status,
+        code=code,
+        metadata=metadata,
+        job_id=job_id,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
     )
 
@@ -220,8 +228,10 @@ class BaseClient:
         raw_base = base_url or os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = self._check_base_url(raw_base)
         self._origin = origin(self.base_url)
-        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else (
-            httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
+        self.timeout = (
+            timeout
+            if isinstance(timeout, httpx.Timeout)
+            else (httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT)
         )
         self.retry = RetryPolicy(max_retries=max_retries, initial=retry_initial, cap=retry_cap)
         self.models_ttl = models_ttl
@@ -236,7 +246,9 @@ class BaseClient:
         try:
             url = httpx.URL(raw.rstrip("/"))
         except (httpx.InvalidURL, TypeError) as exc:
-            raise ValidationError("base_url", raw, f"OPENROUTER_BASE_URL is not a URL: {raw!r} ({exc})") from None
+            raise ValidationError(
+                "base_url", raw, f"OPENROUTER_BASE_URL is not a URL: {raw!r} ({exc})"
+            ) from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ValidationError("base_url", raw, f"OPENROUTER_BASE_URL must be an http(s) URL, got {raw!r}")
         if url.scheme == "http" and not is_loopback_host(url.host):
@@ -254,7 +266,9 @@ class BaseClient:
         return self.url(f"/videos/{quote(check_job_id(job_id), safe='')}")
 
     def content_url(self, job_id: str, index: int) -> httpx.URL:
-        return self.url(f"/videos/{quote(check_job_id(job_id), safe='')}/content").copy_merge_params({"index": index})
+        return self.url(f"/videos/{quote(check_job_id(job_id), safe='')}/content").copy_merge_params(
+            {"index": index}
+        )
 
     def is_api_origin(self, url: httpx.URL) -> bool:
         return origin(url) == self._origin
@@ -281,14 +295,23 @@ class BaseClient:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def build_request(self, http: httpx.Client | httpx.AsyncClient, method: str, url: httpx.URL, *,
-                      keyed: bool = True, json_body: Any = None, accept: str = "application/json") -> httpx.Request:
+    def build_request(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        method: str,
+        url: httpx.URL,
+        *,
+        keyed: bool = True,
+        json_body: Any = None,
+        accept: str = "application/json",
+    ) -> httpx.Request:
         headers = self.headers_for(url, keyed=keyed)
         headers["Accept"] = accept
         return http.build_request(method, url, headers=headers, json=json_body)
 
-    def redirect_request(self, http: httpx.Client | httpx.AsyncClient, response: httpx.Response,
-                         keyed: bool) -> httpx.Request:
+    def redirect_request(
+        self, http: httpx.Client | httpx.AsyncClient, response: httpx.Response, keyed: bool
+    ) -> httpx.Request:
         """Follow a redirect ourselves, so the key is re-decided for the new origin."""
         location = response.headers.get("location")
         if not location:
@@ -417,12 +440,13 @@ class DownloadSink:
                     )
             view = memoryview(chunk)
             while view:
-                view = view[self._fh.write(view):]
+                view = view[self._fh.write(view) :]
             self.hash.update(chunk)
             self.written += len(chunk)
         if self.expected is not None and self.written > self.expected:
             raise DownloadError(
-                f"content of job {self.job_id} is longer than its Content-Length {self.expected}", job_id=self.job_id
+                f"content of job {self.job_id} is longer than its Content-Length {self.expected}",
+                job_id=self.job_id,
             )
 
     def commit(self) -> DownloadResult:
@@ -430,7 +454,8 @@ class DownloadSink:
             self.write_batch([b""])
         if self.expected is not None and self.written != self.expected:
             raise DownloadError(
-                f"content of job {self.job_id} ended after {self.written} of {self.expected} bytes", job_id=self.job_id
+                f"content of job {self.job_id} ended after {self.written} of {self.expected} bytes",
+                job_id=self.job_id,
             )
         if self.written == 0:
             raise DownloadError(f"content of job {self.job_id} is empty", job_id=self.job_id)

@@ -66,8 +66,14 @@ class OpenRouterVideo(BaseClient):
     ...     client.download(job, dest="cat.mp4")
     """
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
-                 transport: httpx.BaseTransport | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(api_key, base_url, **options)
         self._http = httpx.Client(transport=transport, timeout=self.timeout, follow_redirects=False)
 
@@ -82,8 +88,15 @@ class OpenRouterVideo(BaseClient):
 
     # -- transport with retries ----------------------------------------------------------------
 
-    def _send(self, make_request: Callable[[], httpx.Request], *, idempotent: bool = True, stream: bool = False,
-              keyed: bool = True, job_id: str | None = None) -> httpx.Response:
+    def _send(
+        self,
+        make_request: Callable[[], httpx.Request],
+        *,
+        idempotent: bool = True,
+        stream: bool = False,
+        keyed: bool = True,
+        job_id: str | None = None,
+    ) -> httpx.Response:
         attempt = 0
         while True:
             request = make_request()
@@ -112,7 +125,9 @@ class OpenRouterVideo(BaseClient):
         raise ResponseFormatError(f"more than {MAX_REDIRECTS} redirects from {request.url.host}")
 
     def _get(self, url: httpx.URL, *, job_id: str | None = None, keyed: bool = True) -> httpx.Response:
-        return self._send(lambda: self.build_request(self._http, "GET", url, keyed=keyed), job_id=job_id, keyed=keyed)
+        return self._send(
+            lambda: self.build_request(self._http, "GET", url, keyed=keyed), job_id=job_id, keyed=keyed
+        )
 
     # -- API -----------------------------------------------------------------------------------
 
@@ -131,7 +146,9 @@ class OpenRouterVideo(BaseClient):
             raise unknown_model_error(model_id, cached)
         return cached[model_id]
 
-    def submit(self, prompt: str | None = None, *, model: str, validate: bool = True, **fields: Any) -> VideoJob:
+    def submit(
+        self, prompt: str | None = None, *, model: str, validate: bool = True, **fields: Any
+    ) -> VideoJob:
         """Submit a job (`POST /videos`). Fields: see `client._validation.build_submit_body`.
 
         With `validate` (the default) the request is checked against the model's capabilities
@@ -144,8 +161,9 @@ class OpenRouterVideo(BaseClient):
             check_capabilities(body, self.model(body["model"]))
         url = self.url("/videos")
         try:
-            response = self._send(lambda: self.build_request(self._http, "POST", url, json_body=body),
-                                  idempotent=False)
+            response = self._send(
+                lambda: self.build_request(self._http, "POST", url, json_body=body), idempotent=False
+            )
             return self.parse_job(response)
         except OpenRouterVideoError as exc:
             failure = submit_failure(exc)
@@ -159,9 +177,16 @@ class OpenRouterVideo(BaseClient):
         url = self.resolve_polling_url(job) if isinstance(job, VideoJob) else self.job_url(job_id)
         return self.parse_job(self._get(url, job_id=job_id), job_id)
 
-    def wait(self, job: JobRef, *, timeout: float = 1200.0, first_interval: float = 2.0,
-             max_interval: float = 30.0, on_status: StatusCallback | None = None,
-             raise_on_failure: bool = True) -> VideoJob:
+    def wait(
+        self,
+        job: JobRef,
+        *,
+        timeout: float = 1200.0,
+        first_interval: float = 2.0,
+        max_interval: float = 30.0,
+        on_status: StatusCallback | None = None,
+        raise_on_failure: bool = True,
+    ) -> VideoJob:
         """Poll until the job is terminal. Never resubmits.
 
         Returns the completed job. `failed`/`cancelled`/`expired` raise `JobFailed`/`JobCancelled`/
@@ -191,8 +216,14 @@ class OpenRouterVideo(BaseClient):
                 raise JobNotFinished(job_id, last_status or "unknown", schedule.elapsed)
             time.sleep(delay)
 
-    def download(self, job: JobRef, index: int = 0, dest: str | os.PathLike[str] | None = None, *,
-                 progress: ProgressCallback | None = None) -> DownloadResult:
+    def download(
+        self,
+        job: JobRef,
+        index: int = 0,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
         """Stream output `index` to `dest` (via `dest.part`, fsynced, renamed). Memory stays flat.
 
         Uses the job's signed URL without the key while it is valid, else the content URL on the
@@ -213,13 +244,18 @@ class OpenRouterVideo(BaseClient):
 
         raise AssertionError("unreachable: download_sources always yields a keyed source")
 
-    def _download_from(self, source: DownloadSource, job_id: str, dest: str,
-                       progress: ProgressCallback | None) -> DownloadResult:
+    def _download_from(
+        self, source: DownloadSource, job_id: str, dest: str, progress: ProgressCallback | None
+    ) -> DownloadResult:
         attempt = 0
         while True:
             response = self._send(
-                lambda: self.build_request(self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT),
-                stream=True, keyed=source.keyed, job_id=job_id,
+                lambda: self.build_request(
+                    self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT
+                ),
+                stream=True,
+                keyed=source.keyed,
+                job_id=job_id,
             )
             sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"))
             batcher = Batcher()
@@ -262,8 +298,14 @@ class OpenRouterVideo(BaseClient):
 class AsyncOpenRouterVideo(BaseClient):
     """Asynchronous twin of `OpenRouterVideo`: the same methods, awaited."""
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(api_key, base_url, **options)
         self._http = httpx.AsyncClient(transport=transport, timeout=self.timeout, follow_redirects=False)
 
@@ -276,8 +318,15 @@ class AsyncOpenRouterVideo(BaseClient):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _send(self, make_request: Callable[[], httpx.Request], *, idempotent: bool = True,
-                    stream: bool = False, keyed: bool = True, job_id: str | None = None) -> httpx.Response:
+    async def _send(
+        self,
+        make_request: Callable[[], httpx.Request],
+        *,
+        idempotent: bool = True,
+        stream: bool = False,
+        keyed: bool = True,
+        job_id: str | None = None,
+    ) -> httpx.Response:
         attempt = 0
         while True:
             request = make_request()
@@ -306,8 +355,9 @@ class AsyncOpenRouterVideo(BaseClient):
         raise ResponseFormatError(f"more than {MAX_REDIRECTS} redirects from {request.url.host}")
 
     async def _get(self, url: httpx.URL, *, job_id: str | None = None, keyed: bool = True) -> httpx.Response:
-        return await self._send(lambda: self.build_request(self._http, "GET", url, keyed=keyed), job_id=job_id,
-                                keyed=keyed)
+        return await self._send(
+            lambda: self.build_request(self._http, "GET", url, keyed=keyed), job_id=job_id, keyed=keyed
+        )
 
     async def models(self, *, refresh: bool = False) -> list[VideoModel]:
         cached = None if refresh else self.cached_models()
@@ -323,15 +373,17 @@ class AsyncOpenRouterVideo(BaseClient):
             raise unknown_model_error(model_id, cached)
         return cached[model_id]
 
-    async def submit(self, prompt: str | None = None, *, model: str, validate: bool = True,
-                     **fields: Any) -> VideoJob:
+    async def submit(
+        self, prompt: str | None = None, *, model: str, validate: bool = True, **fields: Any
+    ) -> VideoJob:
         body = build_submit_body(model=model, prompt=prompt, **fields)
         if validate:
             check_capabilities(body, await self.model(body["model"]))
         url = self.url("/videos")
         try:
-            response = await self._send(lambda: self.build_request(self._http, "POST", url, json_body=body),
-                                        idempotent=False)
+            response = await self._send(
+                lambda: self.build_request(self._http, "POST", url, json_body=body), idempotent=False
+            )
             return self.parse_job(response)
         except OpenRouterVideoError as exc:
             failure = submit_failure(exc)
@@ -344,9 +396,16 @@ class AsyncOpenRouterVideo(BaseClient):
         url = self.resolve_polling_url(job) if isinstance(job, VideoJob) else self.job_url(job_id)
         return self.parse_job(await self._get(url, job_id=job_id), job_id)
 
-    async def wait(self, job: JobRef, *, timeout: float = 1200.0, first_interval: float = 2.0,
-                   max_interval: float = 30.0, on_status: StatusCallback | None = None,
-                   raise_on_failure: bool = True) -> VideoJob:
+    async def wait(
+        self,
+        job: JobRef,
+        *,
+        timeout: float = 1200.0,
+        first_interval: float = 2.0,
+        max_interval: float = 30.0,
+        on_status: StatusCallback | None = None,
+        raise_on_failure: bool = True,
+    ) -> VideoJob:
         job_id = _job_id(job)
         schedule = WaitSchedule(timeout, first_interval, max_interval)
         current = job if isinstance(job, VideoJob) else None
@@ -369,8 +428,14 @@ class AsyncOpenRouterVideo(BaseClient):
                 raise JobNotFinished(job_id, last_status or "unknown", schedule.elapsed)
             await asyncio.sleep(delay)
 
-    async def download(self, job: JobRef, index: int = 0, dest: str | os.PathLike[str] | None = None, *,
-                       progress: ProgressCallback | None = None) -> DownloadResult:
+    async def download(
+        self,
+        job: JobRef,
+        index: int = 0,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
         if not isinstance(job, VideoJob):
             job = await self.get(job)
         target = os.fspath(dest) if dest is not None else default_dest(job.id, index)
@@ -385,13 +450,18 @@ class AsyncOpenRouterVideo(BaseClient):
                     raise
         raise AssertionError("unreachable: download_sources always yields a keyed source")
 
-    async def _download_from(self, source: DownloadSource, job_id: str, dest: str,
-                             progress: ProgressCallback | None) -> DownloadResult:
+    async def _download_from(
+        self, source: DownloadSource, job_id: str, dest: str, progress: ProgressCallback | None
+    ) -> DownloadResult:
         attempt = 0
         while True:
             response = await self._send(
-                lambda: self.build_request(self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT),
-                stream=True, keyed=source.keyed, job_id=job_id,
+                lambda: self.build_request(
+                    self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT
+                ),
+                stream=True,
+                keyed=source.keyed,
+                job_id=job_id,
             )
             sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"))
             batcher = Batcher()

@@ -88,7 +88,9 @@ def image_url(value: Any, field: str) -> str:
         raise ValidationError(field, text, f"{field}: no such file: {text}")
     size = os.path.getsize(text)
     if size > MAX_INLINE_IMAGE_BYTES:
-        raise ValidationError(field, text, f"{field}: {text} is {size} bytes; inline images are limited to 50 MiB")
+        raise ValidationError(
+            field, text, f"{field}: {text} is {size} bytes; inline images are limited to 50 MiB"
+        )
     with open(text, "rb") as fh:
         data = fh.read()
     mime = sniff_image_type(data)
@@ -113,12 +115,16 @@ def _frame_images(frames: Sequence[Any] | None, first_frame: Any, last_frame: An
         frame_type = frame.get("frame_type")
         if frame_type not in FRAME_TYPES:
             raise ValidationError(
-                f"{field}.frame_type", frame_type, f"{field}.frame_type must be one of {', '.join(FRAME_TYPES)}",
+                f"{field}.frame_type",
+                frame_type,
+                f"{field}.frame_type must be one of {', '.join(FRAME_TYPES)}",
                 allowed=FRAME_TYPES,
             )
         url = frame.get("image_url")
         url = url.get("url") if isinstance(url, Mapping) else url
-        result.append({"type": "image_url", "image_url": {"url": image_url(url, field)}, "frame_type": frame_type})
+        result.append(
+            {"type": "image_url", "image_url": {"url": image_url(url, field)}, "frame_type": frame_type}
+        )
     for value, frame_type in ((first_frame, "first_frame"), (last_frame, "last_frame")):
         if value is not None:
             url = image_url(value, frame_type)
@@ -138,7 +144,9 @@ def _input_references(refs: Sequence[Any] | None) -> list[dict[str, Any]]:
             continue
         if not isinstance(ref, Mapping) or ref.get("type") not in ("image_url", "audio_url", "video_url"):
             raise ValidationError(
-                field, ref, f"{field} must be a path/URL or {{'type': 'image_url'|'audio_url'|'video_url', ...}}"
+                field,
+                ref,
+                f"{field} must be a path/URL or {{'type': 'image_url'|'audio_url'|'video_url', ...}}",
             )
         kind = ref["type"]
         inner = ref.get(kind)
@@ -212,12 +220,17 @@ def build_submit_body(
             isinstance(v, Mapping) for v in provider_options.values()
         ):
             raise ValidationError(
-                "provider_options", provider_options,
+                "provider_options",
+                provider_options,
                 "provider_options maps a provider slug to its options, e.g. {'google-vertex': {'parameters': {...}}}",
             )
         body["provider"] = {"options": {k: dict(v) for k, v in provider_options.items()}}
     if upscale_factor is not None:
-        if isinstance(upscale_factor, bool) or not isinstance(upscale_factor, (int, float)) or upscale_factor <= 0:
+        if (
+            isinstance(upscale_factor, bool)
+            or not isinstance(upscale_factor, (int, float))
+            or upscale_factor <= 0
+        ):
             raise ValidationError("upscale_factor", upscale_factor, "upscale_factor must be a number > 0")
         body["upscale_factor"] = upscale_factor
     if creativity is not None:
@@ -228,7 +241,9 @@ def build_submit_body(
         body["previous_job_id"] = check_job_id(previous_job_id)
     if session_id is not None:
         if not isinstance(session_id, str) or len(session_id) > 256:
-            raise ValidationError("session_id", session_id, "session_id must be text of at most 256 characters")
+            raise ValidationError(
+                "session_id", session_id, "session_id must be text of at most 256 characters"
+            )
         body["session_id"] = session_id
     if trace is not None:
         body["trace"] = dict(trace)
@@ -237,7 +252,9 @@ def build_submit_body(
     for key, value in (extra or {}).items():
         body.setdefault(key, value)
     if "prompt" not in body and not frames and not refs:
-        raise ValidationError("prompt", None, "a prompt is required (or an image input for image-only models)")
+        raise ValidationError(
+            "prompt", None, "a prompt is required (or an image input for image-only models)"
+        )
     return body
 
 
@@ -245,15 +262,21 @@ def _enum(body: dict[str, Any], field: str, value: Any, allowed: Sequence[str]) 
     if value is None:
         return
     if value not in allowed:
-        raise ValidationError(field, value, f"{field} {value!r} is not one of {', '.join(allowed)}", allowed=allowed)
+        raise ValidationError(
+            field, value, f"{field} {value!r} is not one of {', '.join(allowed)}", allowed=allowed
+        )
     body[field] = value
 
 
 def _not_allowed(field: str, value: Any, model: VideoModel, allowed: Iterable[Any]) -> ValidationError:
     allowed = tuple(allowed)
     listing = ", ".join(str(a) for a in allowed) if allowed else "none"
-    return ValidationError(field, value, f"{field} {value!r} is not supported by {model.id} (allowed: {listing})",
-                           allowed=allowed)
+    return ValidationError(
+        field,
+        value,
+        f"{field} {value!r} is not supported by {model.id} (allowed: {listing})",
+        allowed=allowed,
+    )
 
 
 def provider_option_keys(options: Mapping[str, Any]) -> list[str]:
@@ -279,13 +302,19 @@ def check_capabilities(body: Mapping[str, Any], model: VideoModel) -> None:
     if frames and model.supported_frame_images is not None:
         for frame in frames:
             if frame["frame_type"] not in model.supported_frame_images:
-                raise _not_allowed("frame_images.frame_type", frame["frame_type"], model, model.supported_frame_images)
+                raise _not_allowed(
+                    "frame_images.frame_type", frame["frame_type"], model, model.supported_frame_images
+                )
     factor = body.get("upscale_factor")
     if factor is not None and model.upscale_factor is not None:
         low, high = model.upscale_factor.get("min"), model.upscale_factor.get("max")
         if (low is not None and factor < low) or (high is not None and factor > high):
-            raise ValidationError("upscale_factor", factor,
-                                  f"upscale_factor {factor} is outside {low}..{high} for {model.id}", allowed=(low, high))
+            raise ValidationError(
+                "upscale_factor",
+                factor,
+                f"upscale_factor {factor} is outside {low}..{high} for {model.id}",
+                allowed=(low, high),
+            )
     if "creativity" in body and model.creativity is not None and body["creativity"] not in model.creativity:
         raise _not_allowed("creativity", body["creativity"], model, model.creativity)
     if body.get("generate_audio") is True and model.generate_audio is False:

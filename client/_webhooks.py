@@ -96,7 +96,9 @@ def parse_event(body: bytes | str) -> WebhookEvent:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        raise WebhookPayloadError(f"webhook body is not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise WebhookPayloadError(
+            f"webhook body is not JSON: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
     if not isinstance(payload, dict):
         raise WebhookPayloadError("webhook body is not a JSON object")
     event_type, data = payload.get("type"), payload.get("data")
@@ -172,7 +174,9 @@ def _parse_signature(raw: str) -> tuple[str, list[str]]:
             if t_text is not None:
                 raise WebhookVerificationError("malformed", "signature header has more than one timestamp")
             if not (value.isascii() and value.isdigit()) or len(value) > _MAX_TIMESTAMP_DIGITS:
-                raise WebhookVerificationError("malformed", "signature timestamp is not a whole number of seconds")
+                raise WebhookVerificationError(
+                    "malformed", "signature timestamp is not a whole number of seconds"
+                )
             t_text = value
         elif name == "v1":
             # Non-ASCII can never match a hex digest (and compare_digest refuses non-ASCII str).

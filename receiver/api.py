@@ -30,7 +30,9 @@ def error(status: int, message: str) -> JSONResponse:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def _present(record: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +41,9 @@ def _present(record: dict[str, Any]) -> dict[str, Any]:
             record[name] = iso(record[name])
     for output in record.get("outputs", ()):
         output["updated_at"] = iso(output["updated_at"])
-        output["url"] = f"/jobs/{record['id']}/content?index={output['index']}" if output["state"] == "done" else None
+        output["url"] = (
+            f"/jobs/{record['id']}/content?index={output['index']}" if output["state"] == "done" else None
+        )
     for event in record.get("events", ()):
         event["at"] = iso(event["at"])
     return record
@@ -74,8 +78,14 @@ async def list_jobs(request: Request) -> Response:
         return error(400, f"limit must be between 1 and {MAX_LIMIT}")
     try:
         since, until = _parse_time("since", q.get("since")), _parse_time("until", q.get("until"))
-        jobs, cursor = state_of(request).store.list_jobs(status=status, model=q.get("model") or None, since=since,
-                                                        until=until, cursor=q.get("cursor") or None, limit=limit)
+        jobs, cursor = state_of(request).store.list_jobs(
+            status=status,
+            model=q.get("model") or None,
+            since=since,
+            until=until,
+            cursor=q.get("cursor") or None,
+            limit=limit,
+        )
     except ValueError as exc:
         message = str(exc) if "must be" in str(exc) else "cursor is not one this API returned"
         return error(400, message)
@@ -101,9 +111,12 @@ async def get_content(request: Request) -> Response:
     # Beyond SQLite's INTEGER range no output can exist (and binding it would raise OverflowError).
     path = state_of(request).store.output_path(job_id, index) if index < 2**63 else None
     if path is None or not os.path.isfile(path):
-        return error(404, f"output {raw_index} of job {job_id} is not downloaded (yet); see GET /jobs/{job_id}")
-    return FileResponse(path, media_type="video/mp4", filename=f"{job_id}-{raw_index}.mp4",
-                        content_disposition_type="inline")
+        return error(
+            404, f"output {raw_index} of job {job_id} is not downloaded (yet); see GET /jobs/{job_id}"
+        )
+    return FileResponse(
+        path, media_type="video/mp4", filename=f"{job_id}-{raw_index}.mp4", content_disposition_type="inline"
+    )
 
 
 async def register_job(request: Request) -> Response:
@@ -111,7 +124,7 @@ async def register_job(request: Request) -> Response:
     try:
         payload = await request.json()
     except (ValueError, UnicodeDecodeError):
-        return error(400, "body must be JSON: {\"id\": ..., \"model\": ..., \"prompt\": ...}")
+        return error(400, 'body must be JSON: {"id": ..., "model": ..., "prompt": ...}')
     if not isinstance(payload, dict):
         return error(400, "body must be a JSON object")
     job_id = payload.get("id")
@@ -123,8 +136,9 @@ async def register_job(request: Request) -> Response:
             return error(400, f"{name} must be a string")
         if value is not None and not _is_utf8(value):
             return error(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
-    created = await s.store.register_job(job_id, model=model, prompt=prompt,
-                                         first_poll_at=time.time() + s.settings.fallback_after)
+    created = await s.store.register_job(
+        job_id, model=model, prompt=prompt, first_poll_at=time.time() + s.settings.fallback_after
+    )
     log.info("job.registered", job_id=job_id, new=created)
     return JSONResponse(_present(s.store.get_job(job_id)), status_code=201 if created else 200)
 

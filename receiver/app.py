@@ -43,18 +43,31 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ReceiverState]]:
         store = SQLiteJobStore(settings.db_path)
-        client = AsyncOpenRouterVideo(api_key=settings.api_key.reveal(), base_url=settings.base_url, max_retries=2)
+        client = AsyncOpenRouterVideo(
+            api_key=settings.api_key.reveal(), base_url=settings.base_url, max_retries=2
+        )
         content = LocalContentStore(settings.videos_dir)
         metrics = Metrics()
         metrics.gauge("receiver_fetch_queue_depth", store.queue_depth)
         fetcher = Fetcher(store, client, content, settings, metrics)
         poller = FallbackPoller(store, client, fetcher, settings, metrics)
-        tasks = [asyncio.create_task(fetcher.run(), name="fetcher"),
-                 asyncio.create_task(poller.run(), name="fallback")]
+        tasks = [
+            asyncio.create_task(fetcher.run(), name="fetcher"),
+            asyncio.create_task(poller.run(), name="fallback"),
+        ]
         log.info("receiver.started", data_dir=settings.data_dir, auth=settings.api_token is not None)
         try:
-            yield {"receiver": ReceiverState(settings=settings, store=store, content=content, client=client,
-                                             metrics=metrics, fetcher=fetcher, secrets=settings.secret_values())}
+            yield {
+                "receiver": ReceiverState(
+                    settings=settings,
+                    store=store,
+                    content=content,
+                    client=client,
+                    metrics=metrics,
+                    fetcher=fetcher,
+                    secrets=settings.secret_values(),
+                )
+            }
         finally:
             for task in tasks:
                 task.cancel()
@@ -80,21 +93,32 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Middleware(RequestContextMiddleware),
         Middleware(BearerAuthMiddleware, token=token, protected=PROTECTED_PREFIXES),
     ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                     exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
 
 
 async def _method_not_allowed(request: Request) -> JSONResponse:
-    return JSONResponse({"error": {"code": 405, "message": f"use POST for {WEBHOOK_PATH}"}}, status_code=405,
-                        headers={"Allow": "POST"})
+    return JSONResponse(
+        {"error": {"code": 405, "message": f"use POST for {WEBHOOK_PATH}"}},
+        status_code=405,
+        headers={"Allow": "POST"},
+    )
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": {"code": exc.status_code, "message": exc.detail}}, status_code=exc.status_code,
-                        headers=exc.headers)
+    return JSONResponse(
+        {"error": {"code": exc.status_code, "message": exc.detail}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
     get_logger("receiver").exception("request.crashed", path=request.url.path)
-    return JSONResponse({"error": {"code": 500, "message": "internal error; see the receiver's log"}},
-                        status_code=500)
+    return JSONResponse(
+        {"error": {"code": 500, "message": "internal error; see the receiver's log"}}, status_code=500
+    )

@@ -32,8 +32,13 @@ def _settings(**overrides) -> Settings:
 
 
 def _data_dir_option(fn):
-    return click.option("--data-dir", envvar="RECEIVER_DATA_DIR", default="./data", show_default=True,
-                        help="Directory of the SQLite database and the videos (env RECEIVER_DATA_DIR).")(fn)
+    return click.option(
+        "--data-dir",
+        envvar="RECEIVER_DATA_DIR",
+        default="./data",
+        show_default=True,
+        help="Directory of the SQLite database and the videos (env RECEIVER_DATA_DIR).",
+    )(fn)
 
 
 def _open_db(data_dir: str):
@@ -56,12 +61,24 @@ def _when(ts: float | None) -> str:
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
 @_data_dir_option
 @click.option("--no-auth", is_flag=True, help="Serve the query API without a token (loopback binds only).")
-@click.option("--trusted-proxies", envvar="RECEIVER_TRUSTED_PROXIES", default="127.0.0.1,::1", show_default=True,
-              help="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are believed "
-                   "(env RECEIVER_TRUSTED_PROXIES); empty trusts none.")
-@click.option("--graceful-timeout", default=30, show_default=True, type=int,
-              help="Seconds in-flight deliveries get to finish on shutdown.")
-def serve(host: str, port: int, data_dir: str, no_auth: bool, trusted_proxies: str, graceful_timeout: int) -> None:
+@click.option(
+    "--trusted-proxies",
+    envvar="RECEIVER_TRUSTED_PROXIES",
+    default="127.0.0.1,::1",
+    show_default=True,
+    help="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are believed "
+    "(env RECEIVER_TRUSTED_PROXIES); empty trusts none.",
+)
+@click.option(
+    "--graceful-timeout",
+    default=30,
+    show_default=True,
+    type=int,
+    help="Seconds in-flight deliveries get to finish on shutdown.",
+)
+def serve(
+    host: str, port: int, data_dir: str, no_auth: bool, trusted_proxies: str, graceful_timeout: int
+) -> None:
     """Run the webhook receiver and query API.
 
     \b
@@ -77,14 +94,22 @@ def serve(host: str, port: int, data_dir: str, no_auth: bool, trusted_proxies: s
     settings = _settings(data_dir=data_dir, no_auth=no_auth or None)
     if settings.api_token is None:
         if not no_auth:
-            raise click.UsageError("RECEIVER_API_TOKEN is not set: the query API needs a token "
-                                   "(or bind to loopback with --no-auth for local use)")
+            raise click.UsageError(
+                "RECEIVER_API_TOKEN is not set: the query API needs a token "
+                "(or bind to loopback with --no-auth for local use)"
+            )
         if not is_loopback_host(host):
             raise click.UsageError(f"--no-auth is only allowed on a loopback address, not {host}")
     uvicorn.run(
-        create_app(settings), host=host, port=port, access_log=False, log_level="warning",
-        proxy_headers=bool(trusted_proxies.strip()), forwarded_allow_ips=trusted_proxies.strip() or None,
-        timeout_graceful_shutdown=graceful_timeout, server_header=False,
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        proxy_headers=bool(trusted_proxies.strip()),
+        forwarded_allow_ips=trusted_proxies.strip() or None,
+        timeout_graceful_shutdown=graceful_timeout,
+        server_header=False,
     )
 
 
@@ -95,8 +120,11 @@ def jobs() -> None:
 
 @jobs.command("list")
 @_data_dir_option
-@click.option("--status", type=click.Choice(["pending", "in_progress", "completed", "failed", "cancelled",
-                                             "expired"]), help="Only jobs in this status.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "in_progress", "completed", "failed", "cancelled", "expired"]),
+    help="Only jobs in this status.",
+)
 @click.option("--model", help="Only jobs of this model.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -117,8 +145,10 @@ def jobs_list(data_dir: str, status: str | None, model: str | None, limit: int, 
         return
     click.echo(f"{'JOB':<44} {'STATUS':<12} {'MODEL':<28} {'CREATED (UTC)':<20} SOURCE")
     for row in rows:
-        click.echo(f"{row['id']:<44} {row['status']:<12} {(row['model'] or '-'):<28} "
-                   f"{_when(row['created_at']):<20} {row['source']}")
+        click.echo(
+            f"{row['id']:<44} {row['status']:<12} {(row['model'] or '-'):<28} "
+            f"{_when(row['created_at']):<20} {row['source']}"
+        )
 
 
 @jobs.command("show")
@@ -134,7 +164,9 @@ def jobs_show(job_id: str, data_dir: str) -> None:
     record = records.get_job(_open_db(data_dir), job_id)
     if record is None:
         raise click.UsageError(f"no job {job_id!r} in {data_dir}")
-    paths = {o["index"]: records.output_path(_open_db(data_dir), job_id, o["index"]) for o in record["outputs"]}
+    paths = {
+        o["index"]: records.output_path(_open_db(data_dir), job_id, o["index"]) for o in record["outputs"]
+    }
     for output in record["outputs"]:
         output["path"] = paths[output["index"]]
     click.echo(json.dumps(record, indent=2))
@@ -184,7 +216,9 @@ def reprocess(delivery_ids: tuple[int, ...], data_dir: str) -> None:
         conn.execute("ROLLBACK")
         raise
     done = sum(o.processed for o in outcomes)
-    click.echo(f"reprocessed {len(outcomes)} deliveries: {done} applied, {len(outcomes) - done} still unprocessed")
+    click.echo(
+        f"reprocessed {len(outcomes)} deliveries: {done} applied, {len(outcomes) - done} still unprocessed"
+    )
     for outcome in outcomes:
         if not outcome.processed:
             click.echo(f"  #{outcome.delivery_id}: {outcome.error}")
@@ -197,8 +231,12 @@ def webhook() -> None:
 
 @webhook.command("test")
 @click.argument("url")
-@click.option("--secret", envvar="OPENROUTER_WEBHOOK_SECRET", required=True,
-              help="Signing secret (env OPENROUTER_WEBHOOK_SECRET; the first of a comma-separated list).")
+@click.option(
+    "--secret",
+    envvar="OPENROUTER_WEBHOOK_SECRET",
+    required=True,
+    help="Signing secret (env OPENROUTER_WEBHOOK_SECRET; the first of a comma-separated list).",
+)
 @click.option("--insecure", is_flag=True, help="Do not verify the TLS certificate (self-signed test setups).")
 @click.option("--cacert", type=click.Path(exists=True, dir_okay=False), help="CA bundle to verify TLS with.")
 def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> None:
@@ -214,11 +252,20 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
     if not signing_secret:
         raise click.UsageError("the webhook secret is empty")
     job_id = f"selftest-{int(time.time())}-{random_secrets.token_hex(6)}"
-    body = json.dumps({
-        "type": "video.generation.failed", "created_at": datetime.now(timezone.utc).isoformat(),
-        "data": {"id": job_id, "status": "failed", "generation_id": None, "model": "selftest/none",
-                 "error": "synthetic self-test event from `openrouter-video webhook test`"},
-    }, separators=(",", ":")).encode()
+    body = json.dumps(
+        {
+            "type": "video.generation.failed",
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "data": {
+                "id": job_id,
+                "status": "failed",
+                "generation_id": None,
+                "model": "selftest/none",
+                "error": "synthetic self-test event from `openrouter-video webhook test`",
+            },
+        },
+        separators=(",", ":"),
+    ).encode()
     now = int(time.time())
     cases = [
         ("signed", sign(signing_secret, body, now), True),
@@ -229,8 +276,11 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
     ok = True
     with httpx.Client(verify=verify, timeout=15.0, follow_redirects=False) as http:
         for name, signature, should_accept in cases:
-            headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature,
-                       IDEMPOTENCY_HEADER: f"{job_id}-failed"}
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: signature,
+                IDEMPOTENCY_HEADER: f"{job_id}-failed",
+            }
             try:
                 response = http.post(url, content=body, headers=headers)
             except httpx.HTTPError as exc:

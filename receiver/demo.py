@@ -65,7 +65,9 @@ def main() -> int:
     root = Path("demo-data").resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    api_key, secret, token = (f"{p}-{secrets.token_hex(12)}" for p in ("sk-or-demo", "whsec-demo", "rx-token"))
+    api_key, secret, token = (
+        f"{p}-{secrets.token_hex(12)}" for p in ("sk-or-demo", "whsec-demo", "rx-token")
+    )
     sim_port, rx_port = _free_port(), _free_port()
     sim_base = f"http://127.0.0.1:{sim_port}/api/v1"
     rx_url = f"http://127.0.0.1:{rx_port}"
@@ -74,24 +76,63 @@ def main() -> int:
     cli = [sys.executable, "-m", "client._cli"]
     sim_log, rx_log = root / "simulator.log", root / "receiver.log"
 
-    print(f"simulator: openrouter-video simulate --port {sim_port}   (log: {sim_log.relative_to(Path.cwd())})")
-    print(f"receiver:  openrouter-video serve --port {rx_port}        (log: {rx_log.relative_to(Path.cwd())})")
+    print(
+        f"simulator: openrouter-video simulate --port {sim_port}   (log: {sim_log.relative_to(Path.cwd())})"
+    )
+    print(
+        f"receiver:  openrouter-video serve --port {rx_port}        (log: {rx_log.relative_to(Path.cwd())})"
+    )
     processes: list[subprocess.Popen] = []
     try:
         with open(sim_log, "wb") as out:
-            processes.append(subprocess.Popen(
-                [*cli, "simulate", "--port", str(sim_port), "--api-key", api_key, "--webhook-secret", secret,
-                 "--pending", "1", "--in-progress", "2", "--log-level", "warning"],
-                env=base_env, stdout=out, stderr=subprocess.STDOUT))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        *cli,
+                        "simulate",
+                        "--port",
+                        str(sim_port),
+                        "--api-key",
+                        api_key,
+                        "--webhook-secret",
+                        secret,
+                        "--pending",
+                        "1",
+                        "--in-progress",
+                        "2",
+                        "--log-level",
+                        "warning",
+                    ],
+                    env=base_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         with open(rx_log, "wb") as out:
-            processes.append(subprocess.Popen(
-                [*cli, "serve", "--port", str(rx_port), "--data-dir", str(root / "receiver")],
-                env={**base_env, "OPENROUTER_API_KEY": api_key, "OPENROUTER_BASE_URL": sim_base,
-                     "OPENROUTER_WEBHOOK_SECRET": secret, "RECEIVER_API_TOKEN": token,
-                     "RECEIVER_FALLBACK_AFTER": "6", "RECEIVER_POLL_FIRST_INTERVAL": "1",
-                     "RECEIVER_LOG_FORMAT": "json"},
-                stdout=out, stderr=subprocess.STDOUT))
-        _wait_up(f"{sim_base}/videos/models", processes[0], "simulator", sim_log, {"Authorization": f"Bearer {api_key}"})
+            processes.append(
+                subprocess.Popen(
+                    [*cli, "serve", "--port", str(rx_port), "--data-dir", str(root / "receiver")],
+                    env={
+                        **base_env,
+                        "OPENROUTER_API_KEY": api_key,
+                        "OPENROUTER_BASE_URL": sim_base,
+                        "OPENROUTER_WEBHOOK_SECRET": secret,
+                        "RECEIVER_API_TOKEN": token,
+                        "RECEIVER_FALLBACK_AFTER": "6",
+                        "RECEIVER_POLL_FIRST_INTERVAL": "1",
+                        "RECEIVER_LOG_FORMAT": "json",
+                    },
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        _wait_up(
+            f"{sim_base}/videos/models",
+            processes[0],
+            "simulator",
+            sim_log,
+            {"Authorization": f"Bearer {api_key}"},
+        )
         _wait_up(f"{rx_url}/healthz", processes[1], "receiver", rx_log)
         return _run(sim_base, api_key, rx_url, auth, root)
     except OpenRouterVideoError as exc:
@@ -104,12 +145,20 @@ def main() -> int:
 
 def _run(sim_base: str, api_key: str, rx_url: str, auth: dict, root: Path) -> int:
     labels: dict[str, str] = {}
-    with OpenRouterVideo(api_key=api_key, base_url=sim_base) as api, httpx.Client(base_url=rx_url,
-                                                                                  headers=auth) as rx:
+    with (
+        OpenRouterVideo(api_key=api_key, base_url=sim_base) as api,
+        httpx.Client(base_url=rx_url, headers=auth) as rx,
+    ):
         print(f"\nsubmitting {len(JOBS)} jobs to {MODEL} with callback_url={rx_url}/webhooks/openrouter")
         for label, prompt in JOBS:
-            job = api.submit(prompt, model=MODEL, duration=4, resolution="720p", aspect_ratio="16:9",
-                             callback_url=f"{rx_url}/webhooks/openrouter")
+            job = api.submit(
+                prompt,
+                model=MODEL,
+                duration=4,
+                resolution="720p",
+                aspect_ratio="16:9",
+                callback_url=f"{rx_url}/webhooks/openrouter",
+            )
             rx.post("/jobs", json={"id": job.id, "model": MODEL, "prompt": prompt}).raise_for_status()
             labels[job.id] = label
             print(f"  {label:<16} {job.id}")
@@ -133,28 +182,40 @@ def _run(sim_base: str, api_key: str, rx_url: str, auth: dict, root: Path) -> in
                 break
             time.sleep(0.25)
         else:
-            print(f"demo: not every job settled within {DEADLINE:.0f}s; see {root}/receiver.log", file=sys.stderr)
+            print(
+                f"demo: not every job settled within {DEADLINE:.0f}s; see {root}/receiver.log",
+                file=sys.stderr,
+            )
             return 1
     print("\nrecords:")
     for job_id, record in records.items():
         print(f"  {labels[job_id]}: {job_id}")
-        print(f"    status {record['status']} via {record['source']}; cost {record['cost']}; error {record['error']}")
+        print(
+            f"    status {record['status']} via {record['source']}; cost {record['cost']}; error {record['error']}"
+        )
         print("    events: " + ", ".join(_event_text(e) for e in record["events"]))
         for output in record["outputs"]:
             path = root / "receiver" / "videos" / job_id / f"{output['index']}.mp4"
-            print(f"    output {output['index']}: {path.relative_to(Path.cwd())} ({output['bytes']} bytes, "
-                  f"sha256 {output['sha256'][:16]}...)")
+            print(
+                f"    output {output['index']}: {path.relative_to(Path.cwd())} ({output['bytes']} bytes, "
+                f"sha256 {output['sha256'][:16]}...)"
+            )
             if not path.is_file() or path.stat().st_size != output["bytes"]:
                 print(f"demo: {path} is missing or the wrong size", file=sys.stderr)
                 return 1
-    expected = {"normal": ("completed", "webhook"), "webhook dropped": ("completed", "poll"),
-                "fails upstream": ("failed", "webhook")}
+    expected = {
+        "normal": ("completed", "webhook"),
+        "webhook dropped": ("completed", "poll"),
+        "fails upstream": ("failed", "webhook"),
+    }
     wrong = [labels[j] for j, r in records.items() if (r["status"], r["source"]) != expected[labels[j]]]
     if wrong:
         print(f"demo: unexpected outcome for {', '.join(wrong)}", file=sys.stderr)
         return 1
-    print(f"\nall done in {time.monotonic() - started:.1f}s; query it yourself with the API token, e.g. "
-          f"GET {rx_url}/jobs (servers stopped now)")
+    print(
+        f"\nall done in {time.monotonic() - started:.1f}s; query it yourself with the API token, e.g. "
+        f"GET {rx_url}/jobs (servers stopped now)"
+    )
     return 0
 
 
@@ -165,7 +226,9 @@ def _event_text(event: dict) -> str:
 
 def _settled(record: dict) -> bool:
     if record["status"] == "completed":
-        return bool(record["outputs"]) and all(o["state"] in ("done", "gone", "failed") for o in record["outputs"])
+        return bool(record["outputs"]) and all(
+            o["state"] in ("done", "gone", "failed") for o in record["outputs"]
+        )
     return record["status"] in ("failed", "cancelled", "expired")
 
 

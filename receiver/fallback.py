@@ -33,8 +33,16 @@ _MAX_NOT_FOUND = 3
 
 
 class FallbackPoller:
-    def __init__(self, store: JobStore, client: AsyncOpenRouterVideo, fetcher: Fetcher, settings: Settings,
-                 metrics: Metrics, *, tick: float | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        client: AsyncOpenRouterVideo,
+        fetcher: Fetcher,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        tick: float | None = None,
+    ) -> None:
         self.store = store
         self.client = client
         self.fetcher = fetcher
@@ -63,8 +71,12 @@ class FallbackPoller:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             if now - born > self.settings.fallback_max_age:
                 await self.store.schedule_poll(job_id, None, attempted=False)
-                await self.store.add_event(job_id, "poll", "fallback_gave_up",
-                                           f"not terminal after {self.settings.fallback_max_age:.0f}s")
+                await self.store.add_event(
+                    job_id,
+                    "poll",
+                    "fallback_gave_up",
+                    f"not terminal after {self.settings.fallback_max_age:.0f}s",
+                )
                 log.error("fallback.gave_up", age=round(now - born))
                 return
             try:
@@ -77,18 +89,23 @@ class FallbackPoller:
                 return
             except (AuthenticationError, PermissionDeniedError) as exc:
                 self.metrics.inc("receiver_fallback_polls_total", result="forbidden")
-                log.error("fallback.poll", outcome="forbidden", error=str(exc), hint="check OPENROUTER_API_KEY")
+                log.error(
+                    "fallback.poll", outcome="forbidden", error=str(exc), hint="check OPENROUTER_API_KEY"
+                )
                 await self.store.schedule_poll(job_id, now + self.settings.poll_max_interval)
                 return
             except OpenRouterVideoError as exc:
                 self.metrics.inc("receiver_fallback_polls_total", result="error")
                 log.warning("fallback.poll", outcome="error", error=str(exc))
                 await self.store.schedule_poll(
-                    job_id, now + self.backoff.delay(attempts, getattr(exc, "retry_after", None)))
+                    job_id, now + self.backoff.delay(attempts, getattr(exc, "retry_after", None))
+                )
                 return
             result = await self.store.apply_poll(job)
             self.metrics.inc("receiver_fallback_polls_total", result=job.status)
             log.info("fallback.poll", outcome=job.status, decision=result.decision)
             if result.outputs_queued:
                 self.fetcher.wake()
-            await self.store.schedule_poll(job_id, None if job.is_terminal else now + self.backoff.delay(attempts))
+            await self.store.schedule_poll(
+                job_id, None if job.is_terminal else now + self.backoff.delay(attempts)
+            )

@@ -42,15 +42,24 @@ _CONFLICT_RETRIES = 3
 
 
 class Fetcher:
-    def __init__(self, store: JobStore, client: AsyncOpenRouterVideo, content: ContentStore, settings: Settings,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        client: AsyncOpenRouterVideo,
+        content: ContentStore,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
         self.store = store
         self.client = client
         self.content = content
         self.settings = settings
         self.metrics = metrics
-        self.backoff = RetryPolicy(max_retries=settings.download_max_attempts,
-                                   initial=settings.download_retry_initial, cap=settings.download_retry_cap)
+        self.backoff = RetryPolicy(
+            max_retries=settings.download_max_attempts,
+            initial=settings.download_retry_initial,
+            cap=settings.download_retry_cap,
+        )
         self._wake = asyncio.Event()
         self._active: set[asyncio.Task[None]] = set()
         self._requeue = True  # at start: resume whatever a crash left in flight
@@ -119,7 +128,9 @@ class Fetcher:
                 else:
                     await self._end(job_id, index, "gone", exc, attempts)
             except _FORBIDDEN as exc:
-                log.error("download.forbidden", error=str(exc), hint="check OPENROUTER_API_KEY", attempts=attempts)
+                log.error(
+                    "download.forbidden", error=str(exc), hint="check OPENROUTER_API_KEY", attempts=attempts
+                )
                 await self._end(job_id, index, "failed", exc, attempts)
             except (OpenRouterVideoError, OSError, ValueError) as exc:
                 await self._retry_or_fail(job_id, index, attempts, exc)
@@ -128,16 +139,23 @@ class Fetcher:
                 await self._retry_or_fail(job_id, index, attempts, exc)
             else:
                 try:
-                    await self.store.finish_download(job_id, index, path=result.path, size=result.bytes,
-                                                     sha256=result.sha256)
+                    await self.store.finish_download(
+                        job_id, index, path=result.path, size=result.bytes, sha256=result.sha256
+                    )
                 except StoreUnavailable as exc:
                     log.error("download.unrecorded", error=str(exc))
                     self._requeue = True
                     return
                 self.metrics.inc("receiver_downloads_total", result="done")
                 self.metrics.inc("receiver_download_bytes_total", result.bytes)
-                log.info("download", outcome="done", bytes=result.bytes, sha256=result.sha256, attempts=attempts,
-                         duration_ms=round((time.perf_counter() - started) * 1000, 1))
+                log.info(
+                    "download",
+                    outcome="done",
+                    bytes=result.bytes,
+                    sha256=result.sha256,
+                    attempts=attempts,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
 
     async def _retry_or_fail(self, job_id: str, index: int, attempts: int, exc: Exception) -> None:
         # A full disk is our problem, not the output's: it never uses up the attempts of a paid video.

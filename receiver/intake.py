@@ -37,8 +37,12 @@ log = structlog.get_logger("receiver.intake")
 
 _SIGNATURE = SIGNATURE_HEADER.lower().encode()
 _IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode()
-_KEPT = {b"content-type": "content-type", b"user-agent": "user-agent", _IDEMPOTENCY: IDEMPOTENCY_HEADER.lower(),
-         _SIGNATURE: SIGNATURE_HEADER.lower()}
+_KEPT = {
+    b"content-type": "content-type",
+    b"user-agent": "user-agent",
+    _IDEMPOTENCY: IDEMPOTENCY_HEADER.lower(),
+    _SIGNATURE: SIGNATURE_HEADER.lower(),
+}
 _JSON = [(b"content-type", b"application/json")]
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
@@ -50,7 +54,9 @@ def _answer(status: int, payload: dict) -> tuple[int, bytes]:
 ACCEPTED = _answer(200, {"received": True, "outcome": "accepted"})
 DUPLICATE = _answer(200, {"received": True, "outcome": "duplicate"})
 UNPROCESSED = _answer(200, {"received": True, "outcome": "unprocessed"})
-UNAVAILABLE = _answer(503, {"error": {"code": 503, "message": "the delivery could not be stored; please retry"}})
+UNAVAILABLE = _answer(
+    503, {"error": {"code": 503, "message": "the delivery could not be stored; please retry"}}
+)
 
 
 class _RejectionLog:
@@ -71,8 +77,13 @@ class _RejectionLog:
             self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
             return
         self._last[reason] = now
-        log.warning("webhook.delivery", outcome="rejected", reason=reason,
-                    similar_not_logged=self._suppressed.pop(reason, 0), **fields)
+        log.warning(
+            "webhook.delivery",
+            outcome="rejected",
+            reason=reason,
+            similar_not_logged=self._suppressed.pop(reason, 0),
+            **fields,
+        )
 
 
 _log_rejection = _RejectionLog()
@@ -81,8 +92,17 @@ _REJECTIONS: dict[tuple[str, str], tuple[int, bytes]] = {}
 
 async def _respond(send: Send, answer: tuple[int, bytes], request_id: str) -> None:
     status, body = answer
-    await send({"type": "http.response.start", "status": status, "headers": [
-        *_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *_JSON,
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -125,26 +145,43 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             kept[_KEPT[name]] = value.decode("latin-1")
 
     request_id = request_id or new_request_id()
-    body = None if declared > settings.max_body_bytes else await _read_capped(receive, settings.max_body_bytes)
+    body = (
+        None if declared > settings.max_body_bytes else await _read_capped(receive, settings.max_body_bytes)
+    )
     if body is None:
         metrics.inc("receiver_deliveries_total", outcome="too_large")
-        log.warning("webhook.delivery", outcome="too_large", limit=settings.max_body_bytes, client=client,
-                    request_id=request_id)
-        await _respond(send, _answer(413, {"error": {"code": 413, "message":
-                                                      f"body larger than {settings.max_body_bytes} bytes"}}),
-                       request_id)
+        log.warning(
+            "webhook.delivery",
+            outcome="too_large",
+            limit=settings.max_body_bytes,
+            client=client,
+            request_id=request_id,
+        )
+        await _respond(
+            send,
+            _answer(
+                413, {"error": {"code": 413, "message": f"body larger than {settings.max_body_bytes} bytes"}}
+            ),
+            request_id,
+        )
         return
     try:
-        signed_at = verify_signature(s.secrets, body, {SIGNATURE_HEADER: signature} if signature else {},
-                                     tolerance=settings.webhook_tolerance)
+        signed_at = verify_signature(
+            s.secrets,
+            body,
+            {SIGNATURE_HEADER: signature} if signature else {},
+            tolerance=settings.webhook_tolerance,
+        )
     except WebhookVerificationError as exc:
         metrics.inc("receiver_deliveries_total", outcome="rejected")
         metrics.inc("receiver_verification_failures_total", reason=exc.reason)
         _log_rejection(exc.reason, body_bytes=len(body), client=client, request_id=request_id)
         answer = _REJECTIONS.get((exc.reason, exc.message))
         if answer is None:
-            answer = _REJECTIONS.setdefault((exc.reason, exc.message), _answer(
-                401, {"error": {"code": 401, "message": exc.message, "reason": exc.reason}}))
+            answer = _REJECTIONS.setdefault(
+                (exc.reason, exc.message),
+                _answer(401, {"error": {"code": 401, "message": exc.message, "reason": exc.reason}}),
+            )
         await _respond(send, answer, request_id)
         return
     try:
@@ -153,10 +190,21 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         event, payload_error = None, exc.message
     if not key:
         key = f"{event.job_id}-{event.status}" if event else f"sha256-{hashlib.sha256(body).hexdigest()}"
-    delivery = Delivery(idempotency_key=key[:200], body=body, headers=kept, received_at=time.time(),
-                        signed_at=signed_at, remote_addr=client)
-    fields = {"idempotency_key": delivery.idempotency_key, "job_id": event.job_id if event else None,
-              "status": event.status if event else None, "client": client, "request_id": request_id}
+    delivery = Delivery(
+        idempotency_key=key[:200],
+        body=body,
+        headers=kept,
+        received_at=time.time(),
+        signed_at=signed_at,
+        remote_addr=client,
+    )
+    fields = {
+        "idempotency_key": delivery.idempotency_key,
+        "job_id": event.job_id if event else None,
+        "status": event.status if event else None,
+        "client": client,
+        "request_id": request_id,
+    }
     try:
         outcome = await s.store.record_delivery(delivery, event, payload_error)
     except StoreUnavailable as exc:
@@ -175,10 +223,18 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         answer, result = ACCEPTED, "accepted"
     metrics.inc("receiver_deliveries_total", outcome=result)
     if result == "unprocessed":
-        log.error("webhook.delivery", outcome=result, error=outcome.error, delivery_id=outcome.delivery_id,
-                  duration_ms=duration_ms, **fields)
+        log.error(
+            "webhook.delivery",
+            outcome=result,
+            error=outcome.error,
+            delivery_id=outcome.delivery_id,
+            duration_ms=duration_ms,
+            **fields,
+        )
     else:
-        log.info("webhook.delivery", outcome=result, decision=outcome.decision, duration_ms=duration_ms, **fields)
+        log.info(
+            "webhook.delivery", outcome=result, decision=outcome.decision, duration_ms=duration_ms, **fields
+        )
     await _respond(send, answer, request_id)
 
 

@@ -35,9 +35,15 @@ class Metrics:
         by_name: dict[str, list[str]] = {}
         for (name, labels), value in sorted(self.counters.items()):
             label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-            by_name.setdefault(name, []).append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
+            by_name.setdefault(name, []).append(
+                f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}"
+            )
         for name, samples in by_name.items():
             lines += [f"# HELP {name} {self._HELP.get(name, name)}", f"# TYPE {name} counter", *samples]
         for name, read in sorted(self.gauges.items()):
-            lines += [f"# HELP {name} {self._HELP.get(name, name)}", f"# TYPE {name} gauge", f"{name} {read():g}"]
+            lines += [
+                f"# HELP {name} {self._HELP.get(name, name)}",
+                f"# TYPE {name} gauge",
+                f"{name} {read():g}",
+            ]
         return "\n".join(lines) + "\n"

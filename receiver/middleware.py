@@ -65,7 +65,15 @@ class BearerAuthMiddleware:
             return
         reason = "missing bearer token" if not given else "wrong bearer token"
         body = json.dumps({"error": {"code": 401, "message": f"unauthorized: {reason}"}}).encode()
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b'Bearer realm="openrouter-video"')]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="openrouter-video"'),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -62,8 +62,9 @@ class ApplyResult:
 # -- applying upstream job states --------------------------------------------------------------
 
 
-def apply_job_update(conn: sqlite3.Connection, job: VideoJob, *, source: str, now: float,
-                     delivery_id: int | None = None) -> ApplyResult:
+def apply_job_update(
+    conn: sqlite3.Connection, job: VideoJob, *, source: str, now: float, delivery_id: int | None = None
+) -> ApplyResult:
     """Move the job record forward by an upstream view of the job (webhook or poll)."""
     job = _storable_job(job)
     row = conn.execute("SELECT status, upstream FROM jobs WHERE id = ?", (job.id,)).fetchone()
@@ -75,8 +76,20 @@ def apply_job_update(conn: sqlite3.Connection, job: VideoJob, *, source: str, no
         conn.execute(
             "INSERT INTO jobs (id, model, status, created_at, first_seen_at, updated_at, terminal_at, source, "
             "error, cost, generation_id, upstream) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.id, job.model, job.status, now, now, now, terminal_at, source, job.error, cost,
-             job.generation_id, json.dumps(job.raw)),
+            (
+                job.id,
+                job.model,
+                job.status,
+                now,
+                now,
+                now,
+                terminal_at,
+                source,
+                job.error,
+                cost,
+                job.generation_id,
+                json.dumps(job.raw),
+            ),
         )
     elif decision in ("advance", "same"):
         merged = _merge_upstream(row["upstream"], job.raw)
@@ -86,8 +99,19 @@ def apply_job_update(conn: sqlite3.Connection, job: VideoJob, *, source: str, no
                 "error = COALESCE(?, error), cost = COALESCE(?, cost), generation_id = COALESCE(?, generation_id), "
                 "model = COALESCE(model, ?), upstream = ?, "
                 "next_poll_at = CASE WHEN ? THEN NULL ELSE next_poll_at END WHERE id = ?",
-                (job.status, now, source, terminal_at, job.error, cost, job.generation_id, job.model, merged,
-                 terminal_at is not None, job.id),
+                (
+                    job.status,
+                    now,
+                    source,
+                    terminal_at,
+                    job.error,
+                    cost,
+                    job.generation_id,
+                    job.model,
+                    merged,
+                    terminal_at is not None,
+                    job.id,
+                ),
             )
         else:
             conn.execute(
@@ -133,8 +157,16 @@ def _merge_upstream(old: str | None, new: dict[str, Any]) -> str:
     return json.dumps(merged)
 
 
-def add_event(conn: sqlite3.Connection, job_id: str, at: float, source: str, kind: str,
-              status: str | None = None, detail: str | None = None, delivery_id: int | None = None) -> None:
+def add_event(
+    conn: sqlite3.Connection,
+    job_id: str,
+    at: float,
+    source: str,
+    kind: str,
+    status: str | None = None,
+    detail: str | None = None,
+    delivery_id: int | None = None,
+) -> None:
     conn.execute(
         "INSERT INTO job_events (job_id, at, source, kind, status, detail, delivery_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (job_id, at, source, kind, status, detail, delivery_id),
@@ -144,26 +176,42 @@ def add_event(conn: sqlite3.Connection, job_id: str, at: float, source: str, kin
 # -- deliveries --------------------------------------------------------------------------------
 
 
-def record_delivery(conn: sqlite3.Connection, delivery: Delivery, event: WebhookEvent | None,
-                    payload_error: str | None) -> DeliveryOutcome:
+def record_delivery(
+    conn: sqlite3.Connection, delivery: Delivery, event: WebhookEvent | None, payload_error: str | None
+) -> DeliveryOutcome:
     """Store a verified delivery once per idempotency key, then apply its event."""
     error = payload_error if event is None else _unusable(event)
     cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, job_id, event_type, status, received_at, signed_at, "
         "remote_addr, headers, body, processed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (delivery.idempotency_key, _storable(event.job_id) if event else None,
-         _storable(event.type) if event else None, _storable(event.status) if event else None,
-         delivery.received_at, delivery.signed_at, delivery.remote_addr,
-         json.dumps(delivery.headers), delivery.body, error is None, error),
+        (
+            delivery.idempotency_key,
+            _storable(event.job_id) if event else None,
+            _storable(event.type) if event else None,
+            _storable(event.status) if event else None,
+            delivery.received_at,
+            delivery.signed_at,
+            delivery.remote_addr,
+            json.dumps(delivery.headers),
+            delivery.body,
+            error is None,
+            error,
+        ),
     )
     if cursor.rowcount == 0:
         return DeliveryOutcome(duplicate=True, delivery_id=None, processed=True)
     if error is not None:
         return DeliveryOutcome(duplicate=False, delivery_id=cursor.lastrowid, processed=False, error=error)
-    result = apply_job_update(conn, event.job, source="webhook", now=delivery.received_at,
-                              delivery_id=cursor.lastrowid)
-    return DeliveryOutcome(duplicate=False, delivery_id=cursor.lastrowid, processed=True, decision=result.decision,
-                           outputs_queued=result.outputs_queued)
+    result = apply_job_update(
+        conn, event.job, source="webhook", now=delivery.received_at, delivery_id=cursor.lastrowid
+    )
+    return DeliveryOutcome(
+        duplicate=False,
+        delivery_id=cursor.lastrowid,
+        processed=True,
+        decision=result.decision,
+        outputs_queued=result.outputs_queued,
+    )
 
 
 def _unusable(event: WebhookEvent) -> str | None:
@@ -172,8 +220,9 @@ def _unusable(event: WebhookEvent) -> str | None:
     return None
 
 
-def _process(conn: sqlite3.Connection, delivery_id: int, event: WebhookEvent | None, error: str | None,
-             now: float) -> DeliveryOutcome:
+def _process(
+    conn: sqlite3.Connection, delivery_id: int, event: WebhookEvent | None, error: str | None, now: float
+) -> DeliveryOutcome:
     if event is not None and error is None:
         error = _unusable(event)
     if event is None or error is not None:
@@ -181,18 +230,25 @@ def _process(conn: sqlite3.Connection, delivery_id: int, event: WebhookEvent | N
         return DeliveryOutcome(duplicate=False, delivery_id=delivery_id, processed=False, error=error)
     result = apply_job_update(conn, event.job, source="webhook", now=now, delivery_id=delivery_id)
     conn.execute("UPDATE deliveries SET processed = 1, error = NULL WHERE id = ?", (delivery_id,))
-    return DeliveryOutcome(duplicate=False, delivery_id=delivery_id, processed=True, decision=result.decision,
-                           outputs_queued=result.outputs_queued)
+    return DeliveryOutcome(
+        duplicate=False,
+        delivery_id=delivery_id,
+        processed=True,
+        decision=result.decision,
+        outputs_queued=result.outputs_queued,
+    )
 
 
-def reprocess_deliveries(conn: sqlite3.Connection, delivery_ids: list[int] | None = None,
-                         now: float | None = None) -> list[DeliveryOutcome]:
+def reprocess_deliveries(
+    conn: sqlite3.Connection, delivery_ids: list[int] | None = None, now: float | None = None
+) -> list[DeliveryOutcome]:
     """Parse and apply stored deliveries that were not processed (e.g. after a bug fix)."""
     now = time.time() if now is None else now
     if delivery_ids:
         marks = ",".join("?" * len(delivery_ids))
-        rows = conn.execute(f"SELECT id, body FROM deliveries WHERE processed = 0 AND id IN ({marks})",
-                            delivery_ids).fetchall()
+        rows = conn.execute(
+            f"SELECT id, body FROM deliveries WHERE processed = 0 AND id IN ({marks})", delivery_ids
+        ).fetchall()
     else:
         rows = conn.execute("SELECT id, body FROM deliveries WHERE processed = 0 ORDER BY id").fetchall()
     outcomes = []
@@ -202,8 +258,10 @@ def reprocess_deliveries(conn: sqlite3.Connection, delivery_ids: list[int] | Non
         except WebhookPayloadError as exc:
             event, error = None, str(exc)
         if event is not None:
-            conn.execute("UPDATE deliveries SET job_id = ?, event_type = ?, status = ? WHERE id = ?",
-                         (event.job_id, event.type, event.status, row["id"]))
+            conn.execute(
+                "UPDATE deliveries SET job_id = ?, event_type = ?, status = ? WHERE id = ?",
+                (event.job_id, event.type, event.status, row["id"]),
+            )
         outcomes.append(_process(conn, row["id"], event, error, now))
     return outcomes
 
@@ -213,7 +271,8 @@ def list_deliveries(conn: sqlite3.Connection, *, unprocessed: bool = False, limi
     rows = conn.execute(
         f"SELECT id, idempotency_key, job_id, event_type, status, received_at, remote_addr, processed, error, "
         f"length(body) AS "
-        f"body_bytes FROM deliveries {where} ORDER BY id DESC LIMIT ?", (limit,),
+        f"body_bytes FROM deliveries {where} ORDER BY id DESC LIMIT ?",
+        (limit,),
     ).fetchall()
     return [dict(r) for r in rows]
 
@@ -221,8 +280,15 @@ def list_deliveries(conn: sqlite3.Connection, *, unprocessed: bool = False, limi
 # -- registration and fallback polling ---------------------------------------------------------
 
 
-def register_job(conn: sqlite3.Connection, job_id: str, *, model: str | None, prompt: str | None, now: float,
-                 first_poll_at: float) -> bool:
+def register_job(
+    conn: sqlite3.Connection,
+    job_id: str,
+    *,
+    model: str | None,
+    prompt: str | None,
+    now: float,
+    first_poll_at: float,
+) -> bool:
     """Track a submitted job; idempotent, and fine whether its webhook came first or not. True if new."""
     row = conn.execute("SELECT status, registered FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
@@ -248,12 +314,15 @@ def register_job(conn: sqlite3.Connection, job_id: str, *, model: str | None, pr
 def due_polls(conn: sqlite3.Connection, now: float, limit: int) -> list[dict]:
     rows = conn.execute(
         "SELECT id, submitted_at, created_at, poll_attempts, upstream FROM jobs "
-        "WHERE next_poll_at IS NOT NULL AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?", (now, limit),
+        "WHERE next_poll_at IS NOT NULL AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?",
+        (now, limit),
     ).fetchall()
     return [dict(r) for r in rows]
 
 
-def schedule_poll(conn: sqlite3.Connection, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
+def schedule_poll(
+    conn: sqlite3.Connection, job_id: str, next_at: float | None, *, attempted: bool = True
+) -> None:
     conn.execute(
         "UPDATE jobs SET next_poll_at = CASE WHEN status IN ('completed','failed','cancelled','expired') "
         "THEN NULL ELSE ? END, poll_attempts = poll_attempts + ? WHERE id = ?",
@@ -268,34 +337,44 @@ def claim_downloads(conn: sqlite3.Connection, now: float, limit: int) -> list[di
     """Mark up to `limit` due outputs as downloading and return them with their job's upstream view."""
     rows = conn.execute(
         "SELECT o.job_id, o.idx, o.attempts, j.upstream FROM outputs o JOIN jobs j ON j.id = o.job_id "
-        "WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?", (now, limit),
+        "WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
+        (now, limit),
     ).fetchall()
     for row in rows:
         conn.execute(
             "UPDATE outputs SET state = 'downloading', attempts = attempts + 1, updated_at = ? "
-            "WHERE job_id = ? AND idx = ?", (now, row["job_id"], row["idx"]),
+            "WHERE job_id = ? AND idx = ?",
+            (now, row["job_id"], row["idx"]),
         )
     return [dict(r) for r in rows]
 
 
-def finish_download(conn: sqlite3.Connection, job_id: str, index: int, *, path: str, size: int, sha256: str,
-                    now: float) -> None:
+def finish_download(
+    conn: sqlite3.Connection, job_id: str, index: int, *, path: str, size: int, sha256: str, now: float
+) -> None:
     conn.execute(
         "UPDATE outputs SET state = 'done', bytes = ?, sha256 = ?, path = ?, error = NULL, updated_at = ? "
-        "WHERE job_id = ? AND idx = ?", (size, sha256, path, now, job_id, index),
+        "WHERE job_id = ? AND idx = ?",
+        (size, sha256, path, now, job_id, index),
     )
-    add_event(conn, job_id, now, "fetcher", "downloaded", None, f"output {index}: {size} bytes, sha256 {sha256}")
+    add_event(
+        conn, job_id, now, "fetcher", "downloaded", None, f"output {index}: {size} bytes, sha256 {sha256}"
+    )
 
 
-def retry_download(conn: sqlite3.Connection, job_id: str, index: int, *, next_at: float, error: str,
-                   now: float) -> None:
+def retry_download(
+    conn: sqlite3.Connection, job_id: str, index: int, *, next_at: float, error: str, now: float
+) -> None:
     conn.execute(
         "UPDATE outputs SET state = 'pending', next_attempt_at = ?, error = ?, updated_at = ? "
-        "WHERE job_id = ? AND idx = ?", (next_at, error, now, job_id, index),
+        "WHERE job_id = ? AND idx = ?",
+        (next_at, error, now, job_id, index),
     )
 
 
-def end_download(conn: sqlite3.Connection, job_id: str, index: int, *, state: str, error: str, now: float) -> None:
+def end_download(
+    conn: sqlite3.Connection, job_id: str, index: int, *, state: str, error: str, now: float
+) -> None:
     """A final failure: `gone` (404/409/410 upstream) or `failed` (auth, or attempts exhausted)."""
     conn.execute(
         "UPDATE outputs SET state = ?, error = ?, updated_at = ? WHERE job_id = ? AND idx = ?",
@@ -313,7 +392,9 @@ def requeue_interrupted(conn: sqlite3.Connection, now: float) -> int:
 
 
 def queue_depth(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM outputs WHERE state IN ('pending', 'downloading')").fetchone()[0]
+    return conn.execute("SELECT count(*) FROM outputs WHERE state IN ('pending', 'downloading')").fetchone()[
+        0
+    ]
 
 
 def next_download_at(conn: sqlite3.Connection) -> float | None:
@@ -323,8 +404,10 @@ def next_download_at(conn: sqlite3.Connection) -> float | None:
 
 # -- queries -----------------------------------------------------------------------------------
 
-JOB_COLUMNS = ("id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
-               "source, registered, error, cost, generation_id")
+JOB_COLUMNS = (
+    "id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
+    "source, registered, error, cost, generation_id"
+)
 
 
 def get_job(conn: sqlite3.Connection, job_id: str) -> dict | None:
@@ -334,13 +417,16 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> dict | None:
     job = dict(row)
     job["registered"] = bool(job["registered"])
     job["outputs"] = [
-        dict(r) for r in conn.execute(
-            "SELECT idx AS \"index\", state, attempts, bytes, sha256, error, updated_at FROM outputs "
-            "WHERE job_id = ? ORDER BY idx", (job_id,),
+        dict(r)
+        for r in conn.execute(
+            'SELECT idx AS "index", state, attempts, bytes, sha256, error, updated_at FROM outputs '
+            "WHERE job_id = ? ORDER BY idx",
+            (job_id,),
         )
     ]
     job["events"] = [
-        dict(r) for r in conn.execute(
+        dict(r)
+        for r in conn.execute(
             "SELECT at, source, kind, status, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
         )
     ]
@@ -348,8 +434,9 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> dict | None:
 
 
 def output_path(conn: sqlite3.Connection, job_id: str, index: int) -> str | None:
-    row = conn.execute("SELECT path FROM outputs WHERE job_id = ? AND idx = ? AND state = 'done'",
-                       (job_id, index)).fetchone()
+    row = conn.execute(
+        "SELECT path FROM outputs WHERE job_id = ? AND idx = ? AND state = 'done'", (job_id, index)
+    ).fetchone()
     return row["path"] if row else None
 
 
@@ -369,9 +456,16 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise ValueError("bad cursor") from None
 
 
-def list_jobs(conn: sqlite3.Connection, *, status: str | None = None, model: str | None = None,
-              since: float | None = None, until: float | None = None, cursor: str | None = None,
-              limit: int = 50) -> tuple[list[dict], str | None]:
+def list_jobs(
+    conn: sqlite3.Connection,
+    *,
+    status: str | None = None,
+    model: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[dict], str | None]:
     """Newest first, keyset pagination on (created_at, id)."""
     where, params = [], []
     if status:
@@ -392,7 +486,8 @@ def list_jobs(conn: sqlite3.Connection, *, status: str | None = None, model: str
         params += [created_at, job_id]
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
-        f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit + 1)
+        f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
+        (*params, limit + 1),
     ).fetchall()
     jobs = [dict(r) for r in rows[:limit]]
     for job in jobs:

@@ -94,7 +94,9 @@ class Settings:
 
         key = text("OPENROUTER_API_KEY")
         if key is None and "api_key" not in overrides:
-            raise SettingsError("OPENROUTER_API_KEY is not set: the receiver needs it to poll and download videos")
+            raise SettingsError(
+                "OPENROUTER_API_KEY is not set: the receiver needs it to poll and download videos"
+            )
         values["api_key"] = Secret(key or "")
         raw_secrets = text("OPENROUTER_WEBHOOK_SECRET")
         if raw_secrets is None and "webhook_secrets" not in overrides:
@@ -113,7 +115,9 @@ class Settings:
             values["data_dir"] = data_dir
         if (token := text("RECEIVER_API_TOKEN")) is not None:
             if len(token) < 16:
-                raise SettingsError("RECEIVER_API_TOKEN is shorter than 16 characters; use a long random token")
+                raise SettingsError(
+                    "RECEIVER_API_TOKEN is shorter than 16 characters; use a long random token"
+                )
             values["api_token"] = Secret(token)
         if (public := text("RECEIVER_PUBLIC_URL")) is not None:
             values["public_url"] = public
@@ -124,7 +128,9 @@ class Settings:
             try:
                 number = kind(raw)
             except ValueError:
-                raise SettingsError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
+                raise SettingsError(
+                    f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}"
+                ) from None
             if number < 0 or (number == 0 and attr in _POSITIVE):
                 raise SettingsError(f"{name}={raw!r} must be {'> 0' if attr in _POSITIVE else '>= 0'}")
             values[attr] = number
@@ -170,5 +176,11 @@ _NUMERIC: tuple[tuple[str, str, type], ...] = (
     ("RECEIVER_DOWNLOAD_RETRY_CAP", "download_retry_cap", float),
     ("RECEIVER_MIN_FREE_BYTES", "min_free_bytes", int),
 )
-_POSITIVE = {"max_body_bytes", "download_concurrency", "download_max_attempts", "poll_first_interval",
-             "poll_max_interval", "webhook_tolerance"}
+_POSITIVE = {
+    "max_body_bytes",
+    "download_concurrency",
+    "download_max_attempts",
+    "poll_first_interval",
+    "poll_max_interval",
+    "webhook_tolerance",
+}

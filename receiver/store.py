@@ -21,15 +21,19 @@ __all__ = ["Delivery", "DeliveryOutcome", "JobStore", "SQLiteJobStore", "StoreUn
 
 
 class JobStore(Protocol):
-    async def record_delivery(self, delivery: Delivery, event: WebhookEvent | None,
-                              payload_error: str | None) -> DeliveryOutcome: ...
+    async def record_delivery(
+        self, delivery: Delivery, event: WebhookEvent | None, payload_error: str | None
+    ) -> DeliveryOutcome: ...
     async def apply_poll(self, job: VideoJob) -> ApplyResult: ...
-    async def register_job(self, job_id: str, *, model: str | None, prompt: str | None,
-                           first_poll_at: float) -> bool: ...
+    async def register_job(
+        self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
+    ) -> bool: ...
     async def schedule_poll(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None: ...
     async def due_polls(self, now: float, limit: int) -> list[dict]: ...
     async def claim_downloads(self, now: float, limit: int) -> list[dict]: ...
-    async def finish_download(self, job_id: str, index: int, *, path: str, size: int, sha256: str) -> None: ...
+    async def finish_download(
+        self, job_id: str, index: int, *, path: str, size: int, sha256: str
+    ) -> None: ...
     async def retry_download(self, job_id: str, index: int, *, next_at: float, error: str) -> None: ...
     async def end_download(self, job_id: str, index: int, *, state: str, error: str) -> None: ...
     async def requeue_interrupted(self) -> int: ...
@@ -57,17 +61,25 @@ class SQLiteJobStore:
 
     # -- writes (through the one writer) -------------------------------------------------------
 
-    async def record_delivery(self, delivery: Delivery, event: WebhookEvent | None,
-                              payload_error: str | None) -> DeliveryOutcome:
+    async def record_delivery(
+        self, delivery: Delivery, event: WebhookEvent | None, payload_error: str | None
+    ) -> DeliveryOutcome:
         return await self._writer.run(records.record_delivery, delivery, event, payload_error)
 
     async def apply_poll(self, job: VideoJob) -> ApplyResult:
         return await self._writer.run(records.apply_job_update, job, source="poll", now=time.time())
 
-    async def register_job(self, job_id: str, *, model: str | None, prompt: str | None,
-                           first_poll_at: float) -> bool:
-        return await self._writer.run(records.register_job, job_id, model=model, prompt=prompt, now=time.time(),
-                                      first_poll_at=first_poll_at)
+    async def register_job(
+        self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
+    ) -> bool:
+        return await self._writer.run(
+            records.register_job,
+            job_id,
+            model=model,
+            prompt=prompt,
+            now=time.time(),
+            first_poll_at=first_poll_at,
+        )
 
     async def schedule_poll(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
         await self._writer.run(records.schedule_poll, job_id, next_at, attempted=attempted)
@@ -79,11 +91,14 @@ class SQLiteJobStore:
         return await self._writer.run(records.claim_downloads, now, limit)
 
     async def finish_download(self, job_id: str, index: int, *, path: str, size: int, sha256: str) -> None:
-        await self._writer.run(records.finish_download, job_id, index, path=path, size=size, sha256=sha256,
-                               now=time.time())
+        await self._writer.run(
+            records.finish_download, job_id, index, path=path, size=size, sha256=sha256, now=time.time()
+        )
 
     async def retry_download(self, job_id: str, index: int, *, next_at: float, error: str) -> None:
-        await self._writer.run(records.retry_download, job_id, index, next_at=next_at, error=error, now=time.time())
+        await self._writer.run(
+            records.retry_download, job_id, index, next_at=next_at, error=error, now=time.time()
+        )
 
     async def end_download(self, job_id: str, index: int, *, state: str, error: str) -> None:
         await self._writer.run(records.end_download, job_id, index, state=state, error=error, now=time.time())

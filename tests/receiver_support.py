@@ -46,7 +46,9 @@ def receiver_settings(data_dir: str, sim: RunningSimulator, **overrides: Any) ->
     return Settings(**values)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -77,12 +79,16 @@ class RunningReceiver:
         return response.json() if response.status_code == 200 else None
 
     def wait_job(self, job_id: str, predicate: Callable[[dict], bool], timeout: float = 15.0) -> dict:
-        return wait_until(lambda: (lambda j: j if j and predicate(j) else None)(self.job(job_id)), timeout,
-                          what=f"job {job_id}")
+        return wait_until(
+            lambda: (lambda j: j if j and predicate(j) else None)(self.job(job_id)),
+            timeout,
+            what=f"job {job_id}",
+        )
 
     def wait_downloaded(self, job_id: str, timeout: float = 20.0) -> dict:
-        return self.wait_job(job_id, lambda j: bool(j["outputs"]) and all(o["state"] == "done" for o in j["outputs"]),
-                             timeout)
+        return self.wait_job(
+            job_id, lambda j: bool(j["outputs"]) and all(o["state"] == "done" for o in j["outputs"]), timeout
+        )
 
     def db(self):
         return connect(self.settings.db_path)
@@ -102,13 +108,28 @@ def running_receiver(settings: Settings) -> Iterator[RunningReceiver]:
         yield RunningReceiver(url=server.url, settings=settings)
 
 
-def signed_event(secret: str, data: dict[str, Any], *, status: str | None = None, timestamp: int | None = None,
-                 key: str | None = None) -> tuple[bytes, dict[str, str]]:
+def signed_event(
+    secret: str,
+    data: dict[str, Any],
+    *,
+    status: str | None = None,
+    timestamp: int | None = None,
+    key: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
     status = status or data["status"]
-    body = json.dumps({"type": f"video.generation.{status}", "created_at": "2026-11-21T10:00:00.000Z",
-                       "data": {**data, "status": status}}, separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body, timestamp),
-               IDEMPOTENCY_HEADER: key or f"{data['id']}-{status}"}
+    body = json.dumps(
+        {
+            "type": f"video.generation.{status}",
+            "created_at": "2026-11-21T10:00:00.000Z",
+            "data": {**data, "status": status},
+        },
+        separators=(",", ":"),
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(secret, body, timestamp),
+        IDEMPOTENCY_HEADER: key or f"{data['id']}-{status}",
+    }
     return body, headers
 
 
@@ -121,8 +142,13 @@ def free_port() -> int:
 class ReceiverProcess:
     """`openrouter-video serve` in a subprocess, so a test can SIGKILL it."""
 
-    def __init__(self, settings: Settings, port: int | None = None, log_path: str | None = None,
-                 extra_args: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        port: int | None = None,
+        log_path: str | None = None,
+        extra_args: tuple[str, ...] | list[str] = (),
+    ) -> None:
         self.settings = settings
         self.extra_args = list(extra_args)
         self.port = port or free_port()
@@ -133,18 +159,23 @@ class ReceiverProcess:
     def env(self) -> dict[str, str]:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "RECEIVER_"))}
-        env.update({
-            "OPENROUTER_API_KEY": s.api_key.reveal(), "OPENROUTER_BASE_URL": s.base_url,
-            "OPENROUTER_WEBHOOK_SECRET": ",".join(s.secret_values()), "RECEIVER_DATA_DIR": s.data_dir,
-            "RECEIVER_API_TOKEN": s.api_token.reveal() if s.api_token else "",
-            "RECEIVER_FALLBACK_AFTER": str(s.fallback_after),
-            "RECEIVER_POLL_FIRST_INTERVAL": str(s.poll_first_interval),
-            "RECEIVER_POLL_MAX_INTERVAL": str(s.poll_max_interval),
-            "RECEIVER_DOWNLOAD_CONCURRENCY": str(s.download_concurrency),
-            "RECEIVER_DOWNLOAD_RETRY_INITIAL": str(s.download_retry_initial),
-            "RECEIVER_DOWNLOAD_RETRY_CAP": str(s.download_retry_cap),
-            "RECEIVER_MIN_FREE_BYTES": str(s.min_free_bytes), "RECEIVER_LOG_FORMAT": "json",
-        })
+        env.update(
+            {
+                "OPENROUTER_API_KEY": s.api_key.reveal(),
+                "OPENROUTER_BASE_URL": s.base_url,
+                "OPENROUTER_WEBHOOK_SECRET": ",".join(s.secret_values()),
+                "RECEIVER_DATA_DIR": s.data_dir,
+                "RECEIVER_API_TOKEN": s.api_token.reveal() if s.api_token else "",
+                "RECEIVER_FALLBACK_AFTER": str(s.fallback_after),
+                "RECEIVER_POLL_FIRST_INTERVAL": str(s.poll_first_interval),
+                "RECEIVER_POLL_MAX_INTERVAL": str(s.poll_max_interval),
+                "RECEIVER_DOWNLOAD_CONCURRENCY": str(s.download_concurrency),
+                "RECEIVER_DOWNLOAD_RETRY_INITIAL": str(s.download_retry_initial),
+                "RECEIVER_DOWNLOAD_RETRY_CAP": str(s.download_retry_cap),
+                "RECEIVER_MIN_FREE_BYTES": str(s.min_free_bytes),
+                "RECEIVER_LOG_FORMAT": "json",
+            }
+        )
         return env
 
     def start(self) -> ReceiverProcess:
@@ -152,7 +183,9 @@ class ReceiverProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
             [sys.executable, "-m", "client._cli", "serve", "--port", str(self.port), *self.extra_args],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 

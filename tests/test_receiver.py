@@ -66,8 +66,13 @@ def test_unverifiable_deliveries_are_refused_and_not_stored(receiver, simulator,
         headers["X-OpenRouter-Signature"] = sign("another-secret", body, now)
     response = httpx.post(receiver.webhook_url, content=body, headers=headers)
     assert response.status_code == 401
-    expected = {"forged": "mismatch", "stale": "too_old", "future": "too_new", "no_signature": "missing",
-                "wrong_secret": "mismatch"}[case]
+    expected = {
+        "forged": "mismatch",
+        "stale": "too_old",
+        "future": "too_new",
+        "no_signature": "missing",
+        "wrong_secret": "mismatch",
+    }[case]
     assert response.json()["error"]["reason"] == expected
     assert receiver.delivery_count() == 0
     assert receiver.job("jobForged1") is None
@@ -77,13 +82,15 @@ def test_unverifiable_deliveries_are_refused_and_not_stored(receiver, simulator,
 
 def test_oversize_body_is_refused_with_and_without_content_length(receiver, simulator) -> None:
     cap = receiver.settings.max_body_bytes
-    body, headers = signed_event(simulator.secret, {"id": "jobBig1", "status": "failed", "error": "x" * (cap + 10)})
+    body, headers = signed_event(
+        simulator.secret, {"id": "jobBig1", "status": "failed", "error": "x" * (cap + 10)}
+    )
     response = httpx.post(receiver.webhook_url, content=body, headers=headers)
     assert response.status_code == 413
 
     def chunks():  # no Content-Length: chunked transfer encoding, counted as it arrives
         for start in range(0, len(body), 65536):
-            yield body[start:start + 65536]
+            yield body[start : start + 65536]
 
     response = httpx.post(receiver.webhook_url, content=chunks(), headers=headers)
     assert response.status_code == 413
@@ -94,7 +101,9 @@ def test_oversize_body_is_refused_with_and_without_content_length(receiver, simu
 
 
 def test_signed_webhook_is_recorded_and_its_video_downloaded(receiver, simulator, api) -> None:
-    job = api.submit("a lighthouse at dusk", model="google/veo-3.1", duration=4, callback_url=receiver.webhook_url)
+    job = api.submit(
+        "a lighthouse at dusk", model="google/veo-3.1", duration=4, callback_url=receiver.webhook_url
+    )
     record = receiver.wait_downloaded(job.id)
     assert record["status"] == "completed"
     assert record["source"] == "webhook"
@@ -115,11 +124,17 @@ def test_signed_webhook_is_recorded_and_its_video_downloaded(receiver, simulator
 def test_duplicate_storm_gives_one_event_and_one_download(receiver, simulator, api) -> None:
     simulator.config.faults.webhook = "drop"  # we deliver ourselves, many times over
     job = api.wait(api.submit("storm", model="google/veo-3.1", duration=4), first_interval=0.05)
-    data = {k: v for k, v in job.raw.items() if k in ("id", "generation_id", "model", "unsigned_urls", "usage")}
+    data = {
+        k: v for k, v in job.raw.items() if k in ("id", "generation_id", "model", "unsigned_urls", "usage")
+    }
     body, headers = signed_event(simulator.secret, {**data, "status": "completed"})
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        answers = list(pool.map(lambda _: httpx.post(receiver.webhook_url, content=body, headers=headers,
-                                                     timeout=10), range(64)))
+        answers = list(
+            pool.map(
+                lambda _: httpx.post(receiver.webhook_url, content=body, headers=headers, timeout=10),
+                range(64),
+            )
+        )
     assert {a.status_code for a in answers} == {200}
     outcomes = [a.json()["outcome"] for a in answers]
     assert outcomes.count("accepted") == 1 and outcomes.count("duplicate") == 63
@@ -142,14 +157,19 @@ def test_out_of_order_and_conflicting_events_never_move_a_job_back(receiver, sim
     record = receiver.job(job_id)
     assert record["status"] == "completed"
     kinds = [(e["kind"], e["status"]) for e in record["events"] if e["source"] == "webhook"]
-    assert kinds == [("status", "completed"), ("stale", "in_progress"), ("stale", "pending"),
-                     ("conflict", "failed")]
+    assert kinds == [
+        ("status", "completed"),
+        ("stale", "in_progress"),
+        ("stale", "pending"),
+        ("conflict", "failed"),
+    ]
     assert record["error"] is None
 
 
 def test_failed_job_is_recorded_with_upstream_error_and_nothing_downloaded(receiver, simulator, api) -> None:
-    job = api.submit("[sim:outcome=failed] a storm", model="google/veo-3.1", duration=4,
-                     callback_url=receiver.webhook_url)
+    job = api.submit(
+        "[sim:outcome=failed] a storm", model="google/veo-3.1", duration=4, callback_url=receiver.webhook_url
+    )
     record = receiver.wait_job(job.id, lambda j: j["status"] == "failed")
     assert record["error"] == "Content policy violation"
     assert record["outputs"] == []
@@ -161,10 +181,15 @@ def test_verified_non_event_is_kept_unprocessed_and_can_be_reprocessed(receiver,
 
     from receiver.cli import deliveries, reprocess
 
-    bodies = [b"not json at all", b'{"type":"video.generation.completed","data":{"id":"../../etc/passwd",'
-                                   b'"status":"completed"}}']
+    bodies = [
+        b"not json at all",
+        b'{"type":"video.generation.completed","data":{"id":"../../etc/passwd","status":"completed"}}',
+    ]
     for i, body in enumerate(bodies):
-        headers = {"X-OpenRouter-Signature": sign(simulator.secret, body), "X-OpenRouter-Idempotency-Key": f"k{i}"}
+        headers = {
+            "X-OpenRouter-Signature": sign(simulator.secret, body),
+            "X-OpenRouter-Idempotency-Key": f"k{i}",
+        }
         response = httpx.post(receiver.webhook_url, content=body, headers=headers)
         assert response.status_code == 200 and response.json()["outcome"] == "unprocessed"
     stored = receiver.deliveries()
@@ -182,8 +207,12 @@ def test_verified_non_event_is_kept_unprocessed_and_can_be_reprocessed(receiver,
 
 def test_content_errors_are_retried_honouring_retry_after(receiver, simulator, api) -> None:
     simulator.config.faults.content_errors = []
-    httpx.post(f"{simulator.admin_url}/faults", json={"content_errors": [
-        {"status": 503, "count": 2}, {"status": 429, "count": 1, "retry_after": 0.5}]})
+    httpx.post(
+        f"{simulator.admin_url}/faults",
+        json={
+            "content_errors": [{"status": 503, "count": 2}, {"status": 429, "count": 1, "retry_after": 0.5}]
+        },
+    )
     job = api.submit("retry me", model="google/veo-3.1", duration=4, callback_url=receiver.webhook_url)
     started = time.monotonic()
     record = receiver.wait_downloaded(job.id, timeout=30)
@@ -193,8 +222,9 @@ def test_content_errors_are_retried_honouring_retry_after(receiver, simulator, a
 
 
 def test_gone_output_is_marked_gone_not_retried_forever(receiver, simulator, api) -> None:
-    job = api.submit("[sim:gone=true] vanishing", model="google/veo-3.1", duration=4,
-                     callback_url=receiver.webhook_url)
+    job = api.submit(
+        "[sim:gone=true] vanishing", model="google/veo-3.1", duration=4, callback_url=receiver.webhook_url
+    )
     record = receiver.wait_job(job.id, lambda j: j["outputs"] and j["outputs"][0]["state"] == "gone")
     assert "410" in record["outputs"][0]["error"]
     assert receiver.get(f"/jobs/{job.id}/content").status_code == 404
@@ -208,12 +238,17 @@ def test_api_key_never_reaches_a_host_named_in_a_signed_event(receiver, simulato
         return Response(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 100, media_type="video/mp4")
 
     with UvicornThread(Starlette(routes=[Route("/{path:path}", record)])) as other:
-        data = {"id": "jobForeign1", "status": "completed",
-                "unsigned_urls": [f"{other.url}/api/v1/videos/jobForeign1/content?index=0"]}
+        data = {
+            "id": "jobForeign1",
+            "status": "completed",
+            "unsigned_urls": [f"{other.url}/api/v1/videos/jobForeign1/content?index=0"],
+        }
         body, headers = signed_event(simulator.secret, data)
         assert httpx.post(receiver.webhook_url, content=body, headers=headers).status_code == 200
-        record_ = receiver.wait_job("jobForeign1", lambda j: j["outputs"][0]["attempts"] >= 1
-                                    and j["outputs"][0]["state"] != "downloading")
+        record_ = receiver.wait_job(
+            "jobForeign1",
+            lambda j: j["outputs"][0]["attempts"] >= 1 and j["outputs"][0]["state"] != "downloading",
+        )
     assert all(auth is None for auth in seen)
     # It went to the API origin instead (which does not know this job): never to the other host.
     assert record_["outputs"][0]["state"] in ("gone", "pending", "failed")
@@ -225,9 +260,16 @@ def test_api_key_never_reaches_a_host_named_in_a_signed_event(receiver, simulato
 def test_dropped_webhook_is_recovered_by_the_fallback(tmp_path, simulator, api) -> None:
     settings = receiver_settings(str(tmp_path / "data"), simulator, fallback_after=0.5)
     with running_receiver(settings) as rx:
-        job = api.submit("[sim:webhook=drop] lost in the mail", model="google/veo-3.1", duration=4,
-                         callback_url=rx.webhook_url)
-        assert rx.post("/jobs", json={"id": job.id, "model": "google/veo-3.1", "prompt": "lost"}).status_code == 201
+        job = api.submit(
+            "[sim:webhook=drop] lost in the mail",
+            model="google/veo-3.1",
+            duration=4,
+            callback_url=rx.webhook_url,
+        )
+        assert (
+            rx.post("/jobs", json={"id": job.id, "model": "google/veo-3.1", "prompt": "lost"}).status_code
+            == 201
+        )
         record = rx.wait_downloaded(job.id, timeout=20)
         assert record["source"] == "poll"
         assert record["prompt"] == "lost"
@@ -263,7 +305,9 @@ def test_registration_is_idempotent_before_and_after_the_webhook(receiver, simul
 def test_query_api_requires_the_token(receiver) -> None:
     for path in ("/jobs", "/jobs/x", "/jobs/x/content", "/metrics"):
         assert httpx.get(f"{receiver.url}{path}").status_code == 401
-        wrong = httpx.get(f"{receiver.url}{path}", headers={"Authorization": "Bearer wrong-token-wrong-token"})
+        wrong = httpx.get(
+            f"{receiver.url}{path}", headers={"Authorization": "Bearer wrong-token-wrong-token"}
+        )
         assert wrong.status_code == 401
         assert wrong.json()["error"]["message"].startswith("unauthorized")
     assert httpx.get(f"{receiver.url}/healthz").status_code == 200
@@ -275,7 +319,9 @@ def test_job_listing_filters_and_paginates(receiver, simulator) -> None:
         status = "failed" if i % 2 else "pending"
         receiver.post("/jobs", json={"id": f"jobList{i}", "model": "m-even" if i % 2 == 0 else "m-odd"})
         if status == "failed":
-            body, headers = signed_event(simulator.secret, {"id": f"jobList{i}", "status": "failed", "error": "x"})
+            body, headers = signed_event(
+                simulator.secret, {"id": f"jobList{i}", "status": "failed", "error": "x"}
+            )
             httpx.post(receiver.webhook_url, content=body, headers=headers)
     seen, cursor = [], None
     while True:
@@ -289,7 +335,13 @@ def test_job_listing_filters_and_paginates(receiver, simulator) -> None:
     assert sorted(j["id"] for j in failed) == ["jobList1", "jobList3", "jobList5"]
     assert len(receiver.get("/jobs", params={"model": "m-even"}).json()["jobs"]) == 4
     assert receiver.get("/jobs", params={"since": time.time() + 60}).json()["jobs"] == []
-    for bad in ({"status": "nope"}, {"limit": 501}, {"limit": "x"}, {"cursor": "garbage"}, {"since": "yesterday"}):
+    for bad in (
+        {"status": "nope"},
+        {"limit": 501},
+        {"limit": "x"},
+        {"cursor": "garbage"},
+        {"since": "yesterday"},
+    ):
         response = receiver.get("/jobs", params=bad)
         assert response.status_code == 400 and response.json()["error"]["message"]
     assert receiver.get("/jobs/doesNotExist").status_code == 404
@@ -299,29 +351,41 @@ def test_job_listing_filters_and_paginates(receiver, simulator) -> None:
 # -- crash and restart -------------------------------------------------------------------------
 
 
-def test_sigkill_during_downloads_then_restart_downloads_each_output_exactly_once(tmp_path, simulator, api) -> None:
+def test_sigkill_during_downloads_then_restart_downloads_each_output_exactly_once(
+    tmp_path, simulator, api
+) -> None:
     size = 24 * 1024 * 1024
     simulator.config.faults.webhook = "drop"
     settings = receiver_settings(str(tmp_path / "data"), simulator, download_concurrency=3)
-    jobs = [api.submit(f"[sim:bytes={size}, rate={16 * 1024 * 1024}] big {i}", model="google/veo-3.1",
-                       duration=4) for i in range(4)]
+    jobs = [
+        api.submit(f"[sim:bytes={size}, rate={16 * 1024 * 1024}] big {i}", model="google/veo-3.1", duration=4)
+        for i in range(4)
+    ]
     jobs = [api.wait(j, first_interval=0.05) for j in jobs]
     proc = ReceiverProcess(settings).start()
     try:
         for job in jobs:
             data = {k: v for k, v in job.raw.items() if k in ("id", "model", "unsigned_urls", "usage")}
             body, headers = signed_event(simulator.secret, {**data, "status": "completed"})
-            assert httpx.post(f"{proc.url}/webhooks/openrouter", content=body, headers=headers).status_code == 200
+            assert (
+                httpx.post(f"{proc.url}/webhooks/openrouter", content=body, headers=headers).status_code
+                == 200
+            )
+
         def part_files():
             return [f for _d, _s, fs in os.walk(settings.videos_dir) for f in fs if f.endswith(".part")]
+
         wait_until(part_files, timeout=10, what="downloads to be under way")
         proc.kill()
         assert part_files(), "the kill should leave partial files behind"
         proc = ReceiverProcess(settings, port=proc.port).start()
         for job in jobs:
+
             def downloaded(job_id: str = job.id) -> dict | None:
                 response = httpx.get(f"{proc.url}/jobs/{job_id}", headers=AUTH)
-                done = response.status_code == 200 and all(o["state"] == "done" for o in response.json()["outputs"])
+                done = response.status_code == 200 and all(
+                    o["state"] == "done" for o in response.json()["outputs"]
+                )
                 return response.json() if done else None
 
             record = wait_until(downloaded, timeout=60, what=job.id)

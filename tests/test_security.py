@@ -449,7 +449,9 @@ def test_the_query_api_accepts_only_the_exact_token(receiver, simulator) -> None
     assert receiver.post("/jobs", json={"id": "jobSecret1", "model": "m"}).status_code == 201
     # RFC 7235: the scheme is case-insensitive and one or more spaces separate it from the token.
     for value in (f"bearer {API_TOKEN}", f"BEARER {API_TOKEN}", f"Bearer  {API_TOKEN}"):
-        assert httpx.get(f"{receiver.url}/jobs/jobSecret1", headers={"Authorization": value}).status_code == 200
+        assert (
+            httpx.get(f"{receiver.url}/jobs/jobSecret1", headers={"Authorization": value}).status_code == 200
+        )
     wrong = [
         None,
         "",

@@ -36,8 +36,12 @@ def headers(value: str) -> dict[str, str]:
 
 def test_known_answer_vector_matches_openssl() -> None:
     assert sign(KAT_SECRET, KAT_BODY, KAT_TIMESTAMP) == f"t={KAT_TIMESTAMP},v1={KAT_DIGEST}"
-    assert verify_signature(KAT_SECRET, KAT_BODY, headers(f"t={KAT_TIMESTAMP},v1={KAT_DIGEST}"),
-                            now=KAT_TIMESTAMP) == KAT_TIMESTAMP
+    assert (
+        verify_signature(
+            KAT_SECRET, KAT_BODY, headers(f"t={KAT_TIMESTAMP},v1={KAT_DIGEST}"), now=KAT_TIMESTAMP
+        )
+        == KAT_TIMESTAMP
+    )
 
 
 def test_verify_returns_parsed_event() -> None:
@@ -58,8 +62,9 @@ def test_several_signatures_and_several_secrets_rotation() -> None:
     new = sign("new-secret", KAT_BODY, KAT_TIMESTAMP).split("v1=")[1]
     header = f"t={KAT_TIMESTAMP},v1={'0' * 64},v1={new}"
     assert verify_signature(["old-secret", "new-secret"], KAT_BODY, headers(header), now=KAT_TIMESTAMP)
-    assert verify_signature(["new-secret"], KAT_BODY, headers(f"t={KAT_TIMESTAMP},v1={old},v1={new}"),
-                            now=KAT_TIMESTAMP)
+    assert verify_signature(
+        ["new-secret"], KAT_BODY, headers(f"t={KAT_TIMESTAMP},v1={old},v1={new}"), now=KAT_TIMESTAMP
+    )
     with pytest.raises(WebhookVerificationError) as info:
         verify_signature(["other"], KAT_BODY, headers(header), now=KAT_TIMESTAMP)
     assert info.value.reason == "mismatch"
@@ -67,8 +72,12 @@ def test_several_signatures_and_several_secrets_rotation() -> None:
 
 def test_uppercase_hex_is_accepted() -> None:
     sig = sign(KAT_SECRET, KAT_BODY, KAT_TIMESTAMP)
-    assert verify_signature(KAT_SECRET, KAT_BODY, headers(sig.upper().replace("T=", "t=").replace("V1=", "v1=")),
-                            now=KAT_TIMESTAMP)
+    assert verify_signature(
+        KAT_SECRET,
+        KAT_BODY,
+        headers(sig.upper().replace("T=", "t=").replace("V1=", "v1=")),
+        now=KAT_TIMESTAMP,
+    )
 
 
 @pytest.mark.parametrize(
@@ -112,14 +121,22 @@ def test_tolerance_edges_are_inclusive() -> None:
 
 
 def test_parse_event_rejects_non_events_with_payload_error() -> None:
-    for body in (b"\xff\xfe", b"not json", b"[]", b'{"type":"other"}', b'{"type":"video.generation.completed"}',
-                 b'{"type":"video.generation.completed","data":{"status":"completed"}}'):
+    for body in (
+        b"\xff\xfe",
+        b"not json",
+        b"[]",
+        b'{"type":"other"}',
+        b'{"type":"video.generation.completed"}',
+        b'{"type":"video.generation.completed","data":{"status":"completed"}}',
+    ):
         with pytest.raises(WebhookPayloadError):
             parse_event(body)
 
 
 def test_parse_event_takes_status_from_type_when_data_omits_it() -> None:
-    event = parse_event(json.dumps({"type": "video.generation.failed", "data": {"id": "j1", "error": "boom"}}))
+    event = parse_event(
+        json.dumps({"type": "video.generation.failed", "data": {"id": "j1", "error": "boom"}})
+    )
     assert (event.status, event.job.error) == ("failed", "boom")
 
 
@@ -164,7 +181,11 @@ def test_any_change_to_body_timestamp_or_signature_fails(secret, body, t, data) 
 
 
 @settings(max_examples=500)
-@given(header=st.text(max_size=300), body=st.binary(max_size=64), now=st.floats(allow_nan=True, allow_infinity=True))
+@given(
+    header=st.text(max_size=300),
+    body=st.binary(max_size=64),
+    now=st.floats(allow_nan=True, allow_infinity=True),
+)
 def test_arbitrary_headers_only_ever_raise_the_typed_error(header, body, now) -> None:
     with contextlib.suppress(WebhookVerificationError):
         verify_signature("secret", body, headers(header), now=now)
