@@ -28,7 +28,6 @@ from ._exceptions import (
     JobCancelled,
     JobExpired,
     JobFailed,
-    JobNotFinished,
     JobUnsuccessful,
     OpenRouterVideoError,
     RateLimitError,
@@ -204,10 +203,6 @@ def finish(job: VideoJob, raise_on_failure: bool) -> VideoJob:
     if job.status != COMPLETED and raise_on_failure:
         raise _UNSUCCESSFUL.get(job.status, JobFailed)(job)
     return job
-
-
-def still_running(job_id: str, status: str, schedule: WaitSchedule) -> JobNotFinished:
-    return JobNotFinished(job_id, status, schedule.elapsed)
 
 
 class BaseClient:

@@ -313,7 +313,7 @@ def register_job(
 
 def due_polls(conn: sqlite3.Connection, now: float, limit: int) -> list[dict]:
     rows = conn.execute(
-        "SELECT id, submitted_at, created_at, poll_attempts, upstream FROM jobs "
+        "SELECT id, submitted_at, created_at, poll_attempts FROM jobs "
         "WHERE next_poll_at IS NOT NULL AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?",
         (now, limit),
     ).fetchall()
