@@ -76,6 +76,36 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outputs_due ON outputs(state, next_attempt_at);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
     """,
+    # 2: a delivery is stored first (state 'pending', all the webhook answer waits for) and applied
+    # to its job afterwards ('applied', or 'failed' with the reason). Partial indexes: storing a
+    # delivery touches the pending one only, and the failed ones are few.
+    """
+    CREATE TABLE deliveries_v2 (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        job_id TEXT,
+        event_type TEXT,
+        status TEXT,
+        received_at REAL NOT NULL,
+        signed_at INTEGER,
+        remote_addr TEXT,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'applied', 'failed')),
+        error TEXT,
+        applied_at REAL
+    );
+    INSERT INTO deliveries_v2 (id, idempotency_key, job_id, event_type, status, received_at, signed_at,
+        remote_addr, headers, body, state, error, applied_at)
+        SELECT id, idempotency_key, job_id, event_type, status, received_at, signed_at, remote_addr, headers,
+            body, CASE WHEN processed THEN 'applied' ELSE 'failed' END, error, received_at
+        FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v2 RENAME TO deliveries;
+    CREATE INDEX deliveries_pending ON deliveries(id) WHERE state = 'pending';
+    CREATE INDEX deliveries_failed ON deliveries(id) WHERE state = 'failed';
+    CREATE INDEX deliveries_job ON deliveries(job_id);
+    """,
 )
 
 

@@ -1,104 +1,205 @@
-"""One writer thread for all writes from async code, committing in batches.
+"""The one writer for all writes from async code: writes run on the event loop, COMMITs on a thread.
 
-Each write is a function of the connection. The writer takes whatever is queued (up to
-`max_batch`), runs each in its own SAVEPOINT inside one transaction, and COMMITs once: one fsync
-for the whole batch. A write whose function raises is rolled back alone; a failed COMMIT (disk
-full, database locked) fails every write of the batch with `StoreUnavailable`. Callers are
+Each write is a short function of the connection. Writes queued while a COMMIT is in flight form
+the next batch: the writer opens a transaction, runs them one after the other on the event loop
+(SQLite answers in microseconds while the pages are cached), and hands the COMMIT, the only part
+that waits for the disk (one fsync for the whole batch), to a dedicated thread. Callers are
 answered only after the COMMIT returned, so "answered" means "on disk".
+
+Why not a writer thread running the writes? Both threads would need the GIL for every statement,
+and under load the hand-offs cost more than the SQL itself (benchmark 1: 3,600 deliveries/s with
+a writer thread, 4,600/s with this design, same code otherwise). Here the GIL changes hands twice
+per batch.
+
+Errors: a write whose function raises is rolled back alone (the batch is replayed with a SAVEPOINT
+per write, which the common path skips because savepoints cost a sub-journal per write); a failure
+of the database itself (disk full, I/O error, locked for too long) fails every write of the batch
+with `StoreUnavailable`, and nothing of it is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-_STOP = object()
+
+# How long a write may wait for the write lock held by another process (a CLI command, a backup).
+# The wait happens on the commit thread, never on the event loop.
+BUSY_TIMEOUT_MS = 10_000
 
 
 class StoreUnavailable(Exception):
     """The store could not commit (disk full, locked, I/O error): nothing of the write was kept."""
 
 
+class _WriteFailed(Exception):
+    """A write of the batch raised on its own (not the database failing)."""
+
+
+_Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+
+
 class Writer:
     def __init__(self, conn: sqlite3.Connection, *, max_batch: int = 512) -> None:
         self._conn = conn
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._max_batch = max_batch
-        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
-        self._thread.start()
+        self._pending: list[_Item] = []
+        self._busy = False  # a batch is between BEGIN and the end of its COMMIT
+        self._closed = False
+        self.commits = 0  # batches committed, for the metrics
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
+        self._lock = threading.Lock()  # close() against a batch in flight
+        conn.execute("PRAGMA busy_timeout = 0")  # the event loop must never sleep on a lock
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(conn, *args, **kwargs)` in the next batch; return its result once committed."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError("the writer serves one event loop")
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, args, kwargs, loop, future))
+        self._pending.append((fn, args, kwargs, future))
+        if not self._busy:
+            self._busy = True
+            # After the current callbacks, so that writes arriving in this loop iteration share it.
+            loop.call_soon(self._start_batch)
         return await future
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        self._closed = True
+        with self._lock:
+            self._thread.shutdown(wait=True)
+        for *_, future in self._pending:
+            if not future.done():
+                future.set_exception(StoreUnavailable("the store is closed"))
+        self._pending.clear()
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stop:
-                return
+    # -- one batch -------------------------------------------------------------------------------
 
-    def _commit(self, batch: list[Any]) -> None:
+    def _start_batch(self) -> None:
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        if not batch:
+            self._busy = False
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            # Another process holds the write lock: wait for it on the thread, not on the loop.
+            self._submit(self._begin_waiting, batch, then=self._run_writes)
+            return
+        self._run_writes(batch)
+
+    def _run_writes(self, batch: list[_Item]) -> None:
+        try:
+            results = self._apply(batch, isolated=False)
+        except _WriteFailed:
+            self._rollback()
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                results = self._apply(batch, isolated=True)
+            except sqlite3.Error as exc:
+                self._rollback()
+                self._finish(batch, _unavailable(batch, exc))
+                return
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._finish(batch, _unavailable(batch, exc))
+            return
+        self._submit(self._commit, batch, then=lambda b: self._committed(b, results))
+
+    def _apply(self, batch: list[_Item], *, isolated: bool) -> list[tuple[bool, Any]]:
         conn = self._conn
         results: list[tuple[bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, args, kwargs, _loop, _future in batch:
-                conn.execute("SAVEPOINT op")
+        for fn, args, kwargs, _future in batch:
+            if not isolated:
                 try:
                     results.append((True, fn(conn, *args, **kwargs)))
-                    conn.execute("RELEASE op")
                 except sqlite3.OperationalError:
-                    raise  # disk full / I/O error: the whole batch fails below
-                except Exception as exc:  # an error of this write alone
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((False, exc))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            error = StoreUnavailable(f"the database could not commit: {exc}")
-            results = [(False, error)] * len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_fn, _args, _kwargs, loop, future), (ok, value) in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append((future, ok, value))
-        for loop, items in by_loop.items():
-            # One wake-up of the event loop per batch, not one per write.
-            with contextlib.suppress(RuntimeError):  # that loop is closed; nobody is waiting any more
-                loop.call_soon_threadsafe(_resolve, items)
+                    raise  # disk full / I/O error: the whole batch fails
+                except Exception as exc:
+                    raise _WriteFailed from exc
+                continue
+            conn.execute("SAVEPOINT op")
+            try:
+                results.append((True, fn(conn, *args, **kwargs)))
+                conn.execute("RELEASE op")
+            except sqlite3.OperationalError:
+                raise
+            except Exception as exc:  # an error of this write alone
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((False, exc))
+        return results
 
+    def _submit(
+        self, blocking: Callable[[], None], batch: list[_Item], *, then: Callable[[list[_Item]], None]
+    ) -> None:
+        """Run `blocking` on the commit thread, then `then(batch)` on the loop (or fail the batch)."""
+        loop = self._loop or asyncio.get_running_loop()
+        with self._lock:
+            if self._closed:
+                self._rollback()
+                self._finish(batch, [(False, StoreUnavailable("the store is closed"))] * len(batch))
+                return
+            done = loop.run_in_executor(self._thread, blocking)
 
-def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in items:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
+        def landed(task: asyncio.Future[None]) -> None:
+            exc = StoreUnavailable("the store is closing") if task.cancelled() else task.exception()
+            if exc is None:
+                then(batch)
+            elif isinstance(exc, sqlite3.Error):
+                self._rollback()
+                self._finish(batch, _unavailable(batch, exc))
+            else:  # not the database: still nobody may be told "stored"
+                self._rollback()
+                self._finish(batch, [(False, StoreUnavailable(f"the commit failed: {exc!r}"))] * len(batch))
+
+        done.add_done_callback(landed)
+
+    def _begin_waiting(self) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+
+    def _commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+
+    def _committed(self, batch: list[_Item], results: list[tuple[bool, Any]]) -> None:
+        self.commits += 1
+        self._finish(batch, results)
+
+    def _finish(self, batch: list[_Item], results: list[tuple[bool, Any]]) -> None:
+        for (*_, future), (ok, value) in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        if self._pending and not self._closed:
+            self._start_batch()
         else:
-            future.set_exception(value)
+            self._busy = False
+
+
+def _unavailable(batch: list[_Item], exc: BaseException) -> list[tuple[bool, Any]]:
+    return [(False, StoreUnavailable(f"the database could not commit: {exc}"))] * len(batch)

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from client import AsyncOpenRouterVideo
 
 from . import api
+from .applier import Applier
 from .content import LocalContentStore
 from .fallback import FallbackPoller
 from .fetcher import Fetcher
@@ -49,9 +50,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         content = LocalContentStore(settings.videos_dir)
         metrics = Metrics()
         metrics.gauge("receiver_fetch_queue_depth", store.queue_depth)
+        metrics.gauge("receiver_deliveries_pending", store.pending_deliveries)
         fetcher = Fetcher(store, client, content, settings, metrics)
+        applier = Applier(store, fetcher, metrics)
         poller = FallbackPoller(store, client, fetcher, settings, metrics)
         tasks = [
+            asyncio.create_task(applier.run(), name="applier"),
             asyncio.create_task(fetcher.run(), name="fetcher"),
             asyncio.create_task(poller.run(), name="fallback"),
         ]
@@ -65,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     client=client,
                     metrics=metrics,
                     fetcher=fetcher,
+                    applier=applier,
                     secrets=settings.secret_values(),
                 )
             }

@@ -174,7 +174,7 @@ def jobs_show(job_id: str, data_dir: str) -> None:
 
 @click.command()
 @_data_dir_option
-@click.option("--unprocessed", is_flag=True, help="Only deliveries that could not be applied.")
+@click.option("--unprocessed", is_flag=True, help="Only deliveries not applied: failed, or still pending.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def deliveries(data_dir: str, unprocessed: bool, limit: int, as_json: bool) -> None:
@@ -192,7 +192,9 @@ def deliveries(data_dir: str, unprocessed: bool, limit: int, as_json: bool) -> N
         click.echo("no deliveries")
         return
     for row in rows:
-        state = "processed" if row["processed"] else f"UNPROCESSED: {row['error']}"
+        state = {"applied": "applied", "pending": "pending (not applied yet)"}.get(
+            row["state"], f"UNPROCESSED: {row['error']}"
+        )
         click.echo(f"#{row['id']:<6} {_when(row['received_at'])}  {row['idempotency_key']:<50} {state}")
 
 
@@ -200,11 +202,14 @@ def deliveries(data_dir: str, unprocessed: bool, limit: int, as_json: bool) -> N
 @click.argument("delivery_ids", nargs=-1, type=int)
 @_data_dir_option
 def reprocess(delivery_ids: tuple[int, ...], data_dir: str) -> None:
-    """Apply stored deliveries that were not processed (all of them, or the ids given).
+    """Apply stored deliveries that were not applied (all of them, or the ids given).
+
+    Failed ones (e.g. after a fix) and pending ones (the receiver was stopped with a backlog; a
+    running receiver applies those itself).
 
     \b
     Example:
-      openrouter-video reprocess          # every unprocessed delivery
+      openrouter-video reprocess          # every delivery not applied
       openrouter-video reprocess 17 18
     """
     conn = _open_db(data_dir)
@@ -215,12 +220,12 @@ def reprocess(delivery_ids: tuple[int, ...], data_dir: str) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    done = sum(o.processed for o in outcomes)
+    done = sum(o.applied for o in outcomes)
     click.echo(
         f"reprocessed {len(outcomes)} deliveries: {done} applied, {len(outcomes) - done} still unprocessed"
     )
     for outcome in outcomes:
-        if not outcome.processed:
+        if not outcome.applied:
             click.echo(f"  #{outcome.delivery_id}: {outcome.error}")
 
 

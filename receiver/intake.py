@@ -1,9 +1,10 @@
-"""`POST /webhooks/openrouter`: verify, deduplicate, commit durably, apply, then answer.
+"""`POST /webhooks/openrouter`: verify, deduplicate, commit durably, answer; the applier does the rest.
 
 Order matters: the body is read under a hard cap counted on the bytes received; the signature and
 timestamp are checked before anything touches the database (a forged flood costs one HMAC each);
 the delivery is committed to SQLite before any 2xx; a store that cannot commit answers 503 so
-OpenRouter redelivers.
+OpenRouter redelivers. Parsing the event and moving its job along happen after the answer, in
+`receiver.applier`, from the stored row: the answer waits for the disk and nothing else.
 
 This is the receiver's hot path, so it is a pure ASGI endpoint: one pass over the headers,
 precomputed answers, no per-request framework objects. Everything else goes through Starlette.
@@ -29,9 +30,8 @@ from client import (
 )
 
 from .middleware import new_request_id
-from .records import Delivery
 from .state import ReceiverState
-from .store import StoreUnavailable
+from .store import Delivery, StoreUnavailable
 
 log = structlog.get_logger("receiver.intake")
 
@@ -53,7 +53,6 @@ def _answer(status: int, payload: dict) -> tuple[int, bytes]:
 
 ACCEPTED = _answer(200, {"received": True, "outcome": "accepted"})
 DUPLICATE = _answer(200, {"received": True, "outcome": "duplicate"})
-UNPROCESSED = _answer(200, {"received": True, "outcome": "unprocessed"})
 UNAVAILABLE = _answer(
     503, {"error": {"code": 503, "message": "the delivery could not be stored; please retry"}}
 )
@@ -184,12 +183,12 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             )
         await _respond(send, answer, request_id)
         return
-    try:
-        event, payload_error = parse_event(body), None
-    except WebhookPayloadError as exc:
-        event, payload_error = None, exc.message
-    if not key:
-        key = f"{event.job_id}-{event.status}" if event else f"sha256-{hashlib.sha256(body).hexdigest()}"
+    if not key:  # OpenRouter sends one; without it, redeliveries of the same event still match
+        try:
+            event = parse_event(body)
+            key = f"{event.job_id}-{event.status}"
+        except WebhookPayloadError:
+            key = f"sha256-{hashlib.sha256(body).hexdigest()}"
     delivery = Delivery(
         idempotency_key=key[:200],
         body=body,
@@ -198,44 +197,37 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         signed_at=signed_at,
         remote_addr=client,
     )
-    fields = {
-        "idempotency_key": delivery.idempotency_key,
-        "job_id": event.job_id if event else None,
-        "status": event.status if event else None,
-        "client": client,
-        "request_id": request_id,
-    }
     try:
-        outcome = await s.store.record_delivery(delivery, event, payload_error)
+        recorded = await s.store.record_delivery(delivery)
     except StoreUnavailable as exc:
         metrics.inc("receiver_deliveries_total", outcome="store_unavailable")
-        log.error("webhook.delivery", outcome="store_unavailable", error=str(exc), **fields)
-        await _respond(send, UNAVAILABLE, request_id)
-        return
-    if outcome.outputs_queued:
-        s.fetcher.wake()
-    duration_ms = round((time.perf_counter() - started) * 1000, 2)
-    if outcome.duplicate:
-        answer, result = DUPLICATE, "duplicate"
-    elif not outcome.processed:
-        answer, result = UNPROCESSED, "unprocessed"
-    else:
-        answer, result = ACCEPTED, "accepted"
-    metrics.inc("receiver_deliveries_total", outcome=result)
-    if result == "unprocessed":
         log.error(
             "webhook.delivery",
-            outcome=result,
-            error=outcome.error,
-            delivery_id=outcome.delivery_id,
-            duration_ms=duration_ms,
-            **fields,
+            outcome="store_unavailable",
+            error=str(exc),
+            idempotency_key=delivery.idempotency_key,
+            client=client,
+            request_id=request_id,
         )
-    else:
+        await _respond(send, UNAVAILABLE, request_id)
+        return
+    answered_ms = round((time.perf_counter() - started) * 1000, 2)
+    if recorded.duplicate:
+        metrics.inc("receiver_deliveries_total", outcome="duplicate")
         log.info(
-            "webhook.delivery", outcome=result, decision=outcome.decision, duration_ms=duration_ms, **fields
+            "webhook.delivery",
+            outcome="duplicate",
+            idempotency_key=delivery.idempotency_key,
+            client=client,
+            request_id=request_id,
+            answered_ms=answered_ms,
         )
-    await _respond(send, answer, request_id)
+        await _respond(send, DUPLICATE, request_id)
+        return
+    # Stored: the answer can go. The applier moves the job along and writes the log line.
+    metrics.inc("receiver_deliveries_total", outcome="accepted")
+    s.applier.received(recorded.delivery_id, request_id=request_id, client=client, answered_ms=answered_ms)
+    await _respond(send, ACCEPTED, request_id)
 
 
 class WebhookFastPath:

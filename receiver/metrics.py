@@ -8,8 +8,11 @@ from collections.abc import Callable
 
 class Metrics:
     _HELP = {
-        "receiver_deliveries_total": "Webhook deliveries by outcome (accepted, duplicate, unprocessed, rejected, "
+        "receiver_deliveries_total": "Webhook deliveries answered, by outcome (accepted, duplicate, rejected, "
         "too_large, store_unavailable).",
+        "receiver_deliveries_applied_total": "Stored deliveries applied to their job (applied) or not usable as "
+        "an event (unprocessed).",
+        "receiver_deliveries_pending": "Deliveries stored and acknowledged but not applied to their job yet.",
         "receiver_verification_failures_total": "Webhook verification failures by reason.",
         "receiver_downloads_total": "Output downloads by result.",
         "receiver_download_bytes_total": "Bytes of video downloaded and committed.",

@@ -18,7 +18,7 @@ from client import ALL_STATUSES
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
 OUTPUT_STATES = ("pending", "downloading", "done", "failed", "gone")
-DELIVERY_OUTCOMES = ("accepted", "duplicate", "unprocessed")
+DELIVERY_OUTCOMES = ("accepted", "duplicate")
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +137,9 @@ _SCHEMAS: dict[str, Any] = {
     },
     "WebhookEvent": {
         "type": "object",
-        "description": "OpenRouter's `video.generation.<status>` event. Any verified body is stored; one that is "
-        "not such an event is kept unprocessed.",
+        "description": "OpenRouter's `video.generation.<status>` event. Any verified body is stored and "
+        "acknowledged; it is applied to its job right after, and one that is not such an event is kept as "
+        "unprocessed (see `openrouter-video deliveries --unprocessed`).",
         "required": ["type", "data"],
         "properties": {
             "type": {"type": "string", "example": "video.generation.completed"},

@@ -43,13 +43,29 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class DeliveryOutcome:
+class RecordedDelivery:
+    """What storing a delivery did: kept it (pending, with its id) or found its key already stored."""
+
     duplicate: bool
     delivery_id: int | None
-    processed: bool
-    decision: Decision | None = None
-    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AppliedDelivery:
+    """A stored delivery taken out of `pending`: applied to its job, or failed (kept, with the reason)."""
+
+    delivery_id: int
+    idempotency_key: str
+    received_at: float
+    job_id: str | None
+    status: str | None
+    decision: Decision | None
+    error: str | None
     outputs_queued: int = 0
+
+    @property
+    def applied(self) -> bool:
+        return self.error is None
 
 
 @dataclass(frozen=True)
@@ -176,41 +192,103 @@ def add_event(
 # -- deliveries --------------------------------------------------------------------------------
 
 
-def record_delivery(
-    conn: sqlite3.Connection, delivery: Delivery, event: WebhookEvent | None, payload_error: str | None
-) -> DeliveryOutcome:
-    """Store a verified delivery once per idempotency key, then apply its event."""
-    error = payload_error if event is None else _unusable(event)
+def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDelivery:
+    """Keep a verified delivery once per idempotency key, as `pending`; `apply_pending` applies it.
+
+    This is all the webhook answer waits for, so it is one INSERT: parsing the body and moving the
+    job along happen after the answer, from the stored row.
+    """
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO deliveries (idempotency_key, job_id, event_type, status, received_at, signed_at, "
-        "remote_addr, headers, body, processed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         (
             delivery.idempotency_key,
-            _storable(event.job_id) if event else None,
-            _storable(event.type) if event else None,
-            _storable(event.status) if event else None,
             delivery.received_at,
             delivery.signed_at,
             delivery.remote_addr,
             json.dumps(delivery.headers),
             delivery.body,
-            error is None,
-            error,
         ),
     )
     if cursor.rowcount == 0:
-        return DeliveryOutcome(duplicate=True, delivery_id=None, processed=True)
-    if error is not None:
-        return DeliveryOutcome(duplicate=False, delivery_id=cursor.lastrowid, processed=False, error=error)
-    result = apply_job_update(
-        conn, event.job, source="webhook", now=delivery.received_at, delivery_id=cursor.lastrowid
+        return RecordedDelivery(duplicate=True, delivery_id=None)
+    return RecordedDelivery(duplicate=False, delivery_id=cursor.lastrowid)
+
+
+def apply_pending(
+    conn: sqlite3.Connection, limit: int, now: float, *, isolate: bool = False
+) -> list[AppliedDelivery]:
+    """Apply up to `limit` pending deliveries to their jobs, oldest first (the order they were stored).
+
+    `isolate` runs each in a SAVEPOINT and marks one that raises as failed, with the error, instead
+    of failing them all (the applier's way past a delivery the code cannot handle).
+    """
+    rows = conn.execute(
+        "SELECT id, idempotency_key, received_at, body FROM deliveries WHERE state = 'pending' "
+        "ORDER BY id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    if not isolate:
+        return [_apply_delivery(conn, row, now) for row in rows]
+    applied = []
+    for row in rows:
+        conn.execute("SAVEPOINT apply_one")
+        try:
+            applied.append(_apply_delivery(conn, row, now))
+        except sqlite3.OperationalError:
+            raise  # the database failing, not this delivery
+        except Exception as exc:
+            conn.execute("ROLLBACK TO apply_one")
+            error = f"internal error while applying: {type(exc).__name__}: {str(exc)[:200]}"
+            conn.execute(
+                "UPDATE deliveries SET state = 'failed', error = ?, applied_at = ? WHERE id = ?",
+                (error, now, row["id"]),
+            )
+            applied.append(
+                AppliedDelivery(
+                    row["id"], row["idempotency_key"], row["received_at"], None, None, None, error
+                )
+            )
+        conn.execute("RELEASE apply_one")
+    return applied
+
+
+def pending_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM deliveries WHERE state = 'pending'").fetchone()[0]
+
+
+def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> AppliedDelivery:
+    """Parse one stored body and apply its event; a body that is not a usable event is marked failed."""
+    try:
+        event, error = parse_event(row["body"]), None
+    except WebhookPayloadError as exc:
+        event, error = None, exc.message
+    if event is not None and error is None:
+        error = _unusable(event)
+    job_id = _storable(event.job_id) if event else None
+    status = _storable(event.status) if event else None
+    event_type = _storable(event.type) if event else None
+    decision, queued = None, 0
+    if error is None:
+        # The job's clock is when the webhook arrived, not when it was applied.
+        result = apply_job_update(
+            conn, event.job, source="webhook", now=row["received_at"], delivery_id=row["id"]
+        )
+        decision, queued = result.decision, result.outputs_queued
+    conn.execute(
+        "UPDATE deliveries SET state = ?, error = ?, job_id = ?, event_type = ?, status = ?, applied_at = ? "
+        "WHERE id = ?",
+        ("applied" if error is None else "failed", error, job_id, event_type, status, now, row["id"]),
     )
-    return DeliveryOutcome(
-        duplicate=False,
-        delivery_id=cursor.lastrowid,
-        processed=True,
-        decision=result.decision,
-        outputs_queued=result.outputs_queued,
+    return AppliedDelivery(
+        delivery_id=row["id"],
+        idempotency_key=row["idempotency_key"],
+        received_at=row["received_at"],
+        job_id=job_id,
+        status=status,
+        decision=decision,
+        error=error,
+        outputs_queued=queued,
     )
 
 
@@ -220,61 +298,40 @@ def _unusable(event: WebhookEvent) -> str | None:
     return None
 
 
-def _process(
-    conn: sqlite3.Connection, delivery_id: int, event: WebhookEvent | None, error: str | None, now: float
-) -> DeliveryOutcome:
-    if event is not None and error is None:
-        error = _unusable(event)
-    if event is None or error is not None:
-        conn.execute("UPDATE deliveries SET processed = 0, error = ? WHERE id = ?", (error, delivery_id))
-        return DeliveryOutcome(duplicate=False, delivery_id=delivery_id, processed=False, error=error)
-    result = apply_job_update(conn, event.job, source="webhook", now=now, delivery_id=delivery_id)
-    conn.execute("UPDATE deliveries SET processed = 1, error = NULL WHERE id = ?", (delivery_id,))
-    return DeliveryOutcome(
-        duplicate=False,
-        delivery_id=delivery_id,
-        processed=True,
-        decision=result.decision,
-        outputs_queued=result.outputs_queued,
-    )
-
-
 def reprocess_deliveries(
     conn: sqlite3.Connection, delivery_ids: list[int] | None = None, now: float | None = None
-) -> list[DeliveryOutcome]:
-    """Parse and apply stored deliveries that were not processed (e.g. after a bug fix)."""
+) -> list[AppliedDelivery]:
+    """Apply stored deliveries that failed (e.g. after a bug fix) or are still pending (receiver stopped)."""
     now = time.time() if now is None else now
+    columns = "id, idempotency_key, received_at, body"
     if delivery_ids:
         marks = ",".join("?" * len(delivery_ids))
         rows = conn.execute(
-            f"SELECT id, body FROM deliveries WHERE processed = 0 AND id IN ({marks})", delivery_ids
+            f"SELECT {columns} FROM deliveries WHERE state != 'applied' AND id IN ({marks}) ORDER BY id",
+            delivery_ids,
         ).fetchall()
     else:
-        rows = conn.execute("SELECT id, body FROM deliveries WHERE processed = 0 ORDER BY id").fetchall()
-    outcomes = []
-    for row in rows:
-        try:
-            event, error = parse_event(row["body"]), None
-        except WebhookPayloadError as exc:
-            event, error = None, str(exc)
-        if event is not None:
-            conn.execute(
-                "UPDATE deliveries SET job_id = ?, event_type = ?, status = ? WHERE id = ?",
-                (event.job_id, event.type, event.status, row["id"]),
-            )
-        outcomes.append(_process(conn, row["id"], event, error, now))
-    return outcomes
+        rows = conn.execute(
+            f"SELECT {columns} FROM deliveries WHERE state = 'failed' "
+            f"UNION ALL SELECT {columns} FROM deliveries WHERE state = 'pending' ORDER BY id"
+        ).fetchall()
+    return [_apply_delivery(conn, row, now) for row in rows]
 
 
 def list_deliveries(conn: sqlite3.Connection, *, unprocessed: bool = False, limit: int = 100) -> list[dict]:
-    where = "WHERE processed = 0" if unprocessed else ""
-    rows = conn.execute(
-        f"SELECT id, idempotency_key, job_id, event_type, status, received_at, remote_addr, processed, error, "
-        f"length(body) AS "
-        f"body_bytes FROM deliveries {where} ORDER BY id DESC LIMIT ?",
-        (limit,),
-    ).fetchall()
-    return [dict(r) for r in rows]
+    """The newest deliveries; `unprocessed`: only those not applied (failed, or still pending)."""
+    columns = (
+        "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
+        "length(body) AS body_bytes"
+    )
+    if unprocessed:  # two partial indexes, one per state
+        sql = (
+            f"SELECT * FROM (SELECT {columns} FROM deliveries WHERE state = 'failed' "
+            f"UNION ALL SELECT {columns} FROM deliveries WHERE state = 'pending') ORDER BY id DESC LIMIT ?"
+        )
+    else:
+        sql = f"SELECT {columns} FROM deliveries ORDER BY id DESC LIMIT ?"
+    return [dict(r) for r in conn.execute(sql, (limit,)).fetchall()]
 
 
 # -- registration and fallback polling ---------------------------------------------------------

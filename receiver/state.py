@@ -15,6 +15,7 @@ from .settings import Settings
 from .store import JobStore
 
 if TYPE_CHECKING:
+    from .applier import Applier
     from .fetcher import Fetcher
 
 
@@ -26,6 +27,7 @@ class ReceiverState:
     client: AsyncOpenRouterVideo
     metrics: Metrics
     fetcher: Fetcher
+    applier: Applier
     secrets: list[str]
 
 

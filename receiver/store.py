@@ -8,22 +8,36 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from client import VideoJob, WebhookEvent
+from client import VideoJob
 
 from . import records
 from ._db import connect, migrate
 from ._writer import StoreUnavailable, Writer
-from .records import ApplyResult, Delivery, DeliveryOutcome
+from .records import AppliedDelivery, ApplyResult, Delivery, RecordedDelivery
 
-__all__ = ["Delivery", "DeliveryOutcome", "JobStore", "SQLiteJobStore", "StoreUnavailable"]
+__all__ = [
+    "AppliedBatch",
+    "AppliedDelivery",
+    "Delivery",
+    "JobStore",
+    "RecordedDelivery",
+    "SQLiteJobStore",
+    "StoreUnavailable",
+]
+
+
+@dataclass(frozen=True)
+class AppliedBatch:
+    deliveries: list[AppliedDelivery]
+    seconds: float  # time spent applying them (not waiting for the commit): the applier paces itself by it
 
 
 class JobStore(Protocol):
-    async def record_delivery(
-        self, delivery: Delivery, event: WebhookEvent | None, payload_error: str | None
-    ) -> DeliveryOutcome: ...
+    async def record_delivery(self, delivery: Delivery) -> RecordedDelivery: ...
+    async def apply_pending(self, limit: int, *, isolate: bool = False) -> AppliedBatch: ...
     async def apply_poll(self, job: VideoJob) -> ApplyResult: ...
     async def register_job(
         self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
@@ -42,6 +56,7 @@ class JobStore(Protocol):
     def list_jobs(self, **filters: Any) -> tuple[list[dict], str | None]: ...
     def output_path(self, job_id: str, index: int) -> str | None: ...
     def queue_depth(self) -> int: ...
+    def pending_deliveries(self) -> int: ...
     def next_download_at(self) -> float | None: ...
 
 
@@ -61,10 +76,12 @@ class SQLiteJobStore:
 
     # -- writes (through the one writer) -------------------------------------------------------
 
-    async def record_delivery(
-        self, delivery: Delivery, event: WebhookEvent | None, payload_error: str | None
-    ) -> DeliveryOutcome:
-        return await self._writer.run(records.record_delivery, delivery, event, payload_error)
+    async def record_delivery(self, delivery: Delivery) -> RecordedDelivery:
+        return await self._writer.run(records.record_delivery, delivery)
+
+    async def apply_pending(self, limit: int, *, isolate: bool = False) -> AppliedBatch:
+        """Apply up to `limit` pending deliveries; `isolate`: a delivery that raises is marked failed."""
+        return await self._writer.run(_apply_pending, limit, isolate)
 
     async def apply_poll(self, job: VideoJob) -> ApplyResult:
         return await self._writer.run(records.apply_job_update, job, source="poll", now=time.time())
@@ -126,8 +143,17 @@ class SQLiteJobStore:
     def queue_depth(self) -> int:
         return records.queue_depth(self._read)
 
+    def pending_deliveries(self) -> int:
+        return records.pending_count(self._read)
+
     def next_download_at(self) -> float | None:
         return records.next_download_at(self._read)
+
+
+def _apply_pending(conn: sqlite3.Connection, limit: int, isolate: bool) -> AppliedBatch:
+    started = time.perf_counter()
+    applied = records.apply_pending(conn, limit, time.time(), isolate=isolate)
+    return AppliedBatch(applied, time.perf_counter() - started)
 
 
 def _touch(conn: sqlite3.Connection) -> None:

@@ -59,6 +59,16 @@ def wait_until(
         time.sleep(interval)
 
 
+def wait_applied(settings: Settings, timeout: float = 10.0) -> None:
+    """Wait until the receiver's applier has applied (or marked failed) every stored delivery."""
+
+    def settled() -> bool:
+        with contextlib.closing(connect(settings.db_path)) as conn:
+            return records.pending_count(conn) == 0
+
+    wait_until(settled, timeout, what="the applier to apply every stored delivery")
+
+
 @dataclass
 class RunningReceiver:
     url: str
@@ -92,6 +102,9 @@ class RunningReceiver:
 
     def db(self):
         return connect(self.settings.db_path)
+
+    def applied(self, timeout: float = 10.0) -> None:
+        wait_applied(self.settings, timeout)
 
     def delivery_count(self) -> int:
         with contextlib.closing(self.db()) as conn:
@@ -154,7 +167,11 @@ class ReceiverProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or os.path.join(settings.data_dir, f"receiver-{self.port}.log")
+
         self.process: subprocess.Popen | None = None
+
+    def applied(self, timeout: float = 10.0) -> None:
+        wait_applied(self.settings, timeout)
 
     def env(self) -> dict[str, str]:
         s = self.settings

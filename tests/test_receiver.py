@@ -191,9 +191,10 @@ def test_verified_non_event_is_kept_unprocessed_and_can_be_reprocessed(receiver,
             "X-OpenRouter-Idempotency-Key": f"k{i}",
         }
         response = httpx.post(receiver.webhook_url, content=body, headers=headers)
-        assert response.status_code == 200 and response.json()["outcome"] == "unprocessed"
+        assert response.status_code == 200 and response.json()["outcome"] == "accepted"  # stored
+    receiver.applied()
     stored = receiver.deliveries()
-    assert len(stored) == 2 and not any(d["processed"] for d in stored)
+    assert len(stored) == 2 and all(d["state"] == "failed" for d in stored)
     assert not os.path.exists(os.path.join(receiver.settings.videos_dir, "..", "..", "etc"))
     runner = CliRunner()
     listing = runner.invoke(deliveries, ["--unprocessed", "--data-dir", receiver.settings.data_dir])

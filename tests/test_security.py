@@ -356,7 +356,9 @@ def test_webhook_events_with_path_tricks_in_the_job_id_never_touch_the_disk(
         )
         response = httpx.post(receiver.webhook_url, content=body, headers=headers)
         assert response.status_code == 200, (job_id, response.text)
-        assert response.json()["outcome"] == "unprocessed", job_id
+        assert response.json()["outcome"] == "accepted", job_id  # stored as received
+    receiver.applied()
+    assert {d["state"] for d in receiver.deliveries()} == {"failed"}  # ...and refused by the applier
     assert receiver.get("/jobs").json()["jobs"] == []
     with receiver.db() as conn:
         assert conn.execute("SELECT count(*) FROM outputs").fetchone()[0] == 0

@@ -2,8 +2,9 @@
 
 Rules drive what the receiver does to its store: register a job, record webhook deliveries
 (random job, random status, duplicates, reordering, the same idempotency key resent, unparseable
-bodies), apply poll results, claim/finish/retry/end downloads, restart (close, reopen,
-requeue_interrupted) and crash in the middle of a transaction. After every step the invariants
+bodies), apply the stored deliveries (any number at a time, interleaved with everything else),
+apply poll results, claim/finish/retry/end downloads, restart (close, reopen, requeue_interrupted)
+and crash in the middle of a transaction. After every step the invariants
 are read back from the database itself and compared with a small independent model.
 """
 
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from client import TERMINAL_STATUSES, VideoJob, WebhookPayloadError, parse_event
+from client import TERMINAL_STATUSES, VideoJob
 from receiver import records
 from receiver._db import connect, migrate
 
@@ -56,6 +57,9 @@ class JobStoreMachine(RuleBasedStateMachine):
         self.status: dict[str, str] = {}  # the model: expected status of each known job
         self.seen_status: dict[str, list[str]] = {}  # what the database actually showed, step by step
         self.keys: dict[str, bytes] = {}  # idempotency keys acknowledged (committed), with their body
+        # Deliveries stored but not applied yet, oldest first: (key, job, status, outputs, received_at);
+        # job is None for a body that is not an event.
+        self.pending: list[tuple[str, str | None, str, int, float]] = []
         self.outputs: dict[tuple[str, int], str] = {}  # expected state of each output
         self.due_at: dict[tuple[str, int], float] = {}
         self.done: dict[tuple[str, int], str] = {}  # sha256 of each finished output
@@ -83,7 +87,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         self.clock += 0.5
         return self.clock
 
-    def _expect(self, job: str, new: str, outputs: int) -> None:
+    def _expect(self, job: str, new: str, outputs: int, at: float | None = None) -> None:
         """The documented state machine, written independently of receiver.states."""
         current = self.status.get(job)
         if current is None or (current not in TERMINAL_STATUSES and RANK.get(new, 0) > RANK.get(current, 0)):
@@ -92,7 +96,7 @@ class JobStoreMachine(RuleBasedStateMachine):
             for index in range(outputs):
                 if (job, index) not in self.outputs:
                     self.outputs[(job, index)] = "pending"
-                    self.due_at[(job, index)] = self.clock
+                    self.due_at[(job, index)] = self.clock if at is None else at
 
     def teardown(self) -> None:
         with contextlib.suppress(Exception):
@@ -125,29 +129,41 @@ class JobStoreMachine(RuleBasedStateMachine):
         body = json.dumps(
             {"type": f"video.generation.{status}", "data": _job_data(job, status, outputs)}
         ).encode()
-        outcome = self._deliver(key, body)
+        outcome, received_at = self._deliver(key, body)
         if key in self.keys:
             assert outcome.duplicate
             return
-        assert not outcome.duplicate and outcome.processed and outcome.delivery_id is not None
+        assert not outcome.duplicate and outcome.delivery_id is not None
         self.keys[key] = body
-        self._expect(job, status, outputs)
+        self.pending.append((key, job, status, outputs, received_at))
 
     @precondition(lambda self: self.keys)
     @rule(data=st.data())
     def resend_same_key(self, data) -> None:
         key = data.draw(st.sampled_from(sorted(self.keys)))
-        outcome = self._deliver(key, self.keys[key])
+        outcome, _ = self._deliver(key, self.keys[key])
         assert outcome.duplicate
 
     @rule(k=st.integers(0, 3))
     def deliver_unparseable(self, k: int) -> None:
         key = f"garbage-{k}"
-        outcome = self._tx(records.record_delivery, self._delivery(key, b"\xff not json"), None, "not JSON")
+        outcome, received_at = self._deliver(key, b"\xff not json")
         assert outcome.duplicate == (key in self.keys)
         if not outcome.duplicate:
-            assert not outcome.processed
             self.keys[key] = b"\xff not json"
+            self.pending.append((key, None, "", 0, received_at))
+
+    @rule(limit=st.integers(1, 5))
+    def apply(self, limit: int) -> None:
+        applied = self._tx(records.apply_pending, limit, self._now())
+        expected, self.pending = self.pending[:limit], self.pending[limit:]
+        assert [a.idempotency_key for a in applied] == [key for key, *_ in expected]
+        for result, (_key, job, status, outputs, received_at) in zip(applied, expected, strict=True):
+            if job is None:
+                assert not result.applied and "not JSON" in result.error
+                continue
+            assert result.applied and result.job_id == job and result.status == status
+            self._expect(job, status, outputs, at=received_at)
 
     @rule(job=st.sampled_from(JOBS), status=st.sampled_from(STATUSES), outputs=st.integers(1, 3))
     def poll(self, job: str, status: str, outputs: int) -> None:
@@ -229,7 +245,8 @@ class JobStoreMachine(RuleBasedStateMachine):
         key = f"{job}-{status}-lost"
         body = json.dumps({"type": f"video.generation.{status}", "data": _job_data(job, status, 1)}).encode()
         self.conn.execute("BEGIN IMMEDIATE")
-        records.record_delivery(self.conn, self._delivery(key, body), parse_event(body), None)
+        records.record_delivery(self.conn, self._delivery(key, body))
+        records.apply_pending(self.conn, 100, self._now())
         records.apply_job_update(
             self.conn, VideoJob.from_api(_job_data(job, "completed", 2)), source="poll", now=self._now()
         )
@@ -245,12 +262,9 @@ class JobStoreMachine(RuleBasedStateMachine):
             signed_at=int(self.clock),
         )
 
-    def _deliver(self, key: str, body: bytes) -> records.DeliveryOutcome:
-        try:
-            event, error = parse_event(body), None
-        except WebhookPayloadError as exc:
-            event, error = None, str(exc)
-        return self._tx(records.record_delivery, self._delivery(key, body), event, error)
+    def _deliver(self, key: str, body: bytes) -> tuple[records.RecordedDelivery, float]:
+        delivery = self._delivery(key, body)
+        return self._tx(records.record_delivery, delivery), delivery.received_at
 
     # -- invariants -----------------------------------------------------------------------------
 
@@ -283,6 +297,13 @@ class JobStoreMachine(RuleBasedStateMachine):
             "SELECT idempotency_key, count(*) AS n FROM deliveries GROUP BY 1"
         ).fetchall()
         assert {r["idempotency_key"]: r["n"] for r in rows} == dict.fromkeys(self.keys, 1)
+
+    @invariant()
+    def pending_deliveries_wait_in_order_and_nothing_else_does(self) -> None:
+        rows = self.conn.execute(
+            "SELECT idempotency_key FROM deliveries WHERE state = 'pending' ORDER BY id"
+        ).fetchall()
+        assert [r[0] for r in rows] == [key for key, *_ in self.pending]
 
     @invariant()
     def outputs_belong_to_completed_jobs_and_done_is_final(self) -> None:

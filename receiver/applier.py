@@ -1,0 +1,131 @@
+"""Applying stored webhook deliveries to the job records, oldest first, right behind the intake.
+
+The webhook answer waits only for the delivery to be on disk (`pending`). This task then parses
+each stored body and moves its job along (state machine, events, the fetch queue), in the order the
+deliveries were stored, and writes the delivery's one canonical log line.
+
+Intake comes first. While deliveries arrive, the applier works in small chunks (short pauses of
+the loop); when they arrive faster than the loop can serve (a burst), it holds itself to a small
+share of the loop (`SHARE_WHEN_SATURATED`), so the burst is acknowledged at full speed and applied
+right after it. Otherwise it applies as fast as it can. The backlog is the `pending` rows, so it
+survives a crash and is picked up at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+
+from .fetcher import Fetcher
+from .metrics import Metrics
+from .records import AppliedDelivery
+from .store import AppliedBatch, JobStore, StoreUnavailable
+
+log = structlog.get_logger("receiver.applier")
+
+SHARE_WHEN_SATURATED = 0.05  # of the event loop's time, while deliveries arrive faster than it can serve
+SATURATED_AT = 0.85  # share of the event loop thread's time on the CPU: above it, nothing to spare
+CHUNK_UNDER_LOAD = 16  # deliveries per transaction while deliveries arrive: short pauses of the loop
+CHUNK_IDLE = 64
+INTAKE_QUIET_AFTER = 0.1  # seconds without a delivery before the applier takes bigger chunks
+RECHECK = 5.0  # also look for pending rows now and then (e.g. written by `openrouter-video reprocess`)
+RETRY_AFTER_ERROR = 1.0
+_MAX_NOTES = 100_000
+
+
+class _LoopLoad:
+    """How busy the event loop's thread has been lately: its CPU time over wall time, per window."""
+
+    def __init__(self, window: float = 0.05) -> None:
+        self.window = window
+        self._wall, self._cpu = time.perf_counter(), time.thread_time()
+        self.share = 0.0
+
+    def saturated(self) -> bool:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        if wall - self._wall >= self.window:
+            self.share = (cpu - self._cpu) / (wall - self._wall)
+            self._wall, self._cpu = wall, cpu
+        return self.share >= SATURATED_AT
+
+
+class Applier:
+    def __init__(self, store: JobStore, fetcher: Fetcher, metrics: Metrics) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.metrics = metrics
+        self._wake = asyncio.Event()
+        self._load = _LoopLoad()
+        self._last_intake = -1e9
+        # What only the intake knows (request id, client, answer time), for the canonical log line.
+        self._notes: dict[int, dict[str, object]] = {}
+
+    def received(self, delivery_id: int, **fields: object) -> None:
+        """A delivery was stored (pending): apply it soon."""
+        if len(self._notes) >= _MAX_NOTES:  # the applier is far behind: keep the newest notes
+            self._notes.pop(next(iter(self._notes)))
+        self._notes[delivery_id] = fields
+        self._last_intake = time.monotonic()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            under_load = time.monotonic() - self._last_intake < INTAKE_QUIET_AFTER
+            limit = CHUNK_UNDER_LOAD if under_load else CHUNK_IDLE
+            try:
+                batch = await self.store.apply_pending(limit)
+            except StoreUnavailable as exc:
+                log.error("apply.failed", error=str(exc))
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+                continue
+            except Exception:
+                # A delivery the code cannot apply (a bug): find it, mark it failed, go on with the rest.
+                log.exception("apply.crashed", limit=limit)
+                batch = await self._apply_carefully(limit)
+            for applied in batch.deliveries:
+                self._report(applied)
+            if len(batch.deliveries) < limit:  # caught up
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=RECHECK)
+            elif under_load and self._load.saturated():
+                # A backlog and no time to spare: acknowledging comes first, applying gets a small share.
+                await asyncio.sleep(batch.seconds * (1 - SHARE_WHEN_SATURATED) / SHARE_WHEN_SATURATED)
+
+    async def _apply_carefully(self, limit: int) -> AppliedBatch:
+        """One delivery per transaction, each in a SAVEPOINT: a delivery that raises is marked failed."""
+        applied: list[AppliedDelivery] = []
+        seconds = 0.0
+        try:
+            for _ in range(limit):
+                batch = await self.store.apply_pending(1, isolate=True)
+                applied += batch.deliveries
+                seconds += batch.seconds
+                if not batch.deliveries:
+                    break
+        except StoreUnavailable as exc:
+            log.error("apply.failed", error=str(exc))
+            await asyncio.sleep(RETRY_AFTER_ERROR)
+        return AppliedBatch(applied, seconds)
+
+    def _report(self, applied: AppliedDelivery) -> None:
+        notes = self._notes.pop(applied.delivery_id, {})
+        if applied.outputs_queued:
+            self.fetcher.wake()
+        fields = {
+            "delivery_id": applied.delivery_id,
+            "idempotency_key": applied.idempotency_key,
+            "job_id": applied.job_id,
+            "status": applied.status,
+            "applied_after_ms": round((time.time() - applied.received_at) * 1000, 1),
+            **notes,
+        }
+        if applied.applied:
+            self.metrics.inc("receiver_deliveries_applied_total", result="applied")
+            log.info("webhook.delivery", outcome="accepted", decision=applied.decision, **fields)
+        else:
+            self.metrics.inc("receiver_deliveries_applied_total", result="unprocessed")
+            log.error("webhook.delivery", outcome="unprocessed", error=applied.error, **fields)
