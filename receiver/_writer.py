@@ -53,6 +53,7 @@ class Writer:
         self._busy = False  # a batch is between BEGIN and the end of its COMMIT
         self._closed = False
         self.commits = 0  # batches committed, for the metrics
+        self._batch_size = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
         self._lock = threading.Lock()  # close() against a batch in flight
@@ -75,6 +76,11 @@ class Writer:
             loop.call_soon(self._start_batch)
         return await future
 
+    @property
+    def load(self) -> int:
+        """Writes in the batch in flight (or the last one) or queued for the next, whichever is more."""
+        return max(self._batch_size, len(self._pending))
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
@@ -89,6 +95,7 @@ class Writer:
     def _start_batch(self) -> None:
         batch = self._pending[: self._max_batch]
         del self._pending[: self._max_batch]
+        self._batch_size = len(batch)
         if not batch:
             self._busy = False
             return

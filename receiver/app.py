@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from client import AsyncOpenRouterVideo
 
@@ -36,7 +37,7 @@ WEBHOOK_PATH = "/webhooks/openrouter"
 PROTECTED_PREFIXES = ("/jobs", "/metrics")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
     log = get_logger("receiver")
@@ -94,16 +95,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     token = settings.api_token.reveal() if settings.api_token else None
     middleware = [
-        Middleware(WebhookFastPath, path=WEBHOOK_PATH),  # the hot path skips the rest of the stack
         Middleware(RequestContextMiddleware),
         Middleware(BearerAuthMiddleware, token=token, protected=PROTECTED_PREFIXES),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+    # Outside Starlette, so the hot path skips even its outermost error middleware (it handles its own).
+    return WebhookFastPath(app, path=WEBHOOK_PATH)
 
 
 async def _method_not_allowed(request: Request) -> JSONResponse:

@@ -27,7 +27,7 @@ from .store import AppliedBatch, JobStore, StoreUnavailable
 log = structlog.get_logger("receiver.applier")
 
 SHARE_WHEN_SATURATED = 0.05  # of the event loop's time, while deliveries arrive faster than it can serve
-SATURATED_AT = 0.85  # share of the event loop thread's time on the CPU: above it, nothing to spare
+SATURATED_QUEUE = 12  # writes per commit: requests are queueing, the loop is saturated
 CHUNK_UNDER_LOAD = 16  # deliveries per transaction while deliveries arrive: short pauses of the loop
 CHUNK_IDLE = 64
 INTAKE_QUIET_AFTER = 0.1  # seconds without a delivery before the applier takes bigger chunks
@@ -36,29 +36,12 @@ RETRY_AFTER_ERROR = 1.0
 _MAX_NOTES = 100_000
 
 
-class _LoopLoad:
-    """How busy the event loop's thread has been lately: its CPU time over wall time, per window."""
-
-    def __init__(self, window: float = 0.05) -> None:
-        self.window = window
-        self._wall, self._cpu = time.perf_counter(), time.thread_time()
-        self.share = 0.0
-
-    def saturated(self) -> bool:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        if wall - self._wall >= self.window:
-            self.share = (cpu - self._cpu) / (wall - self._wall)
-            self._wall, self._cpu = wall, cpu
-        return self.share >= SATURATED_AT
-
-
 class Applier:
     def __init__(self, store: JobStore, fetcher: Fetcher, metrics: Metrics) -> None:
         self.store = store
         self.fetcher = fetcher
         self.metrics = metrics
         self._wake = asyncio.Event()
-        self._load = _LoopLoad()
         self._last_intake = -1e9
         # What only the intake knows (request id, client, answer time), for the canonical log line.
         self._notes: dict[int, dict[str, object]] = {}
@@ -91,7 +74,7 @@ class Applier:
             if len(batch.deliveries) < limit:  # caught up
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=RECHECK)
-            elif under_load and self._load.saturated():
+            elif under_load and self.store.writes_waiting() >= SATURATED_QUEUE:
                 # A backlog and no time to spare: acknowledging comes first, applying gets a small share.
                 await asyncio.sleep(batch.seconds * (1 - SHARE_WHEN_SATURATED) / SHARE_WHEN_SATURATED)
 

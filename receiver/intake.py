@@ -12,6 +12,7 @@ precomputed answers, no per-request framework objects. Everything else goes thro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -53,6 +54,7 @@ def _answer(status: int, payload: dict) -> tuple[int, bytes]:
 
 ACCEPTED = _answer(200, {"received": True, "outcome": "accepted"})
 DUPLICATE = _answer(200, {"received": True, "outcome": "duplicate"})
+CRASHED = _answer(500, {"error": {"code": 500, "message": "internal error; see the receiver's log"}})
 UNAVAILABLE = _answer(
     503, {"error": {"code": 503, "message": "the delivery could not be stored; please retry"}}
 )
@@ -231,7 +233,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class WebhookFastPath:
-    """Pure ASGI middleware: webhook POSTs go straight to `receive_webhook`, the rest to Starlette."""
+    """Pure ASGI: webhook POSTs go straight to `receive_webhook`, everything else to the Starlette app."""
 
     def __init__(self, app, *, path: str) -> None:
         self.app = app
@@ -239,6 +241,13 @@ class WebhookFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
-            await receive_webhook(scope, receive, send)
+            try:
+                await receive_webhook(scope, receive, send)
+            except Exception:
+                # What Starlette's error middleware does for the other routes: log it, answer 500 (if
+                # the answer has not started; then there is nothing left to tell the sender).
+                log.exception("request.crashed", path=self.path)
+                with contextlib.suppress(Exception):
+                    await _respond(send, CRASHED, "")
         else:
             await self.app(scope, receive, send)

@@ -57,6 +57,7 @@ class JobStore(Protocol):
     def output_path(self, job_id: str, index: int) -> str | None: ...
     def queue_depth(self) -> int: ...
     def pending_deliveries(self) -> int: ...
+    def writes_waiting(self) -> int: ...
     def next_download_at(self) -> float | None: ...
 
 
@@ -145,6 +146,10 @@ class SQLiteJobStore:
 
     def pending_deliveries(self) -> int:
         return records.pending_count(self._read)
+
+    def writes_waiting(self) -> int:
+        """Writes in the current batch or queued behind it: how hard the store is being pushed right now."""
+        return self._writer.load
 
     def next_download_at(self) -> float | None:
         return records.next_download_at(self._read)
