@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -52,11 +51,10 @@ class Writer:
         self._pending: list[_Item] = []
         self._busy = False  # a batch is between BEGIN and the end of its COMMIT
         self._closed = False
-        self.commits = 0  # batches committed, for the metrics
+        self.commits = 0  # batches committed
         self._batch_size = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
-        self._lock = threading.Lock()  # close() against a batch in flight
         conn.execute("PRAGMA busy_timeout = 0")  # the event loop must never sleep on a lock
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -83,8 +81,7 @@ class Writer:
 
     def close(self) -> None:
         self._closed = True
-        with self._lock:
-            self._thread.shutdown(wait=True)
+        self._thread.shutdown(wait=True)  # lets a COMMIT in flight finish
         for *_, future in self._pending:
             if not future.done():
                 future.set_exception(StoreUnavailable("the store is closed"))
@@ -153,13 +150,12 @@ class Writer:
         self, blocking: Callable[[], None], batch: list[_Item], *, then: Callable[[list[_Item]], None]
     ) -> None:
         """Run `blocking` on the commit thread, then `then(batch)` on the loop (or fail the batch)."""
-        loop = self._loop or asyncio.get_running_loop()
-        with self._lock:
-            if self._closed:
-                self._rollback()
-                self._finish(batch, [(False, StoreUnavailable("the store is closed"))] * len(batch))
-                return
-            done = loop.run_in_executor(self._thread, blocking)
+        # Everything here and in close() runs on the one event loop: no lock is needed.
+        if self._closed:
+            self._rollback()
+            self._finish(batch, [(False, StoreUnavailable("the store is closed"))] * len(batch))
+            return
+        done = self._loop.run_in_executor(self._thread, blocking)
 
         def landed(task: asyncio.Future[None]) -> None:
             exc = StoreUnavailable("the store is closing") if task.cancelled() else task.exception()

@@ -215,6 +215,9 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDel
     return RecordedDelivery(duplicate=False, delivery_id=cursor.lastrowid)
 
 
+_TO_APPLY = "id, idempotency_key, received_at, body"  # what _apply_delivery reads of a row
+
+
 def apply_pending(
     conn: sqlite3.Connection, limit: int, now: float, *, isolate: bool = False
 ) -> list[AppliedDelivery]:
@@ -224,9 +227,7 @@ def apply_pending(
     of failing them all (the applier's way past a delivery the code cannot handle).
     """
     rows = conn.execute(
-        "SELECT id, idempotency_key, received_at, body FROM deliveries WHERE state = 'pending' "
-        "ORDER BY id LIMIT ?",
-        (limit,),
+        f"SELECT {_TO_APPLY} FROM deliveries WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,)
     ).fetchall()
     if not isolate:
         return [_apply_delivery(conn, row, now) for row in rows]
@@ -251,6 +252,14 @@ def apply_pending(
             )
         conn.execute("RELEASE apply_one")
     return applied
+
+
+def _not_applied(columns: str) -> str:
+    """Deliveries failed or pending, each state through its own partial index."""
+    return (
+        f"SELECT {columns} FROM deliveries WHERE state = 'failed' "
+        f"UNION ALL SELECT {columns} FROM deliveries WHERE state = 'pending'"
+    )
 
 
 def pending_count(conn: sqlite3.Connection) -> int:
@@ -303,18 +312,14 @@ def reprocess_deliveries(
 ) -> list[AppliedDelivery]:
     """Apply stored deliveries that failed (e.g. after a bug fix) or are still pending (receiver stopped)."""
     now = time.time() if now is None else now
-    columns = "id, idempotency_key, received_at, body"
     if delivery_ids:
         marks = ",".join("?" * len(delivery_ids))
         rows = conn.execute(
-            f"SELECT {columns} FROM deliveries WHERE state != 'applied' AND id IN ({marks}) ORDER BY id",
+            f"SELECT {_TO_APPLY} FROM deliveries WHERE state != 'applied' AND id IN ({marks}) ORDER BY id",
             delivery_ids,
         ).fetchall()
     else:
-        rows = conn.execute(
-            f"SELECT {columns} FROM deliveries WHERE state = 'failed' "
-            f"UNION ALL SELECT {columns} FROM deliveries WHERE state = 'pending' ORDER BY id"
-        ).fetchall()
+        rows = conn.execute(f"{_not_applied(_TO_APPLY)} ORDER BY id").fetchall()
     return [_apply_delivery(conn, row, now) for row in rows]
 
 
@@ -324,11 +329,8 @@ def list_deliveries(conn: sqlite3.Connection, *, unprocessed: bool = False, limi
         "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
         "length(body) AS body_bytes"
     )
-    if unprocessed:  # two partial indexes, one per state
-        sql = (
-            f"SELECT * FROM (SELECT {columns} FROM deliveries WHERE state = 'failed' "
-            f"UNION ALL SELECT {columns} FROM deliveries WHERE state = 'pending') ORDER BY id DESC LIMIT ?"
-        )
+    if unprocessed:
+        sql = f"SELECT * FROM ({_not_applied(columns)}) ORDER BY id DESC LIMIT ?"
     else:
         sql = f"SELECT {columns} FROM deliveries ORDER BY id DESC LIMIT ?"
     return [dict(r) for r in conn.execute(sql, (limit,)).fetchall()]
