@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -159,7 +160,18 @@ def _digest(key: bytes, t_text: str, body: bytes) -> str:
     return mac.hexdigest()
 
 
+# The shape OpenRouter sends; anything else (spaces, several v1=, upper case) takes the general parser.
+_CANONICAL = re.compile(rf"t=([0-9]{{1,{_MAX_TIMESTAMP_DIGITS}}}),v1=([0-9a-f]{{64}})")
+
+
 def _parse_signature(raw: str) -> tuple[str, list[str]]:
+    canonical = _CANONICAL.fullmatch(raw)
+    if canonical is not None:
+        return canonical[1], [canonical[2]]
+    return _parse_signature_parts(raw)
+
+
+def _parse_signature_parts(raw: str) -> tuple[str, list[str]]:
     t_text: str | None = None
     candidates: list[str] = []
     for part in raw.split(","):

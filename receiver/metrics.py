@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+Series = tuple[str, tuple[tuple[str, str], ...]]
+
 
 class Metrics:
     _HELP = {
@@ -21,14 +23,22 @@ class Metrics:
     }
 
     def __init__(self) -> None:
-        self.counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self.counters: Counter[Series] = Counter()
         self.gauges: dict[str, Callable[[], float]] = {}
 
+    @staticmethod
+    def series(name: str, **labels: str) -> Series:
+        """The key of one labelled counter; hot paths build it once and `add` to it."""
+        return (name, tuple(sorted(labels.items())))
+
+    def add(self, series: Series, amount: float = 1) -> None:
+        self.counters[series] += amount
+
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        self.counters[(name, tuple(sorted(labels.items())))] += amount
+        self.counters[self.series(name, **labels)] += amount
 
     def value(self, name: str, **labels: str) -> float:
-        return self.counters[(name, tuple(sorted(labels.items())))]
+        return self.counters[self.series(name, **labels)]
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
         self.gauges[name] = read

@@ -196,3 +196,25 @@ def test_arbitrary_headers_only_ever_raise_the_typed_error(header, body, now) ->
 def test_signature_like_headers_only_ever_raise_the_typed_error(header, body) -> None:
     with pytest.raises(WebhookVerificationError):
         verify_signature("secret", body, headers(header), now=1_700_000_000)
+
+
+@settings(max_examples=300)
+@given(
+    header=st.one_of(
+        st.from_regex(r"\At=[0-9]{1,16},v1=[0-9a-fA-F]{63,65}\Z"),
+        st.from_regex(r"\A[ tv1=,0-9a-f]{0,90}\Z"),
+        st.text(max_size=90),
+    )
+)
+def test_the_fast_path_for_openrouters_header_shape_parses_as_the_general_parser_does(header) -> None:
+    # `_parse_signature` takes a regex shortcut for `t=<digits>,v1=<64 hex>`; it must never accept,
+    # refuse or read a header differently from the general parser it skips.
+    from client._webhooks import _parse_signature, _parse_signature_parts
+
+    def outcome(parse):
+        try:
+            return parse(header)
+        except WebhookVerificationError as exc:
+            return exc.reason
+
+    assert outcome(_parse_signature) == outcome(_parse_signature_parts)
