@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from ._common import Context, CpuMeter, Row, cpu_load, ensure_wrk, new_root
+from ._common import Context, CpuMeter, Row, cpu_load, cpu_probe, ensure_wrk, new_root
 
 
 def _wrk(ctx: Context) -> str | None:
@@ -104,6 +104,11 @@ def render_noise(ctx: Context) -> str:
     )
     if any(share > 0.10 for share in ctx.foreign_cpu.values()):
         line += " Above ~10% the figures are depressed and noisy: rerun on an idle machine to compare."
+    probes = ", ".join(f"{n}: {before:.0f} -> {after:.0f}" for n, (before, after) in ctx.cpu_probe_ms.items())
+    line += (
+        f"\nCPU speed probe, ms for 10**6 Python additions before -> after each benchmark (lower is faster; "
+        f"CPU-bound figures scale with it): {probes}."
+    )
     return line
 
 
@@ -163,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             title, run = BENCHMARKS[number]
             ctx.current = number
             ctx.log(f"== {number}. {title} ({'quick' if args.quick else 'full'}) -- {cpu_load()}")
+            probe_before = cpu_probe()
             t0 = time.monotonic()
             meter = CpuMeter()
             try:
@@ -174,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 ctx.add(Row(number, f"{title}: ERROR", None, "", note=f"{type(exc).__name__}: {exc}"[:300]))
             ctx.foreign_cpu[number] = meter.foreign_share()
+            took = time.monotonic() - t0
+            ctx.cpu_probe_ms[number] = (probe_before, cpu_probe())
             ctx.log(
-                f"== {number} took {time.monotonic() - t0:.0f} s; other processes used "
-                f"{ctx.foreign_cpu[number]:.0%} of the machine's CPU (user time) meanwhile"
+                f"== {number} took {took:.0f} s; other processes used {ctx.foreign_cpu[number]:.0%} of the "
+                f"machine's CPU (user time) meanwhile; CPU probe {probe_before:.0f} ms before, "
+                f"{ctx.cpu_probe_ms[number][1]:.0f} ms after"
             )
     finally:
         shutil.rmtree(ctx.root, ignore_errors=True)

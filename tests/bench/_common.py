@@ -11,6 +11,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,7 @@ class Context:
     rows: list[Row] = field(default_factory=list)
     commands: dict[str, list[str]] = field(default_factory=dict)
     foreign_cpu: dict[str, float] = field(default_factory=dict)
+    cpu_probe_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # before, after
     profile_dir: str | None = None
     python_load: bool = False
     current: str = ""
@@ -433,6 +435,23 @@ def process_cpu_seconds(pid: int) -> float:
 def cpu_load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def cpu_probe(rounds: int = 5) -> float:
+    """Milliseconds for a fixed pure-Python loop (10**6 additions; median of `rounds`).
+
+    This host's CPU speed drifts: the same loop has run up to 1.7x slower from one minute to the
+    next, with no steal time reported. Every CPU-bound figure moves with it, so each
+    benchmark is bracketed by this probe and the table's readers can see what speed it ran at.
+    """
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
 
 
 def json_default(value: Any) -> Any:
