@@ -28,6 +28,7 @@ from ._exceptions import (
     JobCancelled,
     JobExpired,
     JobFailed,
+    JobNotFinished,
     JobUnsuccessful,
     OpenRouterVideoError,
     RateLimitError,
@@ -179,6 +180,7 @@ class WaitSchedule:
     max_interval: float = 30.0
     factor: float = 1.5
     started: float = field(default_factory=time.monotonic)
+    last_status: str | None = None
     _next: float = 0.0
 
     def __post_init__(self) -> None:
@@ -197,6 +199,19 @@ class WaitSchedule:
         self._next = min(self.max_interval, self._next * self.factor)
         jittered = base * random.uniform(0.8, 1.2)
         return min(max(jittered, retry_after or 0.0), remaining)
+
+    def observe(
+        self, job: VideoJob, on_status: StatusCallback | None, raise_on_failure: bool
+    ) -> VideoJob | None:
+        """Take in a polled job (`on_status` hears each new status); its outcome once it is terminal."""
+        if job.status != self.last_status:
+            self.last_status = job.status
+            if on_status:
+                on_status(job, self.elapsed)
+        return finish(job, raise_on_failure) if job.is_terminal else None
+
+    def expired(self, job_id: str) -> JobNotFinished:
+        return JobNotFinished(job_id, self.last_status or "unknown", self.elapsed)
 
 
 def finish(job: VideoJob, raise_on_failure: bool) -> VideoJob:

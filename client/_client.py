@@ -25,12 +25,10 @@ from ._base import (
     default_dest,
     download_sources,
     error_from_response,
-    finish,
     submit_failure,
     translate_transport_error,
 )
 from ._exceptions import (
-    JobNotFinished,
     OpenRouterVideoError,
     RateLimitError,
     ResponseFormatError,
@@ -197,7 +195,6 @@ class OpenRouterVideo(BaseClient):
         job_id = _job_id(job)
         schedule = WaitSchedule(timeout, first_interval, max_interval)
         current = job if isinstance(job, VideoJob) else None
-        last_status = None
         while True:
             retry_after = None
             try:
@@ -205,15 +202,11 @@ class OpenRouterVideo(BaseClient):
             except _TRANSIENT as exc:
                 retry_after = getattr(exc, "retry_after", None)
             else:
-                if current.status != last_status:
-                    last_status = current.status
-                    if on_status:
-                        on_status(current, schedule.elapsed)
-                if current.is_terminal:
-                    return finish(current, raise_on_failure)
+                if (outcome := schedule.observe(current, on_status, raise_on_failure)) is not None:
+                    return outcome
             delay = schedule.next_sleep(retry_after)
             if delay is None:
-                raise JobNotFinished(job_id, last_status or "unknown", schedule.elapsed)
+                raise schedule.expired(job_id)
             time.sleep(delay)
 
     def download(
@@ -409,7 +402,6 @@ class AsyncOpenRouterVideo(BaseClient):
         job_id = _job_id(job)
         schedule = WaitSchedule(timeout, first_interval, max_interval)
         current = job if isinstance(job, VideoJob) else None
-        last_status = None
         while True:
             retry_after = None
             try:
@@ -417,15 +409,11 @@ class AsyncOpenRouterVideo(BaseClient):
             except _TRANSIENT as exc:
                 retry_after = getattr(exc, "retry_after", None)
             else:
-                if current.status != last_status:
-                    last_status = current.status
-                    if on_status:
-                        on_status(current, schedule.elapsed)
-                if current.is_terminal:
-                    return finish(current, raise_on_failure)
+                if (outcome := schedule.observe(current, on_status, raise_on_failure)) is not None:
+                    return outcome
             delay = schedule.next_sleep(retry_after)
             if delay is None:
-                raise JobNotFinished(job_id, last_status or "unknown", schedule.elapsed)
+                raise schedule.expired(job_id)
             await asyncio.sleep(delay)
 
     async def download(
