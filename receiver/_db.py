@@ -7,6 +7,8 @@ import sqlite3
 
 import sqlite_utils
 
+from ._datadir import StartupError
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: deliveries, jobs, their events, and the fetch queue.
     """
@@ -106,6 +108,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_failed ON deliveries(id) WHERE state = 'failed';
     CREATE INDEX deliveries_job ON deliveries(job_id);
     """,
+    # 3: a delivery's replay key (its signed timestamp and body hash: a captured delivery resent under
+    # a fresh idempotency key is a duplicate), and downloads claimed by one worker under a lease.
+    """
+    ALTER TABLE deliveries ADD COLUMN replay_key TEXT;
+    CREATE UNIQUE INDEX deliveries_replay ON deliveries(replay_key) WHERE replay_key IS NOT NULL;
+    ALTER TABLE outputs ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outputs ADD COLUMN lease_until REAL;
+    CREATE INDEX outputs_leased ON outputs(lease_until) WHERE state = 'downloading';
+    """,
 )
 
 
@@ -141,3 +152,17 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
         version = number
     return version
+
+
+def check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a damaged database before serving it (`PRAGMA quick_check`: every page and index entry
+    readable, in linear time); raise StartupError naming the first problem."""
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        raise StartupError(
+            f"the database {path} is damaged ({'; '.join(problems)[:300]}); "
+            "move it aside and restore a backup"
+        )

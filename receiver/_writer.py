@@ -45,8 +45,16 @@ _Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Futu
 
 
 class Writer:
-    def __init__(self, conn: sqlite3.Connection, *, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        max_batch: int = 512,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._conn = conn
+        # Runs on the commit thread before each COMMIT; raising StoreUnavailable fails the batch.
+        self._before_commit = before_commit
         self._max_batch = max_batch
         self._pending: list[_Item] = []
         self._busy = False  # a batch is between BEGIN and the end of its COMMIT
@@ -143,6 +151,8 @@ class Writer:
             except Exception as exc:  # an error of this write alone
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
+                if type(exc) is sqlite3.DatabaseError:  # a damaged page: the store's fault, not the write's
+                    exc = StoreUnavailable(f"the database refused the write: {exc}")
                 results.append((False, exc))
         return results
 
@@ -161,6 +171,9 @@ class Writer:
             exc = StoreUnavailable("the store is closing") if task.cancelled() else task.exception()
             if exc is None:
                 then(batch)
+            elif isinstance(exc, StoreUnavailable):
+                self._rollback()
+                self._finish(batch, [(False, exc)] * len(batch))
             elif isinstance(exc, sqlite3.Error):
                 self._rollback()
                 self._finish(batch, _unavailable(batch, exc))
@@ -179,6 +192,8 @@ class Writer:
             conn.execute("PRAGMA busy_timeout = 0")
 
     def _commit(self) -> None:
+        if self._before_commit is not None:
+            self._before_commit()
         self._conn.execute("COMMIT")
 
     def _rollback(self) -> None:

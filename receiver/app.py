@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp
 from client import AsyncOpenRouterVideo
 
 from . import api
+from ._datadir import DataDirLock
 from .applier import Applier
 from .content import LocalContentStore
 from .fallback import FallbackPoller
@@ -37,14 +39,41 @@ WEBHOOK_PATH = "/webhooks/openrouter"
 PROTECTED_PREFIXES = ("/jobs", "/metrics")
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+@dataclass
+class Prepared:
+    """What serving a data dir holds for the life of the process: its lock and its store."""
+
+    lock: DataDirLock
+    store: SQLiteJobStore
+
+    def close(self) -> None:
+        self.store.close()
+        self.lock.release()
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Take the data dir (one serving process per dir) and open its store, checked; StartupError
+    (one line) if another receiver serves it or the database is damaged."""
+    lock = DataDirLock.acquire(settings.data_dir)
+    try:
+        store = SQLiteJobStore(settings.db_path, exclusive=True, check=True)
+    except BaseException:
+        lock.release()
+        raise
+    return Prepared(lock, store)
+
+
+def create_app(settings: Settings | None = None, *, prepared: Prepared | None = None) -> ASGIApp:
+    """The receiver app; `prepared`: the data dir already taken (by `serve`, to fail in one line)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
     log = get_logger("receiver")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ReceiverState]]:
-        store = SQLiteJobStore(settings.db_path)
+        nonlocal prepared  # handed over once; a later lifespan of the same app prepares anew
+        held, prepared = prepared or await asyncio.to_thread(prepare, settings), None
+        store = held.store
         client = AsyncOpenRouterVideo(
             api_key=settings.api_key.reveal(), base_url=settings.base_url, max_retries=2
         )
@@ -79,7 +108,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await client.aclose()
-            store.close()
+            held.close()
             log.info("receiver.stopped")
 
     routes = [

@@ -78,6 +78,20 @@ class Applier:
                 # A backlog and no time to spare: acknowledging comes first, applying gets a small share.
                 await asyncio.sleep(batch.seconds * (1 - SHARE_WHEN_SATURATED) / SHARE_WHEN_SATURATED)
 
+    async def apply_job_now(self, job_id: str) -> int:
+        """Apply one job's pending deliveries ahead of the queue (for a query that must see them)."""
+        try:
+            applied = await self.store.apply_pending_for_job(job_id)
+        except StoreUnavailable as exc:
+            log.error("apply.failed", error=str(exc), job_id=job_id)
+            return 0
+        except Exception:  # a delivery the code cannot apply: the applier isolates it in its turn
+            log.exception("apply.crashed", job_id=job_id)
+            return 0
+        for delivery in applied:
+            self._report(delivery)
+        return len(applied)
+
     async def _apply_carefully(self, limit: int) -> AppliedBatch:
         """One delivery per transaction, each in a SAVEPOINT: a delivery that raises is marked failed."""
         applied: list[AppliedDelivery] = []

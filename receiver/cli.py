@@ -89,7 +89,8 @@ def serve(
     """
     import uvicorn
 
-    from .app import create_app
+    from ._datadir import StartupError
+    from .app import create_app, prepare
 
     settings = _settings(data_dir=data_dir, no_auth=no_auth or None)
     if settings.api_token is None:
@@ -100,8 +101,12 @@ def serve(
             )
         if not is_loopback_host(host):
             raise click.UsageError(f"--no-auth is only allowed on a loopback address, not {host}")
+    try:
+        prepared = prepare(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, prepared=prepared),
         host=host,
         port=port,
         access_log=False,

@@ -1,8 +1,10 @@
 """Downloads completed jobs' outputs from the durable queue in SQLite, after the webhook was answered.
 
 Each output is `pending → downloading → done`, or `gone` (404/409/410 upstream) or `failed`
-(401/403, or attempts exhausted). A crash leaves `downloading` rows behind; they are requeued at
-start, and `.part` leftovers are deleted: a partial file is never recorded as done.
+(401/403, or attempts exhausted). A download is claimed under a lease that this fetcher renews while
+it runs; only the claimant records its outcome. A worker that dies loses its claims when their
+leases run out (at once for the SQLite store, which one process serves alone), and `.part`
+leftovers are deleted at start: a partial file is never recorded as done.
 """
 
 from __future__ import annotations
@@ -72,18 +74,20 @@ class Fetcher:
         )
         self._wake = asyncio.Event()
         self._active: set[asyncio.Task[None]] = set()
-        self._requeue = True  # at start: resume whatever a crash left in flight
+        self._claims: set[tuple[str, int]] = set()  # outputs this fetcher is downloading (leases to renew)
+        self._recover = True  # at start: take back whatever a dead worker left in flight
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         _preload_http_backends()
+        renewing = asyncio.create_task(self._renew_leases(), name="fetcher-leases")
         try:
             while True:
                 self._wake.clear()
-                if self._requeue and not self._active:
-                    await self._resume_interrupted()
+                if self._recover:
+                    await self._recover_claims()
                 free = self.settings.download_concurrency - len(self._active)
                 if free > 0:
                     try:
@@ -103,9 +107,10 @@ class Fetcher:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._idle_timeout())
         finally:
+            renewing.cancel()
             for task in self._active:
                 task.cancel()
-            await asyncio.gather(*self._active, return_exceptions=True)
+            await asyncio.gather(renewing, *self._active, return_exceptions=True)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._active.discard(task)
@@ -117,19 +122,36 @@ class Fetcher:
             return _IDLE_RECHECK
         return min(_IDLE_RECHECK, max(0.01, next_at - time.time()))
 
-    async def _resume_interrupted(self) -> None:
+    async def _recover_claims(self) -> None:
         try:
-            requeued = await self.store.requeue_interrupted()
+            recovered = await self.store.recover_claims()
         except StoreUnavailable as exc:
-            log.error("fetch.requeue_failed", error=str(exc))
+            log.error("download.recover_failed", error=str(exc))
             return
         removed = await asyncio.to_thread(self.content.remove_partials)
-        self._requeue = False
-        if requeued or removed:
-            log.info("fetch.resumed", requeued=requeued, partial_files_removed=removed)
+        self._recover = False
+        if recovered or removed:
+            log.info("download.resumed", recovered=recovered, partial_files_removed=removed)
+
+    async def _renew_leases(self) -> None:
+        """Keep this fetcher's claims alive while their downloads run (a third of the lease apart)."""
+        while True:
+            await asyncio.sleep(self.store.lease / 3)
+            if self._claims:
+                try:
+                    await self.store.renew_claims(sorted(self._claims))
+                except StoreUnavailable as exc:
+                    log.error("download.renew_failed", error=str(exc))
 
     async def _download(self, item: dict) -> None:
         job_id, index, attempts = item["job_id"], item["idx"], item["attempts"] + 1
+        self._claims.add((job_id, index))
+        try:
+            await self._download_claimed(item, job_id, index, attempts)
+        finally:
+            self._claims.discard((job_id, index))
+
+    async def _download_claimed(self, item: dict, job_id: str, index: int, attempts: int) -> None:
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(job_id=job_id, output=index):
             upstream = json.loads(item["upstream"] or "{}")
@@ -155,12 +177,15 @@ class Fetcher:
                 await self._retry_or_fail(job_id, index, attempts, exc)
             else:
                 try:
-                    await self.store.finish_download(
+                    recorded = await self.store.finish_download(
                         job_id, index, path=result.path, size=result.bytes, sha256=result.sha256
                     )
                 except StoreUnavailable as exc:
+                    # The claim stays; its lease runs out and the output is fetched again.
                     log.error("download.unrecorded", error=str(exc))
-                    self._requeue = True
+                    return
+                if not recorded:
+                    log.warning("download.claim_lost", hint="another worker took this output over")
                     return
                 self.metrics.inc("receiver_downloads_total", result="done")
                 self.metrics.inc("receiver_download_bytes_total", result.bytes)
@@ -187,7 +212,6 @@ class Fetcher:
             await self.store.retry_download(job_id, index, next_at=time.time() + delay, error=str(exc))
         except StoreUnavailable as store_exc:
             log.error("download.unrecorded", error=str(store_exc))
-            self._requeue = True
 
     async def _end(self, job_id: str, index: int, state: str, exc: Exception, attempts: int) -> None:
         self.metrics.inc("receiver_downloads_total", result=state)
@@ -196,4 +220,3 @@ class Fetcher:
             await self.store.end_download(job_id, index, state=state, error=str(exc))
         except StoreUnavailable as store_exc:
             log.error("download.unrecorded", error=str(store_exc))
-            self._requeue = True

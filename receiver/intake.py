@@ -32,6 +32,7 @@ from client import (
 
 from .metrics import Metrics
 from .middleware import new_request_id
+from .records import storable_key
 from .state import ReceiverState
 from .store import Delivery, StoreUnavailable
 
@@ -195,12 +196,14 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         except WebhookPayloadError:
             key = f"sha256-{hashlib.sha256(body).hexdigest()}"
     delivery = Delivery(
-        idempotency_key=key[:200],
+        idempotency_key=storable_key(key),
         body=body,
         headers={_KEPT[name]: value.decode("latin-1") for name, value in scope["headers"] if name in _KEPT},
         received_at=time.time(),
         signed_at=signed_at,
         remote_addr=client,
+        # The same signed request resent under a fresh idempotency key (a replay) is a duplicate.
+        replay_key=f"{signed_at}:{hashlib.sha256(body).hexdigest()}",
     )
     try:
         recorded = await s.store.record_delivery(delivery)

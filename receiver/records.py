@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import sqlite3
 import time
@@ -28,6 +29,19 @@ from client import (
 from .states import Decision, decide
 
 DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "gone")
+# A real job has a handful of outputs; a signed event announcing more is refused beyond this, so one
+# delivery cannot queue hundreds of thousands of downloads.
+MAX_OUTPUTS_PER_JOB = 16
+# Idempotency keys are stored whole up to this length; a longer one is stored as a hash of all of
+# it, never cut (two keys sharing a prefix must not collide).
+MAX_STORED_KEY = 200
+
+
+def storable_key(key: str) -> str:
+    """The idempotency key as stored: whole, or `sha256:<hex>` of the whole key when it is long."""
+    if len(key) <= MAX_STORED_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class Delivery:
     received_at: float
     signed_at: int | None
     remote_addr: str | None = None
+    replay_key: str | None = None  # signed timestamp + body hash: the same signed request seen again
 
 
 @dataclass(frozen=True)
@@ -141,12 +156,19 @@ def apply_job_update(
         add_event(conn, job.id, now, source, kind, job.status, detail, delivery_id)
     queued = 0
     if job.status == COMPLETED and decision in ("create", "advance", "same"):
-        for index in range(job.output_count):
+        announced = job.output_count
+        for index in range(min(announced, MAX_OUTPUTS_PER_JOB)):
             queued += conn.execute(
                 "INSERT OR IGNORE INTO outputs (job_id, idx, state, next_attempt_at, updated_at) "
                 "VALUES (?, ?, 'pending', ?, ?)",
                 (job.id, index, now, now),
             ).rowcount
+        if announced > MAX_OUTPUTS_PER_JOB and queued:
+            detail = (
+                f"{announced} outputs announced; only the first {MAX_OUTPUTS_PER_JOB} are downloaded, "
+                f"the other {announced - MAX_OUTPUTS_PER_JOB} refused"
+            )
+            add_event(conn, job.id, now, source, "outputs_refused", None, detail, delivery_id)
     return ApplyResult(decision, previous, queued)
 
 
@@ -199,8 +221,8 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDel
     job along happen after the answer, from the stored row.
     """
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, "
+        "replay_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             delivery.idempotency_key,
             delivery.received_at,
@@ -208,6 +230,7 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDel
             delivery.remote_addr,
             json.dumps(delivery.headers),
             delivery.body,
+            delivery.replay_key,
         ),
     )
     if cursor.rowcount == 0:
@@ -252,6 +275,37 @@ def apply_pending(
             )
         conn.execute("RELEASE apply_one")
     return applied
+
+
+def apply_pending_for_job(conn: sqlite3.Connection, job_id: str, now: float) -> list[AppliedDelivery]:
+    """Apply, now and in stored order, the pending deliveries of one job (the query API's way to show
+    an acknowledged delivery before the applier reaches it). Other jobs' deliveries keep their turn."""
+    rows = conn.execute(
+        f"SELECT {_TO_APPLY} FROM deliveries WHERE state = 'pending' AND instr(body, ?) > 0 ORDER BY id",
+        (job_id.encode(),),
+    ).fetchall()
+    applied = []
+    for row in rows:
+        try:
+            if parse_event(row["body"]).job_id != job_id:
+                continue  # the id appears in another job's event (a prompt, say)
+        except WebhookPayloadError:
+            continue  # not an event: the applier marks it failed in its turn
+        applied.append(_apply_delivery(conn, row, now))
+    return applied
+
+
+def probe_delivery_write(conn: sqlite3.Connection) -> None:
+    """Write a delivery row and take it back: readiness exercises the path every webhook takes."""
+    conn.execute("SAVEPOINT probe")
+    try:
+        conn.execute(
+            "INSERT INTO deliveries (idempotency_key, received_at, headers, body) VALUES (?, ?, '{}', x'')",
+            (f"readiness-probe-{time.time()}", time.time()),
+        )
+    finally:
+        conn.execute("ROLLBACK TO probe")
+        conn.execute("RELEASE probe")
 
 
 def _not_applied(columns: str) -> str:
@@ -392,62 +446,109 @@ def schedule_poll(
 # -- the fetch queue ---------------------------------------------------------------------------
 
 
-def claim_downloads(conn: sqlite3.Connection, now: float, limit: int) -> list[dict]:
-    """Mark up to `limit` due outputs as downloading and return them with their job's upstream view."""
+_CLAIMED = "WHERE job_id = ? AND idx = ? AND state = 'downloading' AND claimed_by = ?"
+
+
+def claim_downloads(
+    conn: sqlite3.Connection, now: float, limit: int, *, worker: str, lease: float
+) -> list[dict]:
+    """Claim up to `limit` due outputs for `worker` until `now + lease`, with their job's upstream view.
+
+    Due: pending and past their next attempt, or downloading under a lease that ran out (the worker
+    that held it died or stalled). Only the claimant may record the outcome (`claimed_by`).
+    """
     rows = conn.execute(
         "SELECT o.job_id, o.idx, o.attempts, j.upstream FROM outputs o JOIN jobs j ON j.id = o.job_id "
-        "WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
-        (now, limit),
+        "WHERE o.rowid IN (SELECT rowid FROM outputs WHERE state = 'pending' AND next_attempt_at <= ? "
+        "UNION ALL SELECT rowid FROM outputs WHERE state = 'downloading' AND lease_until < ?) "
+        "ORDER BY o.next_attempt_at LIMIT ?",
+        (now, now, limit),
     ).fetchall()
     for row in rows:
         conn.execute(
-            "UPDATE outputs SET state = 'downloading', attempts = attempts + 1, updated_at = ? "
-            "WHERE job_id = ? AND idx = ?",
-            (now, row["job_id"], row["idx"]),
+            "UPDATE outputs SET state = 'downloading', attempts = attempts + 1, claimed_by = ?, lease_until = ?, "
+            "updated_at = ? WHERE job_id = ? AND idx = ?",
+            (worker, now + lease, now, row["job_id"], row["idx"]),
         )
     return [dict(r) for r in rows]
 
 
+def renew_claims(conn: sqlite3.Connection, outputs: list[tuple[str, int]], worker: str, until: float) -> int:
+    """Extend the leases `worker` holds on `outputs` (those it is downloading); return how many it holds."""
+    held = 0
+    for job_id, index in outputs:
+        held += conn.execute(
+            f"UPDATE outputs SET lease_until = ? {_CLAIMED}", (until, job_id, index, worker)
+        ).rowcount
+    return held
+
+
+def release_claims_of_others(conn: sqlite3.Connection, worker: str, now: float) -> int:
+    """End the leases of every other worker at once. Only for a store one process serves alone (the
+    SQLite store under its data-dir lock): a previous run's claims are then known to be dead."""
+    return conn.execute(
+        "UPDATE outputs SET lease_until = ? WHERE state = 'downloading' AND claimed_by IS NOT ? ",
+        (now - 1, worker),
+    ).rowcount
+
+
 def finish_download(
-    conn: sqlite3.Connection, job_id: str, index: int, *, path: str, size: int, sha256: str, now: float
-) -> None:
-    conn.execute(
-        "UPDATE outputs SET state = 'done', bytes = ?, sha256 = ?, path = ?, error = NULL, updated_at = ? "
-        "WHERE job_id = ? AND idx = ?",
-        (size, sha256, path, now, job_id, index),
-    )
-    add_event(
-        conn, job_id, now, "fetcher", "downloaded", None, f"output {index}: {size} bytes, sha256 {sha256}"
-    )
+    conn: sqlite3.Connection,
+    job_id: str,
+    index: int,
+    *,
+    path: str,
+    size: int,
+    sha256: str,
+    now: float,
+    worker: str,
+) -> bool:
+    """Record a download done; False (nothing recorded) when `worker` no longer holds the claim."""
+    updated = conn.execute(
+        "UPDATE outputs SET state = 'done', bytes = ?, sha256 = ?, path = ?, error = NULL, updated_at = ?, "
+        f"claimed_by = NULL, lease_until = NULL {_CLAIMED}",
+        (size, sha256, path, now, job_id, index, worker),
+    ).rowcount
+    if updated:
+        add_event(
+            conn, job_id, now, "fetcher", "downloaded", None, f"output {index}: {size} bytes, sha256 {sha256}"
+        )
+    return bool(updated)
 
 
 def retry_download(
-    conn: sqlite3.Connection, job_id: str, index: int, *, next_at: float, error: str, now: float
-) -> None:
-    conn.execute(
-        "UPDATE outputs SET state = 'pending', next_attempt_at = ?, error = ?, updated_at = ? "
-        "WHERE job_id = ? AND idx = ?",
-        (next_at, error, now, job_id, index),
+    conn: sqlite3.Connection,
+    job_id: str,
+    index: int,
+    *,
+    next_at: float,
+    error: str,
+    now: float,
+    worker: str,
+    count_attempt: bool = True,
+) -> bool:
+    """Put a claimed output back in the queue for `next_at`; `count_attempt=False` gives the attempt back
+    (a wait that is the receiver's problem, such as disk space, never uses up a paid output's tries)."""
+    return bool(
+        conn.execute(
+            "UPDATE outputs SET state = 'pending', next_attempt_at = ?, error = ?, updated_at = ?, "
+            f"attempts = attempts - ?, claimed_by = NULL, lease_until = NULL {_CLAIMED}",
+            (next_at, error, now, 0 if count_attempt else 1, job_id, index, worker),
+        ).rowcount
     )
 
 
 def end_download(
-    conn: sqlite3.Connection, job_id: str, index: int, *, state: str, error: str, now: float
-) -> None:
+    conn: sqlite3.Connection, job_id: str, index: int, *, state: str, error: str, now: float, worker: str
+) -> bool:
     """A final failure: `gone` (404/409/410 upstream) or `failed` (auth, or attempts exhausted)."""
-    conn.execute(
-        "UPDATE outputs SET state = ?, error = ?, updated_at = ? WHERE job_id = ? AND idx = ?",
-        (state, error, now, job_id, index),
-    )
-    add_event(conn, job_id, now, "fetcher", f"download_{state}", None, f"output {index}: {error}")
-
-
-def requeue_interrupted(conn: sqlite3.Connection, now: float) -> int:
-    """After a crash or restart, downloads that were in flight start again."""
-    return conn.execute(
-        "UPDATE outputs SET state = 'pending', next_attempt_at = ?, updated_at = ? WHERE state = 'downloading'",
-        (now, now),
+    updated = conn.execute(
+        f"UPDATE outputs SET state = ?, error = ?, updated_at = ?, claimed_by = NULL, lease_until = NULL {_CLAIMED}",
+        (state, error, now, job_id, index, worker),
     ).rowcount
+    if updated:
+        add_event(conn, job_id, now, "fetcher", f"download_{state}", None, f"output {index}: {error}")
+    return bool(updated)
 
 
 def queue_depth(conn: sqlite3.Connection) -> int:
@@ -457,8 +558,12 @@ def queue_depth(conn: sqlite3.Connection) -> int:
 
 
 def next_download_at(conn: sqlite3.Connection) -> float | None:
-    row = conn.execute("SELECT min(next_attempt_at) FROM outputs WHERE state = 'pending'").fetchone()
-    return row[0]
+    """When the next output falls due: a pending one's next attempt, or a lease running out."""
+    row = conn.execute(
+        "SELECT min(coalesce((SELECT min(next_attempt_at) FROM outputs WHERE state = 'pending'), 1e300), "
+        "coalesce((SELECT min(lease_until) FROM outputs WHERE state = 'downloading'), 1e300))"
+    ).fetchone()
+    return row[0] if row[0] < 1e300 else None
 
 
 # -- queries -----------------------------------------------------------------------------------

@@ -6,15 +6,21 @@ Writes go through the single batching writer (`receiver._writer`); reads use the
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from client import VideoJob
 
 from . import records
-from ._db import connect, migrate
+from ._datadir import StartupError
+from ._db import check_integrity, connect, migrate
 from ._writer import StoreUnavailable, Writer
 from .records import AppliedDelivery, ApplyResult, Delivery, RecordedDelivery
 
@@ -28,6 +34,11 @@ __all__ = [
     "StoreUnavailable",
 ]
 
+log = structlog.get_logger("receiver.store")
+
+# How long a download claim lasts without renewal; the fetcher renews its claims at a third of it.
+DOWNLOAD_LEASE = 60.0
+
 
 @dataclass(frozen=True)
 class AppliedBatch:
@@ -36,21 +47,28 @@ class AppliedBatch:
 
 
 class JobStore(Protocol):
+    lease: float  # seconds a download claim lasts without renewal
+
     async def record_delivery(self, delivery: Delivery) -> RecordedDelivery: ...
     async def apply_pending(self, limit: int, *, isolate: bool = False) -> AppliedBatch: ...
+    async def apply_pending_for_job(self, job_id: str) -> list[AppliedDelivery]: ...
     async def apply_poll(self, job: VideoJob) -> ApplyResult: ...
     async def register_job(
         self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
     ) -> bool: ...
     async def schedule_poll(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None: ...
+    async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None: ...
     async def due_polls(self, now: float, limit: int) -> list[dict]: ...
     async def claim_downloads(self, now: float, limit: int) -> list[dict]: ...
+    async def renew_claims(self, outputs: list[tuple[str, int]]) -> int: ...
+    async def recover_claims(self) -> int: ...
     async def finish_download(
         self, job_id: str, index: int, *, path: str, size: int, sha256: str
-    ) -> None: ...
-    async def retry_download(self, job_id: str, index: int, *, next_at: float, error: str) -> None: ...
-    async def end_download(self, job_id: str, index: int, *, state: str, error: str) -> None: ...
-    async def requeue_interrupted(self) -> int: ...
+    ) -> bool: ...
+    async def retry_download(
+        self, job_id: str, index: int, *, next_at: float, error: str, count_attempt: bool = True
+    ) -> bool: ...
+    async def end_download(self, job_id: str, index: int, *, state: str, error: str) -> bool: ...
     async def check_writable(self) -> None: ...
     def get_job(self, job_id: str) -> dict | None: ...
     def list_jobs(self, **filters: Any) -> tuple[list[dict], str | None]: ...
@@ -61,12 +79,40 @@ class JobStore(Protocol):
     def next_download_at(self) -> float | None: ...
 
 
+def new_worker_id() -> str:
+    """Who holds a claim: host, process and a random part (a restarted process is a new worker)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
 class SQLiteJobStore:
-    def __init__(self, path: str) -> None:
+    """`exclusive`: this process serves the store alone (it holds the data-dir lock), so claims left by
+    any other worker are known dead at start and are recovered at once, not when their lease runs out."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        worker: str | None = None,
+        lease: float = DOWNLOAD_LEASE,
+        exclusive: bool = False,
+        check: bool = False,
+    ) -> None:
         self.path = path
-        write_conn = connect(path)
-        migrate(write_conn)
-        self._writer = Writer(write_conn)
+        self.worker = worker or new_worker_id()
+        self.lease = lease
+        self.exclusive = exclusive
+        try:
+            write_conn = connect(path)
+            if check:
+                check_integrity(write_conn, path)
+            migrate(write_conn)
+            self._identity = _file_identity(path)
+        except sqlite3.Error as exc:
+            raise StartupError(f"cannot open the database {path}: {exc}") from None
+        except OSError as exc:
+            raise StartupError(f"cannot open the database {path}: {exc.strerror or exc}") from None
+        self._replaced = False
+        self._writer = Writer(write_conn, before_commit=self._check_same_file)
         self._write_conn = write_conn
         self._read = connect(path)
 
@@ -74,6 +120,26 @@ class SQLiteJobStore:
         self._writer.close()
         self._write_conn.close()
         self._read.close()
+
+    def _check_same_file(self) -> None:
+        """Before each commit: is the file written still the file at the path? Deleted or replaced, the
+        commits would go to an unlinked inode and vanish at restart, so nothing more is acknowledged."""
+        try:
+            same = _file_identity(self.path) == self._identity
+        except OSError:
+            same = False
+        if not same:
+            if not self._replaced:
+                self._replaced = True
+                log.critical(
+                    "store.file_replaced",
+                    path=self.path,
+                    hint="the database file was deleted or replaced under the running receiver; "
+                    "nothing more is acknowledged: restart it",
+                )
+            raise StoreUnavailable(
+                f"the database file {self.path} was deleted or replaced; restart the receiver"
+            )
 
     # -- writes (through the one writer) -------------------------------------------------------
 
@@ -83,6 +149,9 @@ class SQLiteJobStore:
     async def apply_pending(self, limit: int, *, isolate: bool = False) -> AppliedBatch:
         """Apply up to `limit` pending deliveries; `isolate`: a delivery that raises is marked failed."""
         return await self._writer.run(_apply_pending, limit, isolate)
+
+    async def apply_pending_for_job(self, job_id: str) -> list[AppliedDelivery]:
+        return await self._writer.run(records.apply_pending_for_job, job_id, time.time())
 
     async def apply_poll(self, job: VideoJob) -> ApplyResult:
         return await self._writer.run(records.apply_job_update, job, source="poll", now=time.time())
@@ -106,26 +175,55 @@ class SQLiteJobStore:
         await self._writer.run(records.add_event, job_id, time.time(), source, kind, None, detail)
 
     async def claim_downloads(self, now: float, limit: int) -> list[dict]:
-        return await self._writer.run(records.claim_downloads, now, limit)
-
-    async def finish_download(self, job_id: str, index: int, *, path: str, size: int, sha256: str) -> None:
-        await self._writer.run(
-            records.finish_download, job_id, index, path=path, size=size, sha256=sha256, now=time.time()
+        return await self._writer.run(
+            records.claim_downloads, now, limit, worker=self.worker, lease=self.lease
         )
 
-    async def retry_download(self, job_id: str, index: int, *, next_at: float, error: str) -> None:
-        await self._writer.run(
-            records.retry_download, job_id, index, next_at=next_at, error=error, now=time.time()
+    async def renew_claims(self, outputs: list[tuple[str, int]]) -> int:
+        """Extend the leases of the outputs this worker is downloading; return how many it still holds."""
+        return await self._writer.run(records.renew_claims, outputs, self.worker, time.time() + self.lease)
+
+    async def recover_claims(self) -> int:
+        """Claims known dead now: under the data-dir lock, every other worker's; otherwise none (their
+        leases run out by themselves)."""
+        if not self.exclusive:
+            return 0
+        return await self._writer.run(records.release_claims_of_others, self.worker, time.time())
+
+    async def finish_download(self, job_id: str, index: int, *, path: str, size: int, sha256: str) -> bool:
+        return await self._writer.run(
+            records.finish_download,
+            job_id,
+            index,
+            path=path,
+            size=size,
+            sha256=sha256,
+            now=time.time(),
+            worker=self.worker,
         )
 
-    async def end_download(self, job_id: str, index: int, *, state: str, error: str) -> None:
-        await self._writer.run(records.end_download, job_id, index, state=state, error=error, now=time.time())
+    async def retry_download(
+        self, job_id: str, index: int, *, next_at: float, error: str, count_attempt: bool = True
+    ) -> bool:
+        return await self._writer.run(
+            records.retry_download,
+            job_id,
+            index,
+            next_at=next_at,
+            error=error,
+            now=time.time(),
+            worker=self.worker,
+            count_attempt=count_attempt,
+        )
 
-    async def requeue_interrupted(self) -> int:
-        return await self._writer.run(records.requeue_interrupted, time.time())
+    async def end_download(self, job_id: str, index: int, *, state: str, error: str) -> bool:
+        return await self._writer.run(
+            records.end_download, job_id, index, state=state, error=error, now=time.time(), worker=self.worker
+        )
 
     async def check_writable(self) -> None:
-        await self._writer.run(_touch)
+        """Write a delivery row and roll it back, then commit: the path a webhook takes, end to end."""
+        await self._writer.run(records.probe_delivery_write)
 
     # -- reads (own connection; short queries run on the event loop) --------------------------
 
@@ -161,5 +259,6 @@ def _apply_pending(conn: sqlite3.Connection, limit: int, isolate: bool) -> Appli
     return AppliedBatch(applied, time.perf_counter() - started)
 
 
-def _touch(conn: sqlite3.Connection) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_check', ?)", (str(time.time()),))
+def _file_identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino

@@ -3,8 +3,9 @@
 Rules drive what the receiver does to its store: register a job, record webhook deliveries
 (random job, random status, duplicates, reordering, the same idempotency key resent, unparseable
 bodies), apply the stored deliveries (any number at a time, interleaved with everything else),
-apply poll results, claim/finish/retry/end downloads, restart (close, reopen, requeue_interrupted)
-and crash in the middle of a transaction. After every step the invariants
+apply poll results, claim/finish/retry/end downloads as one of two workers under leases (a worker
+that no longer holds a claim cannot record its outcome), restart (close, reopen, recover the dead
+worker's claims) and crash in the middle of a transaction. After every step the invariants
 are read back from the database itself and compared with a small independent model.
 """
 
@@ -31,6 +32,8 @@ JOBS = ("jobA", "jobB", "jobC")
 STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled", "expired", "queued")
 RANK = {"pending": 0, "in_progress": 1, **{s: 2 for s in TERMINAL_STATUSES}}
 _OUTPUT_DETAIL = re.compile(r"^output (\d+):")
+WORKERS = ("w1", "w2")
+LEASE = 10.0
 
 
 def _job_data(job: str, status: str, outputs: int) -> dict:
@@ -64,6 +67,8 @@ class JobStoreMachine(RuleBasedStateMachine):
         self.due_at: dict[tuple[str, int], float] = {}
         self.done: dict[tuple[str, int], str] = {}  # sha256 of each finished output
         self.downloaded: Counter[tuple[str, int]] = Counter()
+        self.claims: dict[tuple[str, int], tuple[str, float]] = {}  # downloading output: (worker, lease end)
+        self.generation = 0  # restarts: the process after a restart is a new worker
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -107,7 +112,7 @@ class JobStoreMachine(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
-        assert records.requeue_interrupted(self.conn, self._now()) == 0
+        assert records.release_claims_of_others(self.conn, "w1", self._now()) == 0
 
     @rule(job=st.sampled_from(JOBS), model=st.none() | st.just("m1"), prompt=st.none() | st.just("p"))
     def register(self, job: str, model: str | None, prompt: str | None) -> None:
@@ -179,27 +184,47 @@ class JobStoreMachine(RuleBasedStateMachine):
     def time_passes(self, seconds: float) -> None:
         self.clock += seconds
 
-    @rule(limit=st.integers(1, 4))
-    def claim(self, limit: int) -> None:
+    @rule(limit=st.integers(1, 4), worker=st.sampled_from(WORKERS))
+    def claim(self, limit: int, worker: str) -> None:
         now = self._now()
         due = [o for o, state in self.outputs.items() if state == "pending" and self.due_at[o] <= now]
-        claimed = self._tx(records.claim_downloads, now, limit)
+        due += [o for o, (_w, until) in self.claims.items() if until < now]
+        claimed = self._tx(records.claim_downloads, now, limit, worker=worker, lease=LEASE)
         assert len(claimed) == min(limit, len(due))
         for row in claimed:
             output = (row["job_id"], row["idx"])
             assert output not in self.done, f"{output} is done but was claimed again"
             assert output in due, f"{output} was claimed in state {self.outputs.get(output)}"
             self.outputs[output] = "downloading"
+            self.claims[output] = (worker, now + LEASE)
 
     def _downloading(self) -> list[tuple[str, int]]:
         return sorted(o for o, state in self.outputs.items() if state == "downloading")
 
+    def _pick(self, data) -> tuple[tuple[str, int], str, bool]:
+        """A downloading output and a worker reporting on it: its holder, or another (refused)."""
+        output = data.draw(st.sampled_from(self._downloading()))
+        holder = self.claims[output][0]
+        worker = data.draw(st.sampled_from([holder, "someone-else"]))
+        return output, worker, worker == holder
+
+    @precondition(lambda self: self._downloading())
+    @rule(data=st.data())
+    def renew(self, data) -> None:
+        output, worker, holds = self._pick(data)
+        now = self._now()
+        held = self._tx(records.renew_claims, [output], worker, now + LEASE)
+        assert held == (1 if holds else 0)
+        if holds:
+            self.claims[output] = (worker, now + LEASE)
+
     @precondition(lambda self: self._downloading())
     @rule(data=st.data())
     def finish(self, data) -> None:
-        job, index = output = data.draw(st.sampled_from(self._downloading()))
+        output, worker, holds = self._pick(data)
+        job, index = output
         sha = f"{len(self.done):064x}"
-        self._tx(
+        recorded = self._tx(
             records.finish_download,
             job,
             index,
@@ -207,37 +232,68 @@ class JobStoreMachine(RuleBasedStateMachine):
             size=1000 + index,
             sha256=sha,
             now=self._now(),
+            worker=worker,
         )
-        self.outputs[output] = "done"
-        self.done[output] = sha
-        self.downloaded[output] += 1
+        assert recorded == holds, f"{worker} recorded {output} held by {self.claims[output][0]}"
+        if holds:
+            self.outputs[output] = "done"
+            self.done[output] = sha
+            self.downloaded[output] += 1
+            del self.claims[output]
 
     @precondition(lambda self: self._downloading())
-    @rule(data=st.data(), delay=st.floats(0, 3))
-    def retry(self, data, delay: float) -> None:
-        job, index = output = data.draw(st.sampled_from(self._downloading()))
+    @rule(data=st.data(), delay=st.floats(0, 3), counted=st.booleans())
+    def retry(self, data, delay: float, counted: bool) -> None:
+        output, worker, holds = self._pick(data)
+        job, index = output
         now = self._now()
-        self._tx(records.retry_download, job, index, next_at=now + delay, error="503 upstream", now=now)
-        self.outputs[output] = "pending"
-        self.due_at[output] = now + delay
+        attempts = self._attempts(output)
+        recorded = self._tx(
+            records.retry_download,
+            job,
+            index,
+            next_at=now + delay,
+            error="503 upstream",
+            now=now,
+            worker=worker,
+            count_attempt=counted,
+        )
+        assert recorded == holds
+        if holds:
+            self.outputs[output] = "pending"
+            self.due_at[output] = now + delay
+            del self.claims[output]
+            assert self._attempts(output) == attempts - (0 if counted else 1)
+
+    def _attempts(self, output: tuple[str, int]) -> int:
+        return self.conn.execute(
+            "SELECT attempts FROM outputs WHERE job_id = ? AND idx = ?", output
+        ).fetchone()[0]
 
     @precondition(lambda self: self._downloading())
     @rule(data=st.data(), state=st.sampled_from(["gone", "failed"]))
     def end(self, data, state: str) -> None:
-        job, index = output = data.draw(st.sampled_from(self._downloading()))
-        self._tx(records.end_download, job, index, state=state, error="410 gone", now=self._now())
-        self.outputs[output] = state
+        output, worker, holds = self._pick(data)
+        job, index = output
+        recorded = self._tx(
+            records.end_download, job, index, state=state, error="410 gone", now=self._now(), worker=worker
+        )
+        assert recorded == holds
+        if holds:
+            self.outputs[output] = state
+            del self.claims[output]
 
     @rule()
     def restart(self) -> None:
+        """A new process (a new worker) on the store it serves alone: every other claim is dead."""
         self.conn.close()
         self.conn = self._open()
         now = self._now()
-        requeued = self._tx(records.requeue_interrupted, now)
-        assert requeued == len(self._downloading())
-        for output in self._downloading():
-            self.outputs[output] = "pending"
-            self.due_at[output] = now
+        self.generation += 1
+        released = self._tx(records.release_claims_of_others, f"restarted-{self.generation}", now)
+        assert released == len(self._downloading())
+        for output, (worker, _until) in self.claims.items():
+            self.claims[output] = (worker, now - 1)
 
     @rule(job=st.sampled_from(JOBS), status=st.sampled_from(STATUSES))
     def crash_mid_transaction(self, job: str, status: str) -> None:
