@@ -20,11 +20,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m receiver.demo
+	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check client receiver tests
-	$(BIN)/ruff format --check client receiver tests
+	$(BIN)/ruff check client receiver tests examples
+	$(BIN)/ruff format --check client receiver tests examples
 
 # Benchmarks (tests/bench): one table of figures vs targets. BENCH_ARGS='--only 1,3 --quick' for a subset.
 # wrk is apt-installed by the runner when missing (as root); stripe/standardwebhooks are pip-installed for #3.

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 
-import sqlite_utils
-
 from ._datadir import StartupError
 
 MIGRATIONS: tuple[str, ...] = (
@@ -131,24 +129,27 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")  # a reading command can never write by mistake
     return conn
 
 
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply pending migrations, each atomically; return the schema version."""
-    db = sqlite_utils.Database(conn)
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    """Apply pending migrations, each atomically (its script, version bump and COMMIT in one
+    transaction, run by SQLite as written, not split on ';'); return the schema version."""
+    version = schema_version(conn)
     for number, script in enumerate(MIGRATIONS, start=1):
         if number <= version:
             continue
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in filter(str.strip, script.split(";")):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-            conn.execute("COMMIT")
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         version = number
     return version

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -27,7 +28,7 @@ from .content import LocalContentStore
 from .fallback import FallbackPoller
 from .fetcher import Fetcher
 from .intake import WebhookFastPath
-from .logs import configure_logging, get_logger
+from .logs import configure_logging
 from .metrics import Metrics
 from .middleware import BearerAuthMiddleware, RequestContextMiddleware
 from .openapi import openapi_json
@@ -66,8 +67,9 @@ def prepare(settings: Settings) -> Prepared:
 def create_app(settings: Settings | None = None, *, prepared: Prepared | None = None) -> ASGIApp:
     """The receiver app; `prepared`: the data dir already taken (by `serve`, to fail in one line)."""
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_format, settings.log_level)
-    log = get_logger("receiver")
+    if not structlog.is_configured():  # `serve` configured it already; `uvicorn --factory` did not
+        configure_logging(settings.log_format, settings.log_level)
+    log = structlog.get_logger("receiver")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ReceiverState]]:
@@ -154,7 +156,7 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
-    get_logger("receiver").exception("request.crashed", path=request.url.path)
+    structlog.get_logger("receiver").exception("request.crashed", path=request.url.path)
     return JSONResponse(
         {"error": {"code": 500, "message": "internal error; see the receiver's log"}}, status_code=500
     )

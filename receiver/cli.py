@@ -6,9 +6,11 @@ the client package never imports the receiver. Each is a thin wrapper over the P
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets as random_secrets
+import sqlite3
 import ssl
 import sys
 import time
@@ -20,7 +22,7 @@ import httpx
 from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
 
 from . import records
-from ._db import connect, migrate
+from ._db import MIGRATIONS, connect, migrate, schema_version
 from .settings import Settings, SettingsError
 
 
@@ -41,12 +43,24 @@ def _data_dir_option(fn):
     )(fn)
 
 
-def _open_db(data_dir: str):
+def _open_db(data_dir: str, *, write: bool = False) -> sqlite3.Connection:
+    """The store of `data_dir`. Reading commands never migrate (a running receiver owns that): they
+    refuse a database whose schema is not the one this version reads."""
     path = os.path.join(data_dir, "receiver.db")
     if not os.path.exists(path):
         raise click.UsageError(f"no receiver database at {path} (is --data-dir / RECEIVER_DATA_DIR right?)")
-    conn = connect(path)
-    migrate(conn)
+    try:
+        conn = connect(path, readonly=not write)
+        if write:
+            migrate(conn)
+        elif (version := schema_version(conn)) != len(MIGRATIONS):
+            conn.close()
+            raise click.UsageError(
+                f"the database at {path} has schema version {version}, this version reads "
+                f"{len(MIGRATIONS)}: start `openrouter-video serve` on it once to migrate it"
+            )
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
     return conn
 
 
@@ -91,8 +105,9 @@ def serve(
 
     from ._datadir import StartupError
     from .app import create_app, prepare
+    from .logs import configure_logging
 
-    settings = _settings(data_dir=data_dir, no_auth=no_auth or None)
+    settings = _settings(data_dir=data_dir)
     if settings.api_token is None:
         if not no_auth:
             raise click.UsageError(
@@ -101,6 +116,7 @@ def serve(
             )
         if not is_loopback_host(host):
             raise click.UsageError(f"--no-auth is only allowed on a loopback address, not {host}")
+    configure_logging(settings.log_format, settings.log_level)
     try:
         prepared = prepare(settings)
     except StartupError as exc:
@@ -140,8 +156,8 @@ def jobs_list(data_dir: str, status: str | None, model: str | None, limit: int, 
     Example:
       openrouter-video jobs list --status completed --model google/veo-3.1
     """
-    conn = _open_db(data_dir)
-    rows, _cursor = records.list_jobs(conn, status=status, model=model, limit=limit)
+    with contextlib.closing(_open_db(data_dir)) as conn:
+        rows, _cursor = records.list_jobs(conn, status=status, model=model, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -166,14 +182,12 @@ def jobs_show(job_id: str, data_dir: str) -> None:
     Example:
       openrouter-video jobs show gen-vid-1763700000-AbCdEfGhIjKlMnOpQrSt
     """
-    record = records.get_job(_open_db(data_dir), job_id)
-    if record is None:
-        raise click.UsageError(f"no job {job_id!r} in {data_dir}")
-    paths = {
-        o["index"]: records.output_path(_open_db(data_dir), job_id, o["index"]) for o in record["outputs"]
-    }
-    for output in record["outputs"]:
-        output["path"] = paths[output["index"]]
+    with contextlib.closing(_open_db(data_dir)) as conn:
+        record = records.get_job(conn, job_id)
+        if record is None:
+            raise click.UsageError(f"no job {job_id!r} in {data_dir}")
+        for output in record["outputs"]:
+            output["path"] = records.output_path(conn, job_id, output["index"])
     click.echo(json.dumps(record, indent=2))
 
 
@@ -189,7 +203,8 @@ def deliveries(data_dir: str, unprocessed: bool, limit: int, as_json: bool) -> N
     Example:
       openrouter-video deliveries --unprocessed
     """
-    rows = records.list_deliveries(_open_db(data_dir), unprocessed=unprocessed, limit=limit)
+    with contextlib.closing(_open_db(data_dir)) as conn:
+        rows = records.list_deliveries(conn, unprocessed=unprocessed, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -217,14 +232,14 @@ def reprocess(delivery_ids: tuple[int, ...], data_dir: str) -> None:
       openrouter-video reprocess          # every delivery not applied
       openrouter-video reprocess 17 18
     """
-    conn = _open_db(data_dir)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        outcomes = records.reprocess_deliveries(conn, list(delivery_ids) or None)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    with contextlib.closing(_open_db(data_dir, write=True)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes = records.reprocess_deliveries(conn, list(delivery_ids) or None)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
     done = sum(o.applied for o in outcomes)
     click.echo(
         f"reprocessed {len(outcomes)} deliveries: {done} applied, {len(outcomes) - done} still unprocessed"

@@ -1,4 +1,6 @@
-"""structlog, configured once: readable console on a terminal, JSON lines otherwise.
+"""structlog, configured once at the process entry (`serve`; `create_app` when nothing did, as
+under `uvicorn --factory`): readable console on a terminal, JSON lines otherwise. Every module
+gets its logger with `structlog.get_logger(name)`.
 
 Request and job ids are bound through contextvars (`structlog.contextvars`), so every line
 logged while handling a delivery or a download carries them.
@@ -11,11 +13,8 @@ import sys
 
 import structlog
 
-_configured = False
-
 
 def configure_logging(fmt: str = "auto", level: str = "info", *, stream=None) -> None:
-    global _configured
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and hasattr(out, "isatty") and out.isatty())
     renderer = structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
@@ -31,10 +30,3 @@ def configure_logging(fmt: str = "auto", level: str = "info", *, stream=None) ->
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
-    _configured = True
-
-
-def get_logger(name: str):
-    if not _configured:
-        configure_logging()
-    return structlog.get_logger(name)

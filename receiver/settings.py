@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,7 +62,6 @@ class Settings:
     min_free_bytes: int = 256 * 1024 * 1024
     log_format: str = "auto"
     log_level: str = "info"
-    no_auth: bool = field(default=False)
 
     @property
     def db_path(self) -> str:
