@@ -90,6 +90,7 @@ def serve(
     import uvicorn
 
     from .app import create_app
+    from .server import uvicorn_options
 
     settings = _settings(data_dir=data_dir, no_auth=no_auth or None)
     if settings.api_token is None:
@@ -110,6 +111,7 @@ def serve(
         forwarded_allow_ips=trusted_proxies.strip() or None,
         timeout_graceful_shutdown=graceful_timeout,
         server_header=False,
+        **uvicorn_options(settings),  # header caps and slow-client timeouts: see receiver/server.py
     )
 
 
