@@ -181,4 +181,104 @@ def test_header_and_body_limits_are_settings() -> None:
     assert (defaults.max_header_bytes, defaults.max_headers) == (64 * 1024, 100)
 
 
-_ = AUTH  # used by the later sections
+# -- 13. GET /jobs/{id}/content?index=: ASCII digits within range ---------------------------------
+
+
+@pytest.mark.parametrize("index", ["\u00b2", "\u0663", "9" * 5000, str(2**63), "-1", "1e3", ""])
+def test_odd_content_indexes_are_a_400_not_a_crash(rx, index) -> None:
+    response = httpx.get(f"{rx.url}/jobs/jobIndex1/content", params={"index": index}, headers=AUTH, timeout=5)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith("index must be a whole number") and "\n" not in message
+
+
+def test_the_largest_valid_index_is_simply_not_there(rx) -> None:
+    response = httpx.get(
+        f"{rx.url}/jobs/jobIndex1/content", params={"index": str(2**63 - 1)}, headers=AUTH, timeout=5
+    )
+    assert response.status_code == 404
+
+
+# -- 14. POST /jobs: JSON nested too deep ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"id": "jobDeep1", "extra": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+    ],
+    ids=["array", "inside-an-object"],
+)
+def test_deeply_nested_json_is_a_400(rx, body) -> None:
+    response = httpx.post(f"{rx.url}/jobs", content=body, headers=AUTH, timeout=10)
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["error"]["message"] == "body JSON is nested too deeply"
+    assert rx.job("jobDeep1") is None
+
+
+# -- 15. request body cap on every route, field lengths on POST /jobs -----------------------------
+
+
+@pytest.mark.parametrize("request_line", [b"POST /jobs", b"GET /healthz", b"GET /jobs", b"POST /metrics"])
+def test_a_declared_oversize_body_is_refused_at_once_on_any_route(rx, request_line) -> None:
+    # 20 MiB announced, none of it sent: 413 at once (not 408 at the body deadline), whatever the route.
+    with open_connection(rx) as sock:
+        sock.sendall(
+            request_line + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_TOKEN.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 20971520\r\n\r\n"
+        )
+        message = assert_error_envelope(read_until_closed(sock), 413)
+    assert message == "request body larger than 1048576 bytes"
+
+
+def test_an_undeclared_oversize_body_is_counted_and_refused(rx) -> None:
+    # Chunked: no Content-Length to go by, so the bytes are counted as the handler reads them.
+    chunk = b"x" * 65536
+    with open_connection(rx) as sock:
+        sock.sendall(
+            b"POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + API_TOKEN.encode()
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        try:
+            for _ in range(17):  # 1 MiB + 64 KiB
+                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        except OSError:
+            pass  # the server may have answered and closed already
+        message = assert_error_envelope(read_until_closed(sock), 413)
+    assert message == "request body larger than 1048576 bytes"
+
+
+def test_a_huge_prompt_is_refused_with_the_body_cap(rx) -> None:
+    body = json.dumps({"id": "jobHuge1", "prompt": "p" * (20 * 1024 * 1024)}).encode()
+    with open_connection(rx) as sock:
+        sock.sendall(
+            b"POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_TOKEN.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert_error_envelope(read_until_closed(sock), 413)
+    assert rx.job("jobHuge1") is None
+
+
+@pytest.mark.parametrize(("field", "limit"), [("prompt", 10_000), ("model", 200)], ids=["prompt", "model"])
+def test_field_lengths_are_capped_with_a_message_naming_field_and_limit(rx, field, limit) -> None:
+    at_limit = rx.post("/jobs", json={"id": f"jobLen{field}1", field: "x" * limit})
+    assert at_limit.status_code == 201, at_limit.text[:300]
+    over = rx.post("/jobs", json={"id": f"jobLen{field}2", field: "x" * (limit + 1)})
+    assert over.status_code == 400
+    assert over.json()["error"]["message"] == f"{field} is longer than {limit} characters ({limit + 1})"
+    assert rx.job(f"jobLen{field}2") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", 'body must be JSON: {"id": ..., "model": ..., "prompt": ...}'),
+        (b"[1, 2]", 'body must be a JSON object: {"id": ..., "model": ..., "prompt": ...}'),
+        (b"\xff\xfe\x00", 'body must be JSON: {"id": ..., "model": ..., "prompt": ...}'),
+    ],
+)
+def test_bad_bodies_get_one_line_400s(rx, body, message) -> None:
+    response = rx.post("/jobs", content=body)
+    assert response.status_code == 400 and response.json()["error"]["message"] == message
