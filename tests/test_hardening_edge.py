@@ -16,7 +16,11 @@ import time
 
 import httpx
 import pytest
-from receiver_support import API_TOKEN, AUTH, receiver_settings, running_receiver
+from prometheus_client.parser import text_string_to_metric_families
+from receiver_support import API_TOKEN, AUTH, receiver_settings, running_receiver, wait_until
+
+from client import OpenRouterVideo
+from receiver.metrics import Metrics
 
 # Short deadlines so the slow-client tests run in about a second.
 HEADER_TIMEOUT = 0.5
@@ -282,3 +286,57 @@ def test_field_lengths_are_capped_with_a_message_naming_field_and_limit(rx, fiel
 def test_bad_bodies_get_one_line_400s(rx, body, message) -> None:
     response = rx.post("/jobs", content=body)
     assert response.status_code == 400 and response.json()["error"]["message"] == message
+
+
+# -- 10. /metrics: upstream text cannot add series ------------------------------------------------
+
+EVIL_STATUS = 'x"} 1\nreceiver_evil 1\n#'
+EXPECTED_SAMPLES = {
+    "receiver_deliveries_total",
+    "receiver_deliveries_applied_total",
+    "receiver_verification_failures_total",
+    "receiver_downloads_total",
+    "receiver_download_bytes_total",
+    "receiver_fallback_polls_total",
+    "receiver_fetch_queue_depth",
+    "receiver_deliveries_pending",
+}
+
+
+def samples(text: str) -> list:
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def test_a_polled_status_cannot_inject_series_into_metrics(tmp_path, simulator) -> None:
+    settings = receiver_settings(str(tmp_path / "data"), simulator, fallback_after=0.05)
+    with (
+        running_receiver(settings) as receiver,
+        OpenRouterVideo(simulator.api_key, base_url=simulator.api_base) as api,
+    ):
+        job = api.submit("metrics injection", model="google/veo-3.1", duration=4)  # no webhook: polled
+        sim_job = simulator.state.jobs.get(job.id)
+        sim_job.outcome, sim_job.pending, sim_job.in_progress = EVIL_STATUS, 0, 0  # every poll says it
+        assert receiver.post("/jobs", json={"id": job.id}).status_code == 201
+
+        wait_until(
+            lambda: "receiver_fallback_polls_total{" in receiver.get("/metrics").text,
+            timeout=10,
+            what="a fallback poll to be counted",
+        )
+        found = samples(receiver.get("/metrics").text)
+    assert {s.name for s in found} <= EXPECTED_SAMPLES
+    results = {s.labels["result"] for s in found if s.name == "receiver_fallback_polls_total"}
+    assert EVIL_STATUS not in results and "other" in results
+
+
+def test_label_values_outside_the_declared_set_are_counted_as_other() -> None:
+    metrics = Metrics()
+    metrics.inc("receiver_fallback_polls_total", result=EVIL_STATUS)
+    metrics.inc("receiver_downloads_total", result="done")
+    found = samples(metrics.render())
+    assert {s.name for s in found} <= EXPECTED_SAMPLES
+    assert metrics.value("receiver_fallback_polls_total", result="other") == 1
+    assert metrics.value("receiver_downloads_total", result="done") == 1
+    assert all(
+        "receiver_evil" not in line for line in metrics.render().splitlines() if not line.startswith("#")
+    )
