@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import shutil
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from client import ALL_STATUSES, is_valid_job_id
@@ -20,11 +22,46 @@ from .state import state_of
 log = structlog.get_logger("receiver.api")
 
 MAX_LIMIT = 500
+# OpenRouter documents no prompt limit; 10,000 characters is far above any real prompt, and a record is
+# returned in every listing, so one huge prompt must not make every listing huge.
+MAX_PROMPT_CHARS = 10_000
+MAX_MODEL_CHARS = 200
+MAX_INDEX = 2**63 - 1  # SQLite's INTEGER range: no output index beyond it can exist
+_ASCII_INDEX = re.compile(r"[0-9]{1,19}")  # str.isdigit() also accepts '²' and other Unicode digits
 _TIME_FIELDS = ("created_at", "submitted_at", "first_seen_at", "updated_at", "terminal_at", "at")
 
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": status, "message": message}}, status_code=status)
+
+
+class BadRequestBody(Exception):
+    """A request body the API refuses; answered as `error(status, message)` (see receiver.app)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_json_object(request: Request, shape: str) -> dict[str, Any]:
+    """The request body as a JSON object, or BadRequestBody with a one-line reason naming `shape`.
+
+    A body over the size cap never gets here whole: BodyLimitMiddleware stops the read and answers 413.
+    """
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise BadRequestBody(400, "the request body did not arrive whole") from None
+    try:
+        payload = json.loads(raw)
+    except RecursionError:  # json recurses per nesting level: "[[[[..." deep enough crashes it
+        raise BadRequestBody(400, "body JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestBody(400, f"body must be JSON: {shape}") from None
+    if not isinstance(payload, dict):
+        raise BadRequestBody(400, f"body must be a JSON object: {shape}")
+    return payload
 
 
 def iso(ts: float | None) -> str | None:
@@ -111,11 +148,10 @@ async def get_content(request: Request) -> Response:
     if not is_valid_job_id(job_id):
         return error(404, f"no job {job_id[:100]!r}")
     raw_index = request.query_params.get("index", "0")
-    if not raw_index.isdigit():
-        return error(400, "index must be a whole number >= 0")
+    if not _ASCII_INDEX.fullmatch(raw_index) or int(raw_index) > MAX_INDEX:
+        return error(400, f"index must be a whole number from 0 to {MAX_INDEX}")
     index = int(raw_index)
-    # Beyond SQLite's INTEGER range no output can exist (and binding it would raise OverflowError).
-    path = state_of(request).store.output_path(job_id, index) if index < 2**63 else None
+    path = state_of(request).store.output_path(job_id, index)
     if path is None or not os.path.isfile(path):
         return error(
             404, f"output {raw_index} of job {job_id} is not downloaded (yet); see GET /jobs/{job_id}"
@@ -127,19 +163,16 @@ async def get_content(request: Request) -> Response:
 
 async def register_job(request: Request) -> Response:
     s = state_of(request)
-    try:
-        payload = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        return error(400, 'body must be JSON: {"id": ..., "model": ..., "prompt": ...}')
-    if not isinstance(payload, dict):
-        return error(400, "body must be a JSON object")
+    payload = await read_json_object(request, '{"id": ..., "model": ..., "prompt": ...}')
     job_id = payload.get("id")
     if not is_valid_job_id(job_id):
         return error(400, "id must be a job id (letters, digits, '-' and '_', at most 200)")
     model, prompt = payload.get("model"), payload.get("prompt")
-    for name, value in (("model", model), ("prompt", prompt)):
+    for name, value, limit in (("model", model, MAX_MODEL_CHARS), ("prompt", prompt, MAX_PROMPT_CHARS)):
         if value is not None and not isinstance(value, str):
             return error(400, f"{name} must be a string")
+        if value is not None and len(value) > limit:
+            return error(400, f"{name} is longer than {limit} characters ({len(value)})")
         if value is not None and not _is_utf8(value):
             return error(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
     created = await s.store.register_job(

@@ -30,7 +30,7 @@ from .fetcher import Fetcher
 from .intake import WebhookFastPath
 from .logs import configure_logging
 from .metrics import Metrics
-from .middleware import BearerAuthMiddleware, RequestContextMiddleware
+from .middleware import BearerAuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from .openapi import openapi_json
 from .settings import Settings
 from .state import ReceiverState
@@ -127,13 +127,19 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
     token = settings.api_token.reveal() if settings.api_token else None
     middleware = [
         Middleware(RequestContextMiddleware),
+        # Every route's body; the webhook fast path is outside Starlette and caps its own.
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         Middleware(BearerAuthMiddleware, token=token, protected=PROTECTED_PREFIXES),
     ]
     app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            api.BadRequestBody: _bad_request_body,
+            Exception: _server_error,
+        },
     )
     # Outside Starlette, so the hot path skips even its outermost error middleware (it handles its own).
     return WebhookFastPath(app, path=WEBHOOK_PATH)
@@ -153,6 +159,10 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def _bad_request_body(request: Request, exc: api.BadRequestBody) -> JSONResponse:
+    return api.error(exc.status, exc.message)
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:

@@ -106,6 +106,7 @@ def serve(
     from ._datadir import StartupError
     from .app import create_app, prepare
     from .logs import configure_logging
+    from .server import uvicorn_options
 
     settings = _settings(data_dir=data_dir)
     if settings.api_token is None:
@@ -131,6 +132,7 @@ def serve(
         forwarded_allow_ips=trusted_proxies.strip() or None,
         timeout_graceful_shutdown=graceful_timeout,
         server_header=False,
+        **uvicorn_options(settings),  # header caps and slow-client timeouts: see receiver/server.py
     )
 
 

@@ -30,7 +30,6 @@ from client import (
     verify_signature,
 )
 
-from .metrics import Metrics
 from .middleware import new_request_id
 from .records import storable_key
 from .state import ReceiverState
@@ -47,11 +46,6 @@ _KEPT = {
     _SIGNATURE: SIGNATURE_HEADER.lower(),
 }
 _JSON = [(b"content-type", b"application/json")]
-# receiver_deliveries_total by outcome, each series built once: the hot path only adds to it.
-_COUNTED = {
-    outcome: Metrics.series("receiver_deliveries_total", outcome=outcome)
-    for outcome in ("accepted", "duplicate", "rejected", "too_large", "store_unavailable")
-}
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -154,7 +148,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         None if declared > settings.max_body_bytes else await _read_capped(receive, settings.max_body_bytes)
     )
     if body is None:
-        metrics.add(_COUNTED["too_large"])
+        metrics.deliveries["too_large"].inc()
         log.warning(
             "webhook.delivery",
             outcome="too_large",
@@ -178,7 +172,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             tolerance=settings.webhook_tolerance,
         )
     except WebhookVerificationError as exc:
-        metrics.add(_COUNTED["rejected"])
+        metrics.deliveries["rejected"].inc()
         metrics.inc("receiver_verification_failures_total", reason=exc.reason)
         _log_rejection(exc.reason, body_bytes=len(body), client=client, request_id=request_id)
         answer = _REJECTIONS.get((exc.reason, exc.message))
@@ -208,7 +202,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         recorded = await s.store.record_delivery(delivery)
     except StoreUnavailable as exc:
-        metrics.add(_COUNTED["store_unavailable"])
+        metrics.deliveries["store_unavailable"].inc()
         log.error(
             "webhook.delivery",
             outcome="store_unavailable",
@@ -221,7 +215,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         return
     answered_ms = round((time.perf_counter() - started) * 1000, 2)
     if recorded.duplicate:
-        metrics.add(_COUNTED["duplicate"])
+        metrics.deliveries["duplicate"].inc()
         log.info(
             "webhook.delivery",
             outcome="duplicate",
@@ -233,7 +227,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, DUPLICATE, request_id)
         return
     # Stored: the answer can go. The applier moves the job along and writes the log line.
-    metrics.add(_COUNTED["accepted"])
+    metrics.deliveries["accepted"].inc()
     s.applier.received(recorded.delivery_id, request_id=request_id, client=client, answered_ms=answered_ms)
     await _respond(send, ACCEPTED, request_id)
 

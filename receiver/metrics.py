@@ -1,62 +1,107 @@
-"""In-process counters rendered as Prometheus text; cheap enough for the webhook hot path."""
+"""The receiver's counters and gauges, exposed at /metrics by the official Prometheus client.
+
+Each app has its own registry (tests run many apps in one process). Every metric is declared once,
+below, with its label name and the label values it may take: a value from outside (a poll answer's
+status, say) that is not one of them is counted as `other`, so upstream text can neither add series
+nor reach the exposition text. The webhook hot path increments children bound once (`deliveries`).
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-Series = tuple[str, tuple[tuple[str, str], ...]]
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from client import ALL_STATUSES, VERIFY_REASONS
+
+OTHER = "other"
+DELIVERY_OUTCOMES = ("accepted", "duplicate", "rejected", "too_large", "store_unavailable")
+
+# name: (help, label name or None, the label's values)
+_COUNTERS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+    "receiver_deliveries_total": (
+        "Webhook deliveries answered, by outcome (accepted, duplicate, rejected, too_large, store_unavailable).",
+        "outcome",
+        DELIVERY_OUTCOMES,
+    ),
+    "receiver_deliveries_applied_total": (
+        "Stored deliveries applied to their job (applied) or not usable as an event (unprocessed).",
+        "result",
+        ("applied", "unprocessed"),
+    ),
+    "receiver_verification_failures_total": (
+        "Webhook verification failures by reason.",
+        "reason",
+        VERIFY_REASONS,
+    ),
+    "receiver_downloads_total": (
+        "Output downloads by result.",
+        "result",
+        ("done", "retry", "failed", "gone"),
+    ),
+    "receiver_download_bytes_total": ("Bytes of video downloaded and committed.", None, ()),
+    "receiver_fallback_polls_total": (
+        "Fallback polls of jobs whose webhook did not arrive, by result.",
+        "result",
+        ("not_found", "forbidden", "error", *ALL_STATUSES),
+    ),
+}
+_GAUGES = {
+    "receiver_deliveries_pending": "Deliveries stored and acknowledged but not applied to their job yet.",
+    "receiver_fetch_queue_depth": "Outputs not yet downloaded (pending or downloading).",
+}
 
 
 class Metrics:
-    _HELP = {
-        "receiver_deliveries_total": "Webhook deliveries answered, by outcome (accepted, duplicate, rejected, "
-        "too_large, store_unavailable).",
-        "receiver_deliveries_applied_total": "Stored deliveries applied to their job (applied) or not usable as "
-        "an event (unprocessed).",
-        "receiver_deliveries_pending": "Deliveries stored and acknowledged but not applied to their job yet.",
-        "receiver_verification_failures_total": "Webhook verification failures by reason.",
-        "receiver_downloads_total": "Output downloads by result.",
-        "receiver_download_bytes_total": "Bytes of video downloaded and committed.",
-        "receiver_fallback_polls_total": "Fallback polls of jobs whose webhook did not arrive, by result.",
-        "receiver_fetch_queue_depth": "Outputs not yet downloaded (pending or downloading).",
-    }
-
     def __init__(self) -> None:
-        self.counters: Counter[Series] = Counter()
-        self.gauges: dict[str, Callable[[], float]] = {}
+        self.registry = CollectorRegistry()
+        self._counters = {
+            name: Counter(name, help_text, [label] if label else [], registry=self.registry)
+            for name, (help_text, label, _) in _COUNTERS.items()
+        }
+        self._children: dict[tuple[str, str | None], Any] = {}
+        # The hot path's children, bound once: intake only calls .inc() on them.
+        self.deliveries = {o: self.series("receiver_deliveries_total", outcome=o) for o in DELIVERY_OUTCOMES}
 
-    @staticmethod
-    def series(name: str, **labels: str) -> Series:
-        """The key of one labelled counter; hot paths build it once and `add` to it."""
-        return (name, tuple(sorted(labels.items())))
+    def series(self, name: str, **labels: str) -> Any:
+        """The counter child for these labels (an unknown value becomes `other`); `.inc()` it."""
+        _, label, allowed = _COUNTERS[name]
+        value = None
+        if label is not None:
+            value = labels[label] if labels[label] in allowed else OTHER
+        key = (name, value)
+        child = self._children.get(key)
+        if child is None:
+            counter = self._counters[name]
+            child = self._children[key] = counter.labels(value) if label is not None else counter
+        return child
 
-    def add(self, series: Series, amount: float = 1) -> None:
-        self.counters[series] += amount
+    def add(self, series: Any, amount: float = 1) -> None:
+        series.inc(amount)
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        self.counters[self.series(name, **labels)] += amount
+        self.series(name, **labels).inc(amount)
 
     def value(self, name: str, **labels: str) -> float:
-        return self.counters[self.series(name, **labels)]
+        _, label, allowed = _COUNTERS[name]
+        wanted = {label: labels[label] if labels[label] in allowed else OTHER} if label else {}
+        return self.registry.get_sample_value(name, wanted) or 0.0
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
-        self.gauges[name] = read
+        Gauge(name, _GAUGES[name], registry=self.registry).set_function(read)
 
     def render(self) -> str:
-        lines: list[str] = []
-        by_name: dict[str, list[str]] = {}
-        for (name, labels), value in sorted(self.counters.items()):
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-            by_name.setdefault(name, []).append(
-                f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}"
-            )
-        for name, samples in by_name.items():
-            lines += [f"# HELP {name} {self._HELP.get(name, name)}", f"# TYPE {name} counter", *samples]
-        for name, read in sorted(self.gauges.items()):
-            lines += [
-                f"# HELP {name} {self._HELP.get(name, name)}",
-                f"# TYPE {name} gauge",
-                f"{name} {read():g}",
-            ]
-        return "\n".join(lines) + "\n"
+        return generate_latest(_WithoutCreated(self.registry)).decode()
+
+
+class _WithoutCreated:
+    """The registry minus the `*_created` timestamps the client adds to counters (noise on a dashboard)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        for family in self.registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request context for logs, and the bearer token guard of the query API."""
+"""Pure ASGI middleware: request context for logs, the request body cap, and the query API's token guard."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import re
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .api import error
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # A random per-process prefix and a counter: unique, and cheaper than os.urandom per request.
@@ -77,3 +79,60 @@ class BearerAuthMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RequestBodyTooLarge(Exception):
+    """Raised from receive() at the first body chunk past the cap; BodyLimitMiddleware answers 413."""
+
+
+class BodyLimitMiddleware:
+    """Caps every request body at `max_bytes`, counted on the bytes received (Content-Length can lie).
+
+    A declared length over the cap is refused before the app runs. Otherwise the app's receive()
+    raises RequestBodyTooLarge at the first chunk past the cap, before the handler reads more. The 413
+    says Connection: close, so the server does not go on reading the rest only to throw it away.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.digits = len(str(max_bytes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if declared.isdigit() and (
+            len(declared.lstrip(b"0")) > self.digits or int(declared) > self.max_bytes
+        ):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise RequestBodyTooLarge
+            return message
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, send_tracked)
+        except RequestBodyTooLarge:
+            if started:  # too late to answer; uvicorn closes the connection
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error(413, f"request body larger than {self.max_bytes} bytes")
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)

@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse
 
 from client import ALL_STATUSES
 
+from .api import MAX_INDEX, MAX_MODEL_CHARS, MAX_PROMPT_CHARS
+
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
 OUTPUT_STATES = ("pending", "downloading", "done", "failed", "gone")
 DELIVERY_OUTCOMES = ("accepted", "duplicate")
@@ -131,8 +133,8 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["id"],
         "properties": {
             "id": {"type": "string", "pattern": JOB_ID_PATTERN},
-            "model": _nullable({"type": "string"}),
-            "prompt": _nullable({"type": "string"}),
+            "model": _nullable({"type": "string", "maxLength": MAX_MODEL_CHARS}),
+            "prompt": _nullable({"type": "string", "maxLength": MAX_PROMPT_CHARS}),
         },
     },
     "WebhookEvent": {
@@ -282,6 +284,7 @@ def _paths() -> dict[str, Any]:
                     "200": _json({"$ref": "#/components/schemas/Job"}, "Already known."),
                     "400": _error("Not a JSON object, or a bad id, model or prompt."),
                     "401": _UNAUTHORIZED,
+                    "413": _error("Body over the cap (RECEIVER_MAX_BODY_BYTES)."),
                 },
             },
         },
@@ -308,7 +311,7 @@ def _paths() -> dict[str, Any]:
                     {
                         "name": "index",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "default": 0},
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX, "default": 0},
                     },
                     {"name": "Range", "in": "header", "schema": {"type": "string"}},
                 ],

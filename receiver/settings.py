@@ -51,6 +51,10 @@ class Settings:
     public_url: str | None = None
     webhook_tolerance: int = 300
     max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
     fallback_after: float = 300.0
     fallback_max_age: float = 24 * 3600.0
     poll_first_interval: float = 15.0
@@ -165,6 +169,10 @@ class Settings:
 _NUMERIC: tuple[tuple[str, str, type], ...] = (
     ("RECEIVER_WEBHOOK_TOLERANCE", "webhook_tolerance", int),
     ("RECEIVER_MAX_BODY_BYTES", "max_body_bytes", int),
+    ("RECEIVER_MAX_HEADER_BYTES", "max_header_bytes", int),
+    ("RECEIVER_MAX_HEADERS", "max_headers", int),
+    ("RECEIVER_HEADER_TIMEOUT", "header_timeout", float),
+    ("RECEIVER_BODY_TIMEOUT", "body_timeout", float),
     ("RECEIVER_FALLBACK_AFTER", "fallback_after", float),
     ("RECEIVER_FALLBACK_MAX_AGE", "fallback_max_age", float),
     ("RECEIVER_POLL_FIRST_INTERVAL", "poll_first_interval", float),
@@ -177,6 +185,10 @@ _NUMERIC: tuple[tuple[str, str, type], ...] = (
 )
 _POSITIVE = {
     "max_body_bytes",
+    "max_header_bytes",
+    "max_headers",
+    "header_timeout",
+    "body_timeout",
     "download_concurrency",
     "download_max_attempts",
     "poll_first_interval",

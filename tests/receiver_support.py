@@ -21,6 +21,7 @@ from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 from receiver import records
 from receiver._db import connect
 from receiver.app import create_app
+from receiver.server import uvicorn_options
 from receiver.settings import Secret, Settings
 
 API_TOKEN = "test-token-0123456789abcdef"
@@ -117,7 +118,8 @@ class RunningReceiver:
 
 @contextlib.contextmanager
 def running_receiver(settings: Settings) -> Iterator[RunningReceiver]:
-    with UvicornThread(create_app(settings)) as server:
+    """The receiver under uvicorn configured as `openrouter-video serve` configures it."""
+    with UvicornThread(create_app(settings), **uvicorn_options(settings)) as server:
         yield RunningReceiver(url=server.url, settings=settings)
 
 

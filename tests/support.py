@@ -40,6 +40,8 @@ class UvicornThread:
     Use as a context manager (or `start()` / `stop()`); `.url` is `http://127.0.0.1:PORT`.
     The socket is bound before the thread starts, so the port is known and never races.
     Lifespan is "on" by default so a failing startup raises here instead of being ignored.
+    `uvicorn_options` go to uvicorn.Config as given: e.g. `http="h11"`, or the receiver's protocol and
+    limits, `**receiver.server.uvicorn_options(settings)`.
     """
 
     def __init__(
