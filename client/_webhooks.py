@@ -23,6 +23,8 @@ from ._types import VideoJob
 
 SIGNATURE_HEADER = "X-OpenRouter-Signature"
 IDEMPOTENCY_HEADER = "X-OpenRouter-Idempotency-Key"
+# Where the receiver takes webhooks, under its public URL (the callback URL the CLI sends).
+WEBHOOK_PATH = "/webhooks/openrouter"
 DEFAULT_TOLERANCE = 300
 EVENT_PREFIX = "video.generation."
 

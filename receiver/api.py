@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 
 from client import ALL_STATUSES, is_valid_job_id
 
+from .errors import error_response
 from .state import state_of
 
 log = structlog.get_logger("receiver.api")
@@ -31,12 +32,8 @@ _ASCII_INDEX = re.compile(r"[0-9]{1,19}")  # str.isdigit() also accepts '²' and
 _TIME_FIELDS = ("created_at", "submitted_at", "first_seen_at", "updated_at", "terminal_at", "at")
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": status, "message": message}}, status_code=status)
-
-
 class BadRequestBody(Exception):
-    """A request body the API refuses; answered as `error(status, message)` (see receiver.app)."""
+    """A request body the API refuses; answered as `error_response(status, message)` (see receiver.app)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -106,13 +103,13 @@ async def list_jobs(request: Request) -> Response:
     q = request.query_params
     status = q.get("status") or None
     if status is not None and status not in ALL_STATUSES:
-        return error(400, f"status must be one of {', '.join(ALL_STATUSES)}")
+        return error_response(400, f"status must be one of {', '.join(ALL_STATUSES)}")
     try:
         limit = int(q.get("limit", "50"))
     except ValueError:
-        return error(400, "limit must be a whole number")
+        return error_response(400, "limit must be a whole number")
     if not 1 <= limit <= MAX_LIMIT:
-        return error(400, f"limit must be between 1 and {MAX_LIMIT}")
+        return error_response(400, f"limit must be between 1 and {MAX_LIMIT}")
     try:
         since, until = _parse_time("since", q.get("since")), _parse_time("until", q.get("until"))
         jobs, cursor = state_of(request).store.list_jobs(
@@ -125,7 +122,7 @@ async def list_jobs(request: Request) -> Response:
         )
     except ValueError as exc:
         message = str(exc) if "must be" in str(exc) else "cursor is not one this API returned"
-        return error(400, message)
+        return error_response(400, message)
     return JSONResponse({"jobs": [_present(j) for j in jobs], "next_cursor": cursor})
 
 
@@ -139,21 +136,21 @@ async def get_job(request: Request) -> Response:
     if pending and await s.applier.apply_job_now(job_id):
         record = s.store.get_job(job_id)
     if record is None:
-        return error(404, f"no job {job_id[:100]!r}")
+        return error_response(404, f"no job {job_id[:100]!r}")
     return JSONResponse(_present(record))
 
 
 async def get_content(request: Request) -> Response:
     job_id = request.path_params["job_id"]
     if not is_valid_job_id(job_id):
-        return error(404, f"no job {job_id[:100]!r}")
+        return error_response(404, f"no job {job_id[:100]!r}")
     raw_index = request.query_params.get("index", "0")
     if not _ASCII_INDEX.fullmatch(raw_index) or int(raw_index) > MAX_INDEX:
-        return error(400, f"index must be a whole number from 0 to {MAX_INDEX}")
+        return error_response(400, f"index must be a whole number from 0 to {MAX_INDEX}")
     index = int(raw_index)
     path = state_of(request).store.output_path(job_id, index)
     if path is None or not os.path.isfile(path):
-        return error(
+        return error_response(
             404, f"output {raw_index} of job {job_id} is not downloaded (yet); see GET /jobs/{job_id}"
         )
     return FileResponse(
@@ -166,15 +163,15 @@ async def register_job(request: Request) -> Response:
     payload = await read_json_object(request, '{"id": ..., "model": ..., "prompt": ...}')
     job_id = payload.get("id")
     if not is_valid_job_id(job_id):
-        return error(400, "id must be a job id (letters, digits, '-' and '_', at most 200)")
+        return error_response(400, "id must be a job id (letters, digits, '-' and '_', at most 200)")
     model, prompt = payload.get("model"), payload.get("prompt")
     for name, value, limit in (("model", model, MAX_MODEL_CHARS), ("prompt", prompt, MAX_PROMPT_CHARS)):
         if value is not None and not isinstance(value, str):
-            return error(400, f"{name} must be a string")
+            return error_response(400, f"{name} must be a string")
         if value is not None and len(value) > limit:
-            return error(400, f"{name} is longer than {limit} characters ({len(value)})")
+            return error_response(400, f"{name} is longer than {limit} characters ({len(value)})")
         if value is not None and not _is_utf8(value):
-            return error(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
+            return error_response(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
     created = await s.store.register_job(
         job_id, model=model, prompt=prompt, first_poll_at=time.time() + s.settings.fallback_after
     )

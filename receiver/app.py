@@ -19,12 +19,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from client import AsyncOpenRouterVideo
+from client import WEBHOOK_PATH, AsyncOpenRouterVideo
 
 from . import api
 from ._datadir import DataDirLock
 from .applier import Applier
 from .content import LocalContentStore
+from .errors import INTERNAL_ERROR, error_response
 from .fallback import FallbackPoller
 from .fetcher import Fetcher
 from .intake import WebhookFastPath
@@ -36,7 +37,6 @@ from .settings import Settings
 from .state import ReceiverState
 from .store import SQLiteJobStore
 
-WEBHOOK_PATH = "/webhooks/openrouter"
 PROTECTED_PREFIXES = ("/jobs", "/metrics")
 
 
@@ -146,27 +146,17 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
 
 
 async def _method_not_allowed(request: Request) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": 405, "message": f"use POST for {WEBHOOK_PATH}"}},
-        status_code=405,
-        headers={"Allow": "POST"},
-    )
+    return error_response(405, f"use POST for {WEBHOOK_PATH}", headers={"Allow": "POST"})
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": exc.status_code, "message": exc.detail}},
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
+    return error_response(exc.status_code, exc.detail, headers=exc.headers)
 
 
 async def _bad_request_body(request: Request, exc: api.BadRequestBody) -> JSONResponse:
-    return api.error(exc.status, exc.message)
+    return error_response(exc.status, exc.message)
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
     structlog.get_logger("receiver").exception("request.crashed", path=request.url.path)
-    return JSONResponse(
-        {"error": {"code": 500, "message": "internal error; see the receiver's log"}}, status_code=500
-    )
+    return error_response(500, INTERNAL_ERROR)

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import click
 import httpx
 
-from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
+from client import ALL_STATUSES, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
 
 from . import records
 from ._db import MIGRATIONS, connect, migrate, schema_version
@@ -145,7 +145,7 @@ def jobs() -> None:
 @_data_dir_option
 @click.option(
     "--status",
-    type=click.Choice(["pending", "in_progress", "completed", "failed", "cancelled", "expired"]),
+    type=click.Choice(ALL_STATUSES),
     help="Only jobs in this status.",
 )
 @click.option("--model", help="Only jobs of this model.")

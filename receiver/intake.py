@@ -30,7 +30,8 @@ from client import (
     verify_signature,
 )
 
-from .middleware import new_request_id
+from .errors import INTERNAL_ERROR, error_body
+from .middleware import REQUEST_ID_PATTERN, new_request_id
 from .records import storable_key
 from .state import ReceiverState
 from .store import Delivery, StoreUnavailable
@@ -46,7 +47,7 @@ _KEPT = {
     _SIGNATURE: SIGNATURE_HEADER.lower(),
 }
 _JSON = [(b"content-type", b"application/json")]
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN.encode())  # matched on raw header bytes here
 
 
 def _answer(status: int, payload: dict) -> tuple[int, bytes]:
@@ -55,10 +56,8 @@ def _answer(status: int, payload: dict) -> tuple[int, bytes]:
 
 ACCEPTED = _answer(200, {"received": True, "outcome": "accepted"})
 DUPLICATE = _answer(200, {"received": True, "outcome": "duplicate"})
-CRASHED = _answer(500, {"error": {"code": 500, "message": "internal error; see the receiver's log"}})
-UNAVAILABLE = _answer(
-    503, {"error": {"code": 503, "message": "the delivery could not be stored; please retry"}}
-)
+CRASHED = _answer(500, error_body(500, INTERNAL_ERROR))
+UNAVAILABLE = _answer(503, error_body(503, "the delivery could not be stored; please retry"))
 
 
 class _RejectionLog:
@@ -158,9 +157,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         )
         await _respond(
             send,
-            _answer(
-                413, {"error": {"code": 413, "message": f"body larger than {settings.max_body_bytes} bytes"}}
-            ),
+            _answer(413, error_body(413, f"body larger than {settings.max_body_bytes} bytes")),
             request_id,
         )
         return
@@ -179,7 +176,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         if answer is None:
             answer = _REJECTIONS.setdefault(
                 (exc.reason, exc.message),
-                _answer(401, {"error": {"code": 401, "message": exc.message, "reason": exc.reason}}),
+                _answer(401, error_body(401, exc.message, reason=exc.reason)),
             )
         await _respond(send, answer, request_id)
         return

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hmac
 import itertools
-import json
 import os
 import re
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api import error
+from .errors import error_bytes, error_response
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A caller's (or proxy's) X-Request-ID is kept only if it is this tame: it lands in every log line.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 # A random per-process prefix and a counter: unique, and cheaper than os.urandom per request.
 _ids = itertools.count(1)
 _ID_PREFIX = os.urandom(4).hex()
@@ -66,7 +67,7 @@ class BearerAuthMiddleware:
             await self.app(scope, receive, send)
             return
         reason = "missing bearer token" if not given else "wrong bearer token"
-        body = json.dumps({"error": {"code": 401, "message": f"unauthorized: {reason}"}}).encode()
+        body = error_bytes(401, f"unauthorized: {reason}")
         await send(
             {
                 "type": "http.response.start",
@@ -133,6 +134,6 @@ class BodyLimitMiddleware:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error(413, f"request body larger than {self.max_bytes} bytes")
+        response = error_response(413, f"request body larger than {self.max_bytes} bytes")
         response.headers["connection"] = "close"
         await response(scope, receive, send)

@@ -28,6 +28,7 @@ from client import (
 
 from .states import Decision, decide
 
+_TERMINAL_MARKS = ",".join("?" * len(TERMINAL_STATUSES))
 DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "gone")
 # A real job has a handful of outputs; a signed event announcing more is refused beyond this, so one
 # delivery cannot queue hundreds of thousands of downloads.
@@ -437,9 +438,9 @@ def schedule_poll(
     conn: sqlite3.Connection, job_id: str, next_at: float | None, *, attempted: bool = True
 ) -> None:
     conn.execute(
-        "UPDATE jobs SET next_poll_at = CASE WHEN status IN ('completed','failed','cancelled','expired') "
+        f"UPDATE jobs SET next_poll_at = CASE WHEN status IN ({_TERMINAL_MARKS}) "
         "THEN NULL ELSE ? END, poll_attempts = poll_attempts + ? WHERE id = ?",
-        (next_at, 1 if attempted else 0, job_id),
+        (*TERMINAL_STATUSES, next_at, 1 if attempted else 0, job_id),
     )
 
 

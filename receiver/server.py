@@ -18,7 +18,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .api import error
+from .errors import error_bytes
 from .settings import Settings
 
 # uvicorn's own default, stated here: idle keep-alive connections between requests are closed after it.
@@ -176,7 +176,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         self._phase = _IDLE
         if can_answer and not self.transport.is_closing():
-            body = error(status, message).body
+            body = error_bytes(status, message)
             head = [STATUS_LINE[status]]
             head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
             head += [

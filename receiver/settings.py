@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from client import DEFAULT_BASE_URL
+from client import DEFAULT_BASE_URL, WEBHOOK_PATH
 
 
 class SettingsError(Exception):
@@ -77,7 +77,7 @@ class Settings:
 
     @property
     def callback_url(self) -> str | None:
-        return f"{self.public_url.rstrip('/')}/webhooks/openrouter" if self.public_url else None
+        return f"{self.public_url.rstrip('/')}{WEBHOOK_PATH}" if self.public_url else None
 
     def secret_values(self) -> list[str]:
         return [s.reveal() for s in self.webhook_secrets]
