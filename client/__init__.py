@@ -50,7 +50,7 @@ from ._types import (
     VideoJob,
     VideoModel,
 )
-from ._validation import is_loopback_host, is_valid_job_id
+from ._validation import JOB_ID_PATTERN, JOB_ID_RULE, is_loopback_host, is_valid_job_id
 from ._webhooks import (
     DEFAULT_TOLERANCE,
     IDEMPOTENCY_HEADER,
@@ -76,6 +76,8 @@ __all__ = [
     "FAILED",
     "IDEMPOTENCY_HEADER",
     "IN_PROGRESS",
+    "JOB_ID_PATTERN",
+    "JOB_ID_RULE",
     "PENDING",
     "SIGNATURE_HEADER",
     "TERMINAL_STATUSES",

@@ -21,7 +21,11 @@ from ._exceptions import ValidationError
 from ._types import ASPECT_RATIOS, FRAME_TYPES, RESOLUTIONS, VideoModel
 
 _SIZE_RE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
-_JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$")
+# Job ids go into URL paths and file names: this is the one rule for them (the receiver's API
+# contract states the same pattern).
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
+JOB_ID_RULE = "letters, digits, '-' and '_', starting with a letter or digit, at most 200 characters"
+_JOB_ID_RE = re.compile(JOB_ID_PATTERN)
 MAX_INLINE_IMAGE_BYTES = 50 * 1024 * 1024
 
 # Magic numbers of the image formats providers accept; the MIME type comes from the bytes, not the name.

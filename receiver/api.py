@@ -13,21 +13,17 @@ from typing import Any
 
 import structlog
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 
-from client import ALL_STATUSES, is_valid_job_id
+from client import ALL_STATUSES, JOB_ID_RULE, is_valid_job_id
 
+from . import contract
+from .contract import MAX_INDEX, MAX_LIMIT, ContractError
 from .errors import error_response
 from .state import state_of
 
 log = structlog.get_logger("receiver.api")
 
-MAX_LIMIT = 500
-# OpenRouter documents no prompt limit; 10,000 characters is far above any real prompt, and a record is
-# returned in every listing, so one huge prompt must not make every listing huge.
-MAX_PROMPT_CHARS = 10_000
-MAX_MODEL_CHARS = 200
-MAX_INDEX = 2**63 - 1  # SQLite's INTEGER range: no output index beyond it can exist
 _ASCII_INDEX = re.compile(r"[0-9]{1,19}")  # str.isdigit() also accepts '²' and other Unicode digits
 _TIME_FIELDS = ("created_at", "submitted_at", "first_seen_at", "updated_at", "terminal_at", "at")
 
@@ -123,7 +119,7 @@ async def list_jobs(request: Request) -> Response:
     except ValueError as exc:
         message = str(exc) if "must be" in str(exc) else "cursor is not one this API returned"
         return error_response(400, message)
-    return JSONResponse({"jobs": [_present(j) for j in jobs], "next_cursor": cursor})
+    return _json(contract.JobList([contract.shape(_present(j), contract.JobSummary) for j in jobs], cursor))
 
 
 async def get_job(request: Request) -> Response:
@@ -137,7 +133,7 @@ async def get_job(request: Request) -> Response:
         record = s.store.get_job(job_id)
     if record is None:
         return error_response(404, f"no job {job_id[:100]!r}")
-    return JSONResponse(_present(record))
+    return _json(contract.shape(_present(record), contract.Job))
 
 
 async def get_content(request: Request) -> Response:
@@ -161,22 +157,22 @@ async def get_content(request: Request) -> Response:
 async def register_job(request: Request) -> Response:
     s = state_of(request)
     payload = await read_json_object(request, '{"id": ..., "model": ..., "prompt": ...}')
-    job_id = payload.get("id")
-    if not is_valid_job_id(job_id):
-        return error_response(400, "id must be a job id (letters, digits, '-' and '_', at most 200)")
-    model, prompt = payload.get("model"), payload.get("prompt")
-    for name, value, limit in (("model", model, MAX_MODEL_CHARS), ("prompt", prompt, MAX_PROMPT_CHARS)):
-        if value is not None and not isinstance(value, str):
-            return error_response(400, f"{name} must be a string")
-        if value is not None and len(value) > limit:
-            return error_response(400, f"{name} is longer than {limit} characters ({len(value)})")
+    if not is_valid_job_id(payload.get("id")):
+        return error_response(400, f"id must be a job id ({JOB_ID_RULE})")
+    try:
+        registration = contract.parse(payload, contract.Registration)
+    except ContractError as exc:
+        return error_response(400, str(exc))
+    job_id, model, prompt = registration.id, registration.model, registration.prompt
+    for name, value in (("model", model), ("prompt", prompt)):
         if value is not None and not _is_utf8(value):
             return error_response(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
     created = await s.store.register_job(
         job_id, model=model, prompt=prompt, first_poll_at=time.time() + s.settings.fallback_after
     )
     log.info("job.registered", job_id=job_id, new=created)
-    return JSONResponse(_present(s.store.get_job(job_id)), status_code=201 if created else 200)
+    record = contract.shape(_present(s.store.get_job(job_id)), contract.Job)
+    return _json(record, status=201 if created else 200)
 
 
 def _is_utf8(text: str) -> bool:
@@ -187,8 +183,12 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+def _json(value: object, status: int = 200) -> Response:
+    return Response(contract.encode(value), status_code=status, media_type="application/json")
+
+
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return _json(contract.Health("ok"))
 
 
 async def readyz(request: Request) -> Response:
@@ -201,8 +201,8 @@ async def readyz(request: Request) -> Response:
     free = shutil.disk_usage(s.settings.data_dir).free
     if free < s.settings.min_free_bytes:
         problems.append(f"disk space low: {free} bytes free, floor {s.settings.min_free_bytes}")
-    body = {"status": "ready" if not problems else "not ready", "problems": problems, "free_bytes": free}
-    return JSONResponse(body, status_code=200 if not problems else 503)
+    answer = contract.Readiness("ready" if not problems else "not ready", problems, free)
+    return _json(answer, status=200 if not problems else 503)
 
 
 async def metrics(request: Request) -> Response:

@@ -30,6 +30,7 @@ from client import (
     verify_signature,
 )
 
+from .contract import DeliveryAnswer, encode
 from .errors import INTERNAL_ERROR, error_body
 from .middleware import REQUEST_ID_PATTERN, new_request_id
 from .records import storable_key
@@ -54,8 +55,8 @@ def _answer(status: int, payload: dict) -> tuple[int, bytes]:
     return status, json.dumps(payload, separators=(",", ":")).encode()
 
 
-ACCEPTED = _answer(200, {"received": True, "outcome": "accepted"})
-DUPLICATE = _answer(200, {"received": True, "outcome": "duplicate"})
+ACCEPTED = (200, encode(DeliveryAnswer(True, "accepted")))
+DUPLICATE = (200, encode(DeliveryAnswer(True, "duplicate")))
 CRASHED = _answer(500, error_body(500, INTERNAL_ERROR))
 UNAVAILABLE = _answer(503, error_body(503, "the delivery could not be stored; please retry"))
 

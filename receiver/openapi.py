@@ -1,429 +1,238 @@
-"""The receiver's HTTP API as an OpenAPI 3.0 document, served at `GET /openapi.json`.
+"""The receiver's HTTP API as an OpenAPI 3.1 document, generated from its contract, served at `/openapi.json`.
 
-It is served without the bearer token, like `/healthz`: it describes the API's shape (already
-public in the README) and holds no data and no secret. Tests fuzz the running receiver against it
-(tests/test_schema_fuzz.py), so a response that drifts from this document fails the suite.
+The shapes come from `receiver.contract` (the same types the handlers validate and encode with);
+this module only says which route takes and answers which shape. It is served without the bearer
+token, like `/healthz`: it describes the API's shape (already public in the README) and holds no
+data and no secret. Tests fuzz the running receiver against it (tests/test_schema_fuzz.py), so a
+response that drifts from it fails the suite.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from client import ALL_STATUSES
+from client import ALL_STATUSES, IDEMPOTENCY_HEADER, JOB_ID_PATTERN, SIGNATURE_HEADER, WEBHOOK_PATH
 
-from .api import MAX_INDEX, MAX_MODEL_CHARS, MAX_PROMPT_CHARS
+from . import contract as c
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
-OUTPUT_STATES = ("pending", "downloading", "done", "failed", "gone")
-DELIVERY_OUTCOMES = ("accepted", "duplicate")
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "nullable": True}
+_REF = "#/components/schemas/{name}"
+_BINARY = {"type": "string", "format": "binary"}
+_TEXT = {"type": "string"}
 
 
-_TIME = {"type": "string", "format": "date-time"}
-_ERROR_RESPONSE = {"$ref": "#/components/schemas/Error"}
+@dataclass(frozen=True)
+class Answer:
+    """One response of an operation: a contract type (JSON), or a raw schema under a media type."""
+
+    description: str
+    shape: type | None = None
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    answers: dict[int, Answer]
+    public: bool = False
+    body: type | None = None
+    parameters: tuple[dict[str, Any], ...] = ()
 
 
-def _error(description: str) -> dict[str, Any]:
-    return _json(_ERROR_RESPONSE, description)
+def _param(
+    name: str, where: str, schema: dict[str, Any], description: str = "", **more: Any
+) -> dict[str, Any]:
+    param = {"name": name, "in": where, "schema": schema, **more}
+    if description:
+        param["description"] = description
+    return param
 
 
-_UNAUTHORIZED = {
-    **_error("Missing or wrong bearer token."),
-    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-}
+_JOB_ID = _param("job_id", "path", {"type": "string", "pattern": JOB_ID_PATTERN}, required=True)
+_UNAUTHORIZED = Answer(
+    "Missing or wrong bearer token.", c.ErrorEnvelope, headers={"WWW-Authenticate": {"schema": _TEXT}}
+)
+_TOO_LARGE = Answer("Body over the cap (RECEIVER_MAX_BODY_BYTES).", c.ErrorEnvelope)
 
-_JOB_FIELDS: dict[str, Any] = {
-    "id": {"type": "string", "pattern": JOB_ID_PATTERN},
-    "model": _nullable({"type": "string"}),
-    "prompt": _nullable({"type": "string"}),
-    # Statuses upstream adds later are recorded as they come, so this is not an enum.
-    "status": {
-        "type": "string",
-        "description": f"one of {', '.join(ALL_STATUSES)} (or a newer upstream one)",
-    },
-    "created_at": _TIME,
-    "submitted_at": _nullable(_TIME),
-    "first_seen_at": _TIME,
-    "updated_at": _TIME,
-    "terminal_at": _nullable(_TIME),
-    "source": {"type": "string", "description": "what last moved the record: webhook, poll or submit"},
-    "registered": {"type": "boolean"},
-    "error": _nullable({"type": "string"}),
-    "cost": _nullable({"type": "number"}),
-    "generation_id": _nullable({"type": "string"}),
-}
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        WEBHOOK_PATH,
+        "receiveWebhook",
+        "OpenRouter's signed webhook: verified, stored durably, then answered",
+        public=True,
+        body=c.WebhookEvent,
+        parameters=(
+            _param(
+                SIGNATURE_HEADER, "header", _TEXT, "`t=<unix seconds>,v1=<hex HMAC-SHA256>`", required=True
+            ),
+            _param(IDEMPOTENCY_HEADER, "header", _TEXT, "`<job id>-<status>`", required=False),
+        ),
+        answers={
+            200: Answer("Stored (or already stored).", c.DeliveryAnswer),
+            401: Answer(
+                "Not verified: `reason` says why (missing, malformed, too_old, mismatch, ...).",
+                c.ErrorEnvelope,
+            ),
+            413: Answer("Body over the cap.", c.ErrorEnvelope),
+            503: Answer("Could not be stored; retry later.", c.ErrorEnvelope),
+        },
+    ),
+    Operation(
+        "get",
+        "/jobs",
+        "listJobs",
+        "Job records, newest first, with cursor pagination",
+        parameters=(
+            _param("status", "query", {"type": "string", "enum": list(ALL_STATUSES)}),
+            _param("model", "query", _TEXT),
+            _param("since", "query", _TEXT, "unix seconds or ISO-8601; created at or after"),
+            _param("until", "query", _TEXT, "unix seconds or ISO-8601; created before"),
+            _param(
+                "limit", "query", {"type": "integer", "minimum": 1, "maximum": c.MAX_LIMIT, "default": 50}
+            ),
+            _param("cursor", "query", _TEXT, "`next_cursor` of the previous page"),
+        ),
+        answers={
+            200: Answer("A page of jobs.", c.JobList),
+            400: Answer("A bad filter, limit or cursor.", c.ErrorEnvelope),
+            401: _UNAUTHORIZED,
+        },
+    ),
+    Operation(
+        "post",
+        "/jobs",
+        "registerJob",
+        "Track a submitted job (idempotent); the polling fallback then covers it",
+        body=c.Registration,
+        answers={
+            201: Answer("Newly tracked.", c.Job),
+            200: Answer("Already known.", c.Job),
+            400: Answer("Not a JSON object, or a bad id, model or prompt.", c.ErrorEnvelope),
+            401: _UNAUTHORIZED,
+            413: _TOO_LARGE,
+        },
+    ),
+    Operation(
+        "get",
+        "/jobs/{job_id}",
+        "getJob",
+        "One job record with its outputs and events",
+        parameters=(_JOB_ID,),
+        answers={
+            200: Answer("The record.", c.Job),
+            401: _UNAUTHORIZED,
+            404: Answer("No such job.", c.ErrorEnvelope),
+        },
+    ),
+    Operation(
+        "get",
+        "/jobs/{job_id}/content",
+        "getJobContent",
+        "A downloaded output (single Range requests supported)",
+        parameters=(
+            _JOB_ID,
+            _param("index", "query", {"type": "integer", "minimum": 0, "maximum": c.MAX_INDEX, "default": 0}),
+            _param("Range", "header", _TEXT),
+        ),
+        answers={
+            200: Answer("The MP4.", media={"video/mp4": _BINARY}),
+            206: Answer("Part of the MP4.", media={"video/mp4": _BINARY}),
+            400: Answer("A bad index or Range header.", c.ErrorEnvelope, media={"text/plain": _TEXT}),
+            401: _UNAUTHORIZED,
+            404: Answer("No such job, or the output is not downloaded (yet).", c.ErrorEnvelope),
+            416: Answer("Range not satisfiable.", media={"text/plain": _TEXT}),
+        },
+    ),
+    Operation("get", "/healthz", "healthz", "Alive", public=True, answers={200: Answer("Alive.", c.Health)}),
+    Operation(
+        "get",
+        "/readyz",
+        "readyz",
+        "A delivery can be stored and the disk is above the floor",
+        public=True,
+        answers={200: Answer("Ready.", c.Readiness), 503: Answer("Not ready.", c.Readiness)},
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "metrics",
+        "Prometheus text exposition",
+        answers={200: Answer("Counters and gauges.", media={"text/plain": _TEXT}), 401: _UNAUTHORIZED},
+    ),
+    Operation(
+        "get",
+        "/openapi.json",
+        "openapi",
+        "This document",
+        public=True,
+        answers={200: Answer("The OpenAPI document.", media={"application/json": {"type": "object"}})},
+    ),
+)
 
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "integer"},
-                    "message": {"type": "string"},
-                    "reason": {"type": "string", "description": "why a webhook was not verified"},
-                },
+
+def _build(operations: tuple[Operation, ...]) -> dict[str, Any]:
+    shapes = sorted(
+        {t for op in operations for t in (op.body, *(a.shape for a in op.answers.values())) if t is not None},
+        key=lambda t: t.__name__,
+    )
+    refs, schemas = msgspec.json.schema_components(shapes, ref_template=_REF)
+    ref_of = dict(zip(shapes, refs, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        spec: dict[str, Any] = {
+            "operationId": op.operation_id,
+            "summary": op.summary,
+            "security": [] if op.public else [{"bearerAuth": []}],
+            "responses": {str(code): _answer(a, ref_of) for code, a in sorted(op.answers.items())},
+        }
+        if op.parameters:
+            spec["parameters"] = list(op.parameters)
+        if op.body is not None:
+            spec["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref_of[op.body]}},
             }
-        },
-    },
-    "JobSummary": {"type": "object", "required": list(_JOB_FIELDS), "properties": _JOB_FIELDS},
-    "Output": {
-        "type": "object",
-        "required": ["index", "state", "attempts", "bytes", "sha256", "error", "updated_at", "url"],
-        "properties": {
-            "index": {"type": "integer", "minimum": 0},
-            "state": {"type": "string", "enum": list(OUTPUT_STATES)},
-            "attempts": {"type": "integer", "minimum": 0},
-            "bytes": _nullable({"type": "integer", "minimum": 0}),
-            "sha256": _nullable({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
-            "error": _nullable({"type": "string"}),
-            "updated_at": _TIME,
-            "url": _nullable({"type": "string", "description": "the content URL, once the output is done"}),
-        },
-    },
-    "Event": {
-        "type": "object",
-        "required": ["at", "source", "kind", "status", "detail"],
-        "properties": {
-            "at": _TIME,
-            "source": {"type": "string"},
-            "kind": {"type": "string"},
-            "status": _nullable({"type": "string"}),
-            "detail": _nullable({"type": "string"}),
-        },
-    },
-    "Job": {
-        "allOf": [
-            {"$ref": "#/components/schemas/JobSummary"},
-            {
-                "type": "object",
-                "required": ["outputs", "events"],
-                "properties": {
-                    "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Output"}},
-                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                },
-            },
-        ],
-    },
-    "JobList": {
-        "type": "object",
-        "required": ["jobs", "next_cursor"],
-        "properties": {
-            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobSummary"}},
-            "next_cursor": _nullable({"type": "string"}),
-        },
-    },
-    "Registration": {
-        "type": "object",
-        "required": ["id"],
-        "properties": {
-            "id": {"type": "string", "pattern": JOB_ID_PATTERN},
-            "model": _nullable({"type": "string", "maxLength": MAX_MODEL_CHARS}),
-            "prompt": _nullable({"type": "string", "maxLength": MAX_PROMPT_CHARS}),
-        },
-    },
-    "WebhookEvent": {
-        "type": "object",
-        "description": "OpenRouter's `video.generation.<status>` event. Any verified body is stored and "
-        "acknowledged; it is applied to its job right after, and one that is not such an event is kept as "
-        "unprocessed (see `openrouter-video deliveries --unprocessed`).",
-        "required": ["type", "data"],
-        "properties": {
-            "type": {"type": "string", "example": "video.generation.completed"},
-            "created_at": {"type": "string"},
-            "data": {
-                "type": "object",
-                "required": ["id", "status"],
-                "properties": {
-                    "id": {"type": "string", "pattern": JOB_ID_PATTERN},
-                    "status": {"type": "string", "enum": list(ALL_STATUSES)},
-                    "model": _nullable({"type": "string"}),
-                    "generation_id": _nullable({"type": "string"}),
-                    "error": _nullable({"type": "string"}),
-                    "unsigned_urls": {"type": "array", "items": {"type": "string"}},
-                    "usage": {
-                        "type": "object",
-                        "properties": {
-                            "cost": _nullable({"type": "number"}),
-                            "is_byok": _nullable({"type": "boolean"}),
-                        },
-                    },
-                },
-            },
-        },
-    },
-    "DeliveryAnswer": {
-        "type": "object",
-        "required": ["received", "outcome"],
-        "properties": {
-            "received": {"type": "boolean", "enum": [True]},
-            "outcome": {"type": "string", "enum": list(DELIVERY_OUTCOMES)},
-        },
-    },
-}
-
-_JOB_ID_PARAM = {
-    "name": "job_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
-}
-
-
-def _paths() -> dict[str, Any]:
-    bearer = [{"bearerAuth": []}]
+        paths.setdefault(op.path, {})[op.method] = spec
     return {
-        "/webhooks/openrouter": {
-            "post": {
-                "operationId": "receiveWebhook",
-                "summary": "OpenRouter's signed webhook: verified, stored durably, then answered",
-                "security": [],
-                "parameters": [
-                    {
-                        "name": "X-OpenRouter-Signature",
-                        "in": "header",
-                        "required": True,
-                        "schema": {"type": "string"},
-                        "description": "`t=<unix seconds>,v1=<hex HMAC-SHA256>`",
-                    },
-                    {
-                        "name": "X-OpenRouter-Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "`<job id>-<status>`",
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/WebhookEvent"}}
-                    },
-                },
-                "responses": {
-                    "200": _json(
-                        {"$ref": "#/components/schemas/DeliveryAnswer"}, "Stored (or already stored)."
-                    ),
-                    "401": _error(
-                        "Not verified: `reason` says why (missing, malformed, too_old, mismatch, ...)."
-                    ),
-                    "413": _error("Body over the cap."),
-                    "503": _error("Could not be stored; retry later."),
-                },
-            }
-        },
-        "/jobs": {
-            "get": {
-                "operationId": "listJobs",
-                "summary": "Job records, newest first, with cursor pagination",
-                "security": bearer,
-                "parameters": [
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": list(ALL_STATUSES)},
-                    },
-                    {"name": "model", "in": "query", "schema": {"type": "string"}},
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "unix seconds or ISO-8601; created at or after",
-                    },
-                    {
-                        "name": "until",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "unix seconds or ISO-8601; created before",
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "`next_cursor` of the previous page",
-                    },
-                ],
-                "responses": {
-                    "200": _json({"$ref": "#/components/schemas/JobList"}, "A page of jobs."),
-                    "400": _error("A bad filter, limit or cursor."),
-                    "401": _UNAUTHORIZED,
-                },
-            },
-            "post": {
-                "operationId": "registerJob",
-                "summary": "Track a submitted job (idempotent); the polling fallback then covers it",
-                "security": bearer,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Registration"}}
-                    },
-                },
-                "responses": {
-                    "201": _json({"$ref": "#/components/schemas/Job"}, "Newly tracked."),
-                    "200": _json({"$ref": "#/components/schemas/Job"}, "Already known."),
-                    "400": _error("Not a JSON object, or a bad id, model or prompt."),
-                    "401": _UNAUTHORIZED,
-                    "413": _error("Body over the cap (RECEIVER_MAX_BODY_BYTES)."),
-                },
-            },
-        },
-        "/jobs/{job_id}": {
-            "get": {
-                "operationId": "getJob",
-                "summary": "One job record with its outputs and events",
-                "security": bearer,
-                "parameters": [_JOB_ID_PARAM],
-                "responses": {
-                    "200": _json({"$ref": "#/components/schemas/Job"}, "The record."),
-                    "401": _UNAUTHORIZED,
-                    "404": _error("No such job."),
-                },
-            }
-        },
-        "/jobs/{job_id}/content": {
-            "get": {
-                "operationId": "getJobContent",
-                "summary": "A downloaded output (single Range requests supported)",
-                "security": bearer,
-                "parameters": [
-                    _JOB_ID_PARAM,
-                    {
-                        "name": "index",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX, "default": 0},
-                    },
-                    {"name": "Range", "in": "header", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The MP4.",
-                        "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    "206": {
-                        "description": "Part of the MP4.",
-                        "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    "400": {
-                        "description": "A bad index or Range header.",
-                        "content": {
-                            "application/json": {"schema": _ERROR_RESPONSE},
-                            "text/plain": {"schema": {"type": "string"}},
-                        },
-                    },
-                    "401": _UNAUTHORIZED,
-                    "404": _error("No such job, or the output is not downloaded (yet)."),
-                    "416": {
-                        "description": "Range not satisfiable.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "operationId": "healthz",
-                "summary": "Alive",
-                "security": [],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["status"],
-                            "properties": {"status": {"type": "string", "enum": ["ok"]}},
-                        },
-                        "Alive.",
-                    )
-                },
-            }
-        },
-        "/readyz": {
-            "get": {
-                "operationId": "readyz",
-                "summary": "Database writable and disk above the floor",
-                "security": [],
-                "responses": {
-                    code: _json(
-                        {
-                            "type": "object",
-                            "required": ["status", "problems", "free_bytes"],
-                            "properties": {
-                                "status": {"type": "string", "enum": [status]},
-                                "problems": {"type": "array", "items": {"type": "string"}},
-                                "free_bytes": {"type": "integer", "minimum": 0},
-                            },
-                        },
-                        description,
-                    )
-                    for code, status, description in (
-                        ("200", "ready", "Ready."),
-                        ("503", "not ready", "Not ready."),
-                    )
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus text exposition",
-                "security": bearer,
-                "responses": {
-                    "200": {
-                        "description": "Counters and gauges.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                    "401": _UNAUTHORIZED,
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "security": [],
-                "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
-            }
-        },
-    }
-
-
-@functools.lru_cache(maxsize=1)
-def _document() -> dict[str, Any]:
-    return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "openrouter-video receiver",
             "version": "1",
             "description": "Receives OpenRouter's signed video webhooks, keeps job records and downloaded "
-            "videos, and answers queries about them. Everything but the webhook, /healthz, "
-            "/readyz and this document needs `Authorization: Bearer <RECEIVER_API_TOKEN>`.",
+            "videos, and answers queries about them. Everything but the webhook, /healthz, /readyz and this "
+            "document needs `Authorization: Bearer <RECEIVER_API_TOKEN>`.",
         },
-        "paths": _paths(),
+        "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _answer(answer: Answer, ref_of: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    content = {} if answer.shape is None else {"application/json": {"schema": ref_of[answer.shape]}}
+    content.update({media: {"schema": schema} for media, schema in answer.media.items()})
+    spec: dict[str, Any] = {"description": answer.description, "content": content}
+    if answer.headers:
+        spec["headers"] = answer.headers
+    return spec
+
+
+@functools.lru_cache(maxsize=1)
+def _document() -> dict[str, Any]:
+    return _build(OPERATIONS)
 
 
 def openapi_document() -> dict[str, Any]:

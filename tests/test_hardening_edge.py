@@ -271,7 +271,7 @@ def test_field_lengths_are_capped_with_a_message_naming_field_and_limit(rx, fiel
     assert at_limit.status_code == 201, at_limit.text[:300]
     over = rx.post("/jobs", json={"id": f"jobLen{field}2", field: "x" * (limit + 1)})
     assert over.status_code == 400
-    assert over.json()["error"]["message"] == f"{field} is longer than {limit} characters ({limit + 1})"
+    assert over.json()["error"]["message"] == f"{field}: Expected `str` of length <= {limit}"
     assert rx.job(f"jobLen{field}2") is None
 
 

@@ -1,0 +1,172 @@
+"""The receiver's HTTP contract: every request and response shape, declared once as msgspec types.
+
+The handlers validate input with them (`parse`) and shape output with them (`encode`); the OpenAPI
+document at `/openapi.json` is generated from them (`receiver.openapi`). Why msgspec: it validates
+and encodes in C (a job listing of 500 records encodes in well under a millisecond), its types are
+plain annotated classes, and it emits JSON Schema for exactly those types. The webhook hot path
+keeps its precomputed answers, encoded once from `DeliveryAnswer` at import.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from client import ALL_STATUSES, JOB_ID_PATTERN
+
+from .records import DOWNLOAD_STATES
+
+# OpenRouter documents no prompt limit; 10,000 characters is far above any real prompt, and a record is
+# returned in every listing, so one huge prompt must not make every listing huge.
+MAX_PROMPT_CHARS = 10_000
+MAX_MODEL_CHARS = 200
+MAX_LIMIT = 500
+MAX_INDEX = 2**63 - 1  # SQLite's INTEGER range: no output index beyond it can exist
+
+JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN, description="letters, digits, '-' and '_'")]
+Time = Annotated[str, msgspec.Meta(description="ISO 8601, UTC", extra_json_schema={"format": "date-time"})]
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+OutputState = Literal[DOWNLOAD_STATES]  # type: ignore[valid-type]
+Status = Annotated[
+    str, msgspec.Meta(description=f"one of {', '.join(ALL_STATUSES)} (or a newer upstream one)")
+]
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    code: int
+    message: str
+    reason: str | None = None  # why a webhook was not verified
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """Every refusal: built by `receiver.errors`."""
+
+    error: ErrorDetail
+
+
+class Output(msgspec.Struct):
+    index: Annotated[int, msgspec.Meta(ge=0)]
+    state: OutputState
+    attempts: Annotated[int, msgspec.Meta(ge=0)]
+    bytes: Annotated[int, msgspec.Meta(ge=0)] | None
+    sha256: Sha256 | None
+    error: str | None
+    updated_at: Time
+    url: str | None  # the content URL, once the output is done
+
+
+class Event(msgspec.Struct):
+    at: Time
+    source: str
+    kind: str
+    status: str | None
+    detail: str | None
+
+
+class JobSummary(msgspec.Struct, kw_only=True):
+    id: JobId
+    model: str | None
+    prompt: str | None
+    status: Status
+    created_at: Time
+    submitted_at: Time | None
+    first_seen_at: Time
+    updated_at: Time
+    terminal_at: Time | None
+    source: Annotated[str, msgspec.Meta(description="what last moved the record: webhook, poll or submit")]
+    registered: bool
+    error: str | None
+    cost: float | None
+    generation_id: str | None
+
+
+class Job(JobSummary, kw_only=True):
+    outputs: list[Output]
+    events: list[Event]
+
+
+class JobList(msgspec.Struct):
+    jobs: list[JobSummary]
+    next_cursor: str | None
+
+
+class Registration(msgspec.Struct, forbid_unknown_fields=False):
+    """`POST /jobs`: track a job submitted elsewhere."""
+
+    id: JobId
+    model: Annotated[str, msgspec.Meta(max_length=MAX_MODEL_CHARS)] | None = None
+    prompt: Annotated[str, msgspec.Meta(max_length=MAX_PROMPT_CHARS)] | None = None
+
+
+class WebhookUsage(msgspec.Struct):
+    cost: float | None = None
+    is_byok: bool | None = None
+
+
+class WebhookJob(msgspec.Struct):
+    id: JobId
+    status: Literal[ALL_STATUSES]  # type: ignore[valid-type]
+    model: str | None = None
+    generation_id: str | None = None
+    error: str | None = None
+    unsigned_urls: list[str] = []
+    usage: WebhookUsage | None = None
+
+
+class WebhookEvent(msgspec.Struct):
+    """OpenRouter's `video.generation.<status>` event. Any verified body is stored and acknowledged; it
+    is applied to its job right after, and one that is not such an event is kept as unprocessed
+    (see `openrouter-video deliveries --unprocessed`)."""
+
+    type: Annotated[str, msgspec.Meta(examples=["video.generation.completed"])]
+    data: WebhookJob
+    created_at: str | None = None
+
+
+class DeliveryAnswer(msgspec.Struct):
+    received: Literal[True]
+    outcome: Literal["accepted", "duplicate"]
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok"]
+
+
+class Readiness(msgspec.Struct):
+    status: Literal["ready", "not ready"]
+    problems: list[str]
+    free_bytes: Annotated[int, msgspec.Meta(ge=0)]
+
+
+# -- using the types ------------------------------------------------------------------------------
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+class ContractError(ValueError):
+    """Input that does not fit its declared type; the message names the field and the rule."""
+
+
+def parse(data: Any, shape: type[T]) -> T:
+    """`data` (decoded JSON) as `shape`, or ContractError with one line: `field: what is wrong`."""
+    try:
+        return msgspec.convert(data, shape)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _AT.search(text)
+        if match is None:
+            raise ContractError(text) from None
+        raise ContractError(f"{match.group(1) or 'body'}: {text[: match.start()]}") from None
+
+
+def encode(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+def shape(data: Any, kind: type[T]) -> T:
+    """A record from the store (plain dicts) as its declared response type: the output is checked."""
+    return msgspec.convert(data, kind)
