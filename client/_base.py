@@ -25,6 +25,7 @@ from ._exceptions import (
     STATUS_ERRORS,
     APIError,
     DownloadError,
+    InsufficientStorageError,
     JobCancelled,
     JobExpired,
     JobFailed,
@@ -38,7 +39,11 @@ from ._exceptions import (
     UpstreamError,
     ValidationError,
 )
+from ._mp4check import mp4_structure_problem
+from ._rate import RatePolicy
+from ._storage import check_room
 from ._types import CANCELLED, COMPLETED, EXPIRED, FAILED, DownloadResult, VideoJob, VideoModel
+from ._urlguard import UrlGuard
 from ._validation import check_job_id, is_loopback_host
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
@@ -46,6 +51,9 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 USER_AGENT = "openrouter-video/0.1"
 MAX_REDIRECTS = 5
 CHUNK_SIZE = 1024 * 1024
+# Bytes/s below which a download is cut (after a grace period): far below any real link, so only a
+# drip is cut. The receiver sets its own (RECEIVER_DOWNLOAD_MIN_RATE).
+DEFAULT_MIN_RATE = 4 * 1024
 
 ProgressCallback = Callable[[int, "int | None"], None]
 StatusCallback = Callable[[VideoJob, float], None]
@@ -233,6 +241,10 @@ class BaseClient:
         retry_initial: float = 0.5,
         retry_cap: float = 30.0,
         models_ttl: float = 300.0,
+        download_min_rate: float = DEFAULT_MIN_RATE,
+        download_deadline_base: float = 60.0,
+        download_rate_grace: float = 30.0,
+        allow_private_urls: bool = False,
     ) -> None:
         self.api_key = api_key if api_key is not None else os.environ.get("OPENROUTER_API_KEY") or None
         raw_base = base_url or os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
@@ -245,6 +257,11 @@ class BaseClient:
         )
         self.retry = RetryPolicy(max_retries=max_retries, initial=retry_initial, cap=retry_cap)
         self.models_ttl = models_ttl
+        # A download is cut when slower than `download_min_rate` bytes/s (0: never) for longer than
+        # `download_rate_grace` s, or when it outlasts `download_deadline_base` s + size / min rate.
+        self.rate = RatePolicy(download_min_rate, download_deadline_base, download_rate_grace)
+        # Signed URLs from events go to https on public addresses only (or the API's own host).
+        self.url_guard = UrlGuard(self.base_url, allow_private=allow_private_urls)
         self._models_cache: tuple[float, dict[str, VideoModel]] | None = None
 
     def __repr__(self) -> str:
@@ -407,6 +424,8 @@ def download_sources(client: BaseClient, job: VideoJob, index: int) -> list[Down
 
 
 _VIDEO_MAGIC_OFFSET4 = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+# Bytes the content check looks at: the first box header and the major brand of an MP4.
+_SNIFF = 12
 
 
 def looks_like_video(content_type: str | None, first_bytes: bytes) -> bool:
@@ -426,28 +445,47 @@ class DownloadSink:
     file writes and sha256 both release the GIL, so receiving and writing overlap on two cores.
     """
 
-    def __init__(self, dest: str, job_id: str, expected: int | None, content_type: str | None) -> None:
+    def __init__(
+        self,
+        dest: str,
+        job_id: str,
+        expected: int | None,
+        content_type: str | None,
+        keep_free: int | None = None,
+    ) -> None:
         self.dest = dest
         self.part = dest + ".part"
         self.job_id = job_id
         self.expected = expected
         self.content_type = content_type
+        self.keep_free = keep_free
         self.written = 0
         self.hash = hashlib.sha256()
         self._checked = False
-        parent = os.path.dirname(os.path.abspath(dest))
-        os.makedirs(parent, exist_ok=True)
+        self._head = b""
+        self._parent = os.path.dirname(os.path.abspath(dest))
+        os.makedirs(self._parent, exist_ok=True)
+        if keep_free is not None and expected is not None:
+            # Refuse before the first byte: a download that cannot fit would only fill the disk.
+            check_room(self._parent, expected, keep_free, job_id=job_id)
         self._fh = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in commit()/abort()
 
     def write_batch(self, chunks: list[bytes]) -> None:
+        if self.keep_free is not None:
+            # Stop before the write that would cross the floor: the size may not be announced, and
+            # other downloads (or anything else) may be filling the disk at the same time.
+            batch = sum(map(len, chunks))
+            try:
+                check_room(self._parent, batch, self.keep_free, job_id=self.job_id)
+            except InsufficientStorageError as exc:
+                needed = self.expected if self.expected is not None else self.written + batch
+                raise InsufficientStorageError(needed, self.written + exc.free, job_id=self.job_id) from None
         for chunk in chunks:
             if not self._checked:
-                self._checked = True
-                if not looks_like_video(self.content_type, chunk[:16]):
-                    raise DownloadError(
-                        f"content of job {self.job_id} is not a video (Content-Type {self.content_type!r})",
-                        job_id=self.job_id,
-                    )
+                # Decide on the first bytes of the file, however the network happened to split them.
+                self._head += chunk[: _SNIFF - len(self._head)]
+                if len(self._head) >= _SNIFF:
+                    self._check_head()
             view = memoryview(chunk)
             while view:
                 view = view[self._fh.write(view) :]
@@ -459,9 +497,28 @@ class DownloadSink:
                 job_id=self.job_id,
             )
 
+    def _check_head(self) -> None:
+        self._checked = True
+        if not looks_like_video(self.content_type, self._head):
+            raise DownloadError(
+                f"content of job {self.job_id} is not a video (Content-Type {self.content_type!r})",
+                job_id=self.job_id,
+            )
+
     def commit(self) -> DownloadResult:
         if not self._checked:
-            self.write_batch([b""])
+            self._check_head()
+        if self.expected is None and self._head[4:8] in _VIDEO_MAGIC_OFFSET4:
+            # No length to compare with (a body ended by the connection closing): a cut connection
+            # looks like a normal end, so the MP4's own box sizes must add up to what arrived.
+            with open(self.part, "rb") as fh:
+                problem = mp4_structure_problem(fh, self.written)
+            if problem:
+                raise DownloadError(
+                    f"content of job {self.job_id} is an incomplete MP4 ({self.written} bytes, no "
+                    f"Content-Length): {problem}",
+                    job_id=self.job_id,
+                )
         if self.expected is not None and self.written != self.expected:
             raise DownloadError(
                 f"content of job {self.job_id} ended after {self.written} of {self.expected} bytes",
