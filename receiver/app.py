@@ -46,7 +46,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ReceiverState]]:
         store = SQLiteJobStore(settings.db_path)
         client = AsyncOpenRouterVideo(
-            api_key=settings.api_key.reveal(), base_url=settings.base_url, max_retries=2
+            api_key=settings.api_key.reveal(),
+            base_url=settings.base_url,
+            max_retries=2,
+            download_min_rate=settings.download_min_rate,
+            download_deadline_base=settings.download_deadline_base,
+            download_rate_grace=settings.download_rate_grace,
+            allow_private_urls=settings.allow_private_urls,
         )
         content = LocalContentStore(settings.videos_dir)
         metrics = Metrics()
