@@ -15,13 +15,10 @@ import httpx
 from ._base import (
     MAX_REDIRECTS,
     BaseClient,
-    Batcher,
-    DownloadSink,
     DownloadSource,
     ProgressCallback,
     StatusCallback,
     WaitSchedule,
-    content_length,
     default_dest,
     download_sources,
     error_from_response,
@@ -38,6 +35,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._rate import Watchdog
+from ._sink import Batcher, DownloadSink, content_length
 from ._types import DownloadResult, VideoJob, VideoModel
 from ._urlguard import resolve
 from ._validation import (
