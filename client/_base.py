@@ -2,14 +2,14 @@
 
 URL building and the origin rule for the API key, translation of httpx exceptions and error
 responses into our error tree (the only place that happens), the retry and backoff policy, the
-polling schedule of `wait()`, and the choice of download source.
+polling schedule of `wait()`, and the choice of download source. Writing a download to disk is
+`_sink`; the checks it and the download loops use are `_mp4check`, `_storage`, `_rate` and `_urlguard`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import math
 import os
 import random
@@ -38,14 +38,18 @@ from ._exceptions import (
     UpstreamError,
     ValidationError,
 )
-from ._types import CANCELLED, COMPLETED, EXPIRED, FAILED, DownloadResult, VideoJob, VideoModel
+from ._rate import RatePolicy
+from ._types import CANCELLED, COMPLETED, EXPIRED, FAILED, VideoJob, VideoModel
+from ._urlguard import UrlGuard
 from ._validation import check_job_id, is_loopback_host
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 USER_AGENT = "openrouter-video/0.1"
 MAX_REDIRECTS = 5
-CHUNK_SIZE = 1024 * 1024
+# Bytes/s below which a download is cut (after a grace period): far below any real link, so only a
+# drip is cut. The receiver sets its own (RECEIVER_DOWNLOAD_MIN_RATE).
+DEFAULT_MIN_RATE = 4 * 1024
 
 ProgressCallback = Callable[[int, "int | None"], None]
 StatusCallback = Callable[[VideoJob, float], None]
@@ -233,6 +237,10 @@ class BaseClient:
         retry_initial: float = 0.5,
         retry_cap: float = 30.0,
         models_ttl: float = 300.0,
+        download_min_rate: float = DEFAULT_MIN_RATE,
+        download_deadline_base: float = 60.0,
+        download_rate_grace: float = 30.0,
+        allow_private_urls: bool = False,
     ) -> None:
         self.api_key = api_key if api_key is not None else os.environ.get("OPENROUTER_API_KEY") or None
         raw_base = base_url or os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
@@ -245,6 +253,11 @@ class BaseClient:
         )
         self.retry = RetryPolicy(max_retries=max_retries, initial=retry_initial, cap=retry_cap)
         self.models_ttl = models_ttl
+        # A download is cut when slower than `download_min_rate` bytes/s (0: never) for longer than
+        # `download_rate_grace` s, or when it outlasts `download_deadline_base` s + size / min rate.
+        self.rate = RatePolicy(download_min_rate, download_deadline_base, download_rate_grace)
+        # Signed URLs from events go to https on public addresses only (or the API's own host).
+        self.url_guard = UrlGuard(self.base_url, allow_private=allow_private_urls)
         self._models_cache: tuple[float, dict[str, VideoModel]] | None = None
 
     def __repr__(self) -> str:
@@ -404,126 +417,6 @@ def download_sources(client: BaseClient, job: VideoJob, index: int) -> list[Down
             keyed_url = candidate
     sources.append(DownloadSource(keyed_url or client.content_url(job.id, index), keyed=True))
     return sources
-
-
-_VIDEO_MAGIC_OFFSET4 = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
-
-
-def looks_like_video(content_type: str | None, first_bytes: bytes) -> bool:
-    """A video content type, or (for missing/generic types) MP4/WebM magic in the first bytes."""
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind.startswith("video/"):
-        return True
-    if kind in ("", "application/octet-stream", "binary/octet-stream"):
-        return first_bytes[4:8] in _VIDEO_MAGIC_OFFSET4 or first_bytes[:4] == b"\x1a\x45\xdf\xa3"
-    return False
-
-
-class DownloadSink:
-    """Writes a stream to `<dest>.part`, hashing as it goes; `commit()` fsyncs and renames it into place.
-
-    `write_batch` is meant to run in a worker thread while the caller receives the next batch:
-    file writes and sha256 both release the GIL, so receiving and writing overlap on two cores.
-    """
-
-    def __init__(self, dest: str, job_id: str, expected: int | None, content_type: str | None) -> None:
-        self.dest = dest
-        self.part = dest + ".part"
-        self.job_id = job_id
-        self.expected = expected
-        self.content_type = content_type
-        self.written = 0
-        self.hash = hashlib.sha256()
-        self._checked = False
-        parent = os.path.dirname(os.path.abspath(dest))
-        os.makedirs(parent, exist_ok=True)
-        self._fh = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in commit()/abort()
-
-    def write_batch(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            if not self._checked:
-                self._checked = True
-                if not looks_like_video(self.content_type, chunk[:16]):
-                    raise DownloadError(
-                        f"content of job {self.job_id} is not a video (Content-Type {self.content_type!r})",
-                        job_id=self.job_id,
-                    )
-            view = memoryview(chunk)
-            while view:
-                view = view[self._fh.write(view) :]
-            self.hash.update(chunk)
-            self.written += len(chunk)
-        if self.expected is not None and self.written > self.expected:
-            raise DownloadError(
-                f"content of job {self.job_id} is longer than its Content-Length {self.expected}",
-                job_id=self.job_id,
-            )
-
-    def commit(self) -> DownloadResult:
-        if not self._checked:
-            self.write_batch([b""])
-        if self.expected is not None and self.written != self.expected:
-            raise DownloadError(
-                f"content of job {self.job_id} ended after {self.written} of {self.expected} bytes",
-                job_id=self.job_id,
-            )
-        if self.written == 0:
-            raise DownloadError(f"content of job {self.job_id} is empty", job_id=self.job_id)
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self.part, self.dest)
-        _fsync_dir(os.path.dirname(os.path.abspath(self.dest)))
-        return DownloadResult(self.dest, self.written, self.hash.hexdigest(), self.content_type)
-
-    def abort(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.part)
-
-
-class Batcher:
-    """Groups network chunks into batches of about `size` bytes for `DownloadSink.write_batch`."""
-
-    def __init__(self, size: int = CHUNK_SIZE) -> None:
-        self.size = size
-        self.chunks: list[bytes] = []
-        self.pending = 0
-
-    def add(self, chunk: bytes) -> list[bytes] | None:
-        self.chunks.append(chunk)
-        self.pending += len(chunk)
-        if self.pending < self.size:
-            return None
-        return self.take()
-
-    def take(self) -> list[bytes]:
-        batch, self.chunks, self.pending = self.chunks, [], 0
-        return batch
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def content_length(response: httpx.Response) -> int | None:
-    value = response.headers.get("content-length")
-    if value is None or response.headers.get("content-encoding"):
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        return None
-    return n if n >= 0 else None
 
 
 def default_dest(job_id: str, index: int) -> str:

@@ -15,13 +15,10 @@ import httpx
 from ._base import (
     MAX_REDIRECTS,
     BaseClient,
-    Batcher,
-    DownloadSink,
     DownloadSource,
     ProgressCallback,
     StatusCallback,
     WaitSchedule,
-    content_length,
     default_dest,
     download_sources,
     error_from_response,
@@ -29,6 +26,7 @@ from ._base import (
     translate_transport_error,
 )
 from ._exceptions import (
+    InsufficientStorageError,
     OpenRouterVideoError,
     RateLimitError,
     ResponseFormatError,
@@ -36,7 +34,10 @@ from ._exceptions import (
     UpstreamError,
     ValidationError,
 )
+from ._rate import Watchdog
+from ._sink import Batcher, DownloadSink, content_length
 from ._types import DownloadResult, VideoJob, VideoModel
+from ._urlguard import resolve
 from ._validation import (
     build_submit_body,
     check_capabilities,
@@ -94,12 +95,15 @@ class OpenRouterVideo(BaseClient):
         stream: bool = False,
         keyed: bool = True,
         job_id: str | None = None,
+        guard: bool = False,
     ) -> httpx.Response:
         attempt = 0
         while True:
             request = make_request()
             try:
-                response = self._send_following(request, stream=stream, keyed=keyed)
+                response = self._send_following(
+                    request, stream=stream, keyed=keyed, guard=guard, job_id=job_id
+                )
                 if response.status_code < 400:
                     return response
                 response.read()
@@ -113,9 +117,21 @@ class OpenRouterVideo(BaseClient):
             time.sleep(delay)
             attempt += 1
 
-    def _send_following(self, request: httpx.Request, *, stream: bool, keyed: bool) -> httpx.Response:
+    def _send_following(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool,
+        keyed: bool,
+        guard: bool = False,
+        job_id: str | None = None,
+    ) -> httpx.Response:
         for _ in range(MAX_REDIRECTS + 1):
+            if guard:  # every hop of a download, redirects included
+                self._check_destination(request.url, job_id)
             response = self._http.send(request, stream=stream)
+            if guard:
+                self._check_peer(request.url, response, job_id)
             if not (response.is_redirect and request.method == "GET"):
                 return response
             response.close()
@@ -126,6 +142,17 @@ class OpenRouterVideo(BaseClient):
         return self._send(
             lambda: self.build_request(self._http, "GET", url, keyed=keyed), job_id=job_id, keyed=keyed
         )
+
+    def _check_destination(self, url: httpx.URL, job_id: str | None) -> None:
+        if self.url_guard.check_url(url, job_id=job_id):
+            self.url_guard.check_resolved(url, resolve(url), job_id=job_id)
+
+    def _check_peer(self, url: httpx.URL, response: httpx.Response, job_id: str | None) -> None:
+        try:
+            self.url_guard.check_peer(url, response, job_id=job_id)
+        except OpenRouterVideoError:
+            response.close()
+            raise
 
     # -- API -----------------------------------------------------------------------------------
 
@@ -216,11 +243,14 @@ class OpenRouterVideo(BaseClient):
         dest: str | os.PathLike[str] | None = None,
         *,
         progress: ProgressCallback | None = None,
+        keep_free: int | None = None,
     ) -> DownloadResult:
         """Stream output `index` to `dest` (via `dest.part`, fsynced, renamed). Memory stays flat.
 
         Uses the job's signed URL without the key while it is valid, else the content URL on the
-        API origin with the key. Checks the content is a video of the announced length.
+        API origin with the key. Checks the content is a video of the announced length (or, with
+        no length announced, a complete MP4). With `keep_free`, raises InsufficientStorageError
+        instead of leaving fewer than `keep_free` bytes free on the destination's filesystem.
         """
         if not isinstance(job, VideoJob):
             job = self.get(job)
@@ -228,8 +258,8 @@ class OpenRouterVideo(BaseClient):
         sources = download_sources(self, job, index)
         for position, source in enumerate(sources):
             try:
-                return self._download_from(source, job.id, target, progress)
-            except ValidationError:
+                return self._download_from(source, job.id, target, progress, keep_free)
+            except (ValidationError, InsufficientStorageError):
                 raise
             except OpenRouterVideoError:
                 if position == len(sources) - 1:
@@ -238,7 +268,12 @@ class OpenRouterVideo(BaseClient):
         raise AssertionError("unreachable: download_sources always yields a keyed source")
 
     def _download_from(
-        self, source: DownloadSource, job_id: str, dest: str, progress: ProgressCallback | None
+        self,
+        source: DownloadSource,
+        job_id: str,
+        dest: str,
+        progress: ProgressCallback | None,
+        keep_free: int | None,
     ) -> DownloadResult:
         attempt = 0
         while True:
@@ -249,8 +284,18 @@ class OpenRouterVideo(BaseClient):
                 stream=True,
                 keyed=source.keyed,
                 job_id=job_id,
+                guard=True,
             )
-            sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"))
+            try:
+                sink = DownloadSink(
+                    dest, job_id, content_length(response), response.headers.get("content-type"), keep_free
+                )
+            except BaseException:
+                response.close()
+                raise
+            # Fed per chunk: a slow drip is cut when its next byte arrives; a total stall is left
+            # to the read timeout (a blocking read cannot be interrupted from here).
+            rate = self.rate.guard(sink.expected, time.monotonic(), job_id=job_id)
             batcher = Batcher()
             writing: concurrent.futures.Future[None] | None = None
             try:
@@ -258,6 +303,7 @@ class OpenRouterVideo(BaseClient):
                 # next one is received. At most two batches are in memory.
                 with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="download-writer") as worker:
                     for chunk in response.iter_bytes():
+                        rate.feed(len(chunk), time.monotonic())
                         batch = batcher.add(chunk)
                         if batch is not None:
                             if writing is not None:
@@ -319,12 +365,15 @@ class AsyncOpenRouterVideo(BaseClient):
         stream: bool = False,
         keyed: bool = True,
         job_id: str | None = None,
+        guard: bool = False,
     ) -> httpx.Response:
         attempt = 0
         while True:
             request = make_request()
             try:
-                response = await self._send_following(request, stream=stream, keyed=keyed)
+                response = await self._send_following(
+                    request, stream=stream, keyed=keyed, guard=guard, job_id=job_id
+                )
                 if response.status_code < 400:
                     return response
                 await response.aread()
@@ -338,9 +387,21 @@ class AsyncOpenRouterVideo(BaseClient):
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _send_following(self, request: httpx.Request, *, stream: bool, keyed: bool) -> httpx.Response:
+    async def _send_following(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool,
+        keyed: bool,
+        guard: bool = False,
+        job_id: str | None = None,
+    ) -> httpx.Response:
         for _ in range(MAX_REDIRECTS + 1):
+            if guard:  # every hop of a download, redirects included
+                await self._check_destination(request.url, job_id)
             response = await self._http.send(request, stream=stream)
+            if guard:
+                await self._check_peer(request.url, response, job_id)
             if not (response.is_redirect and request.method == "GET"):
                 return response
             await response.aclose()
@@ -351,6 +412,18 @@ class AsyncOpenRouterVideo(BaseClient):
         return await self._send(
             lambda: self.build_request(self._http, "GET", url, keyed=keyed), job_id=job_id, keyed=keyed
         )
+
+    async def _check_destination(self, url: httpx.URL, job_id: str | None) -> None:
+        if self.url_guard.check_url(url, job_id=job_id):
+            answers = await asyncio.to_thread(resolve, url)
+            self.url_guard.check_resolved(url, answers, job_id=job_id)
+
+    async def _check_peer(self, url: httpx.URL, response: httpx.Response, job_id: str | None) -> None:
+        try:
+            self.url_guard.check_peer(url, response, job_id=job_id)
+        except OpenRouterVideoError:
+            await response.aclose()
+            raise
 
     async def models(self, *, refresh: bool = False) -> list[VideoModel]:
         cached = None if refresh else self.cached_models()
@@ -423,6 +496,7 @@ class AsyncOpenRouterVideo(BaseClient):
         dest: str | os.PathLike[str] | None = None,
         *,
         progress: ProgressCallback | None = None,
+        keep_free: int | None = None,
     ) -> DownloadResult:
         if not isinstance(job, VideoJob):
             job = await self.get(job)
@@ -430,8 +504,8 @@ class AsyncOpenRouterVideo(BaseClient):
         sources = download_sources(self, job, index)
         for position, source in enumerate(sources):
             try:
-                return await self._download_from(source, job.id, target, progress)
-            except ValidationError:
+                return await self._download_from(source, job.id, target, progress, keep_free)
+            except (ValidationError, InsufficientStorageError):
                 raise
             except OpenRouterVideoError:
                 if position == len(sources) - 1:
@@ -439,9 +513,15 @@ class AsyncOpenRouterVideo(BaseClient):
         raise AssertionError("unreachable: download_sources always yields a keyed source")
 
     async def _download_from(
-        self, source: DownloadSource, job_id: str, dest: str, progress: ProgressCallback | None
+        self,
+        source: DownloadSource,
+        job_id: str,
+        dest: str,
+        progress: ProgressCallback | None,
+        keep_free: int | None,
     ) -> DownloadResult:
         attempt = 0
+        loop = asyncio.get_running_loop()
         while True:
             response = await self._send(
                 lambda: self.build_request(
@@ -450,14 +530,30 @@ class AsyncOpenRouterVideo(BaseClient):
                 stream=True,
                 keyed=source.keyed,
                 job_id=job_id,
+                guard=True,
             )
-            sink = DownloadSink(dest, job_id, content_length(response), response.headers.get("content-type"))
+            try:
+                sink = await asyncio.to_thread(
+                    DownloadSink,
+                    dest,
+                    job_id,
+                    content_length(response),
+                    response.headers.get("content-type"),
+                    keep_free,
+                )
+            except BaseException:
+                await response.aclose()
+                raise
+            rate = self.rate.guard(sink.expected, loop.time(), job_id=job_id)
+            # The watchdog cuts a read that stalls completely; `feed` cuts a drip at its next byte.
+            watchdog = Watchdog(rate)
             batcher = Batcher()
             writing: asyncio.Future[None] | None = None
             try:
                 # Disk writes, hashing and the final fsync run in a thread: the event loop (and the
                 # webhook endpoint beside it) never waits on the disk. Double-buffered as in the sync client.
                 async for chunk in response.aiter_bytes():
+                    rate.feed(len(chunk), loop.time())
                     batch = batcher.add(chunk)
                     if batch is not None:
                         if writing is not None:
@@ -472,8 +568,10 @@ class AsyncOpenRouterVideo(BaseClient):
                 await asyncio.to_thread(sink.write_batch, batcher.take())
                 if progress:
                     progress(sink.written, sink.expected)
+                watchdog.disarm()
                 return await asyncio.to_thread(sink.commit)
             except httpx.HTTPError as exc:
+                watchdog.disarm()
                 await _settle(writing)
                 sink.abort()
                 error = translate_transport_error(exc, job_id=job_id)
@@ -482,9 +580,12 @@ class AsyncOpenRouterVideo(BaseClient):
                     raise error from exc
                 await asyncio.sleep(delay)
                 attempt += 1
-            except BaseException:
+            except BaseException as exc:
+                too_slow = watchdog.translate(exc)
                 await _settle(writing)
                 sink.abort()
+                if too_slow is not None:
+                    raise too_slow from None
                 raise
             finally:
                 await response.aclose()

@@ -8,6 +8,8 @@
     ├── SubmissionOutcomeUnknown         a submit may or may not have created a (billed) job
     ├── ResponseFormatError              OpenRouter answered, but not with what the API documents
     ├── DownloadError                    the content was not a video, or not the announced size
+    │   └── DownloadTooSlow              the content arrived below the minimum rate, or past its deadline
+    ├── InsufficientStorageError         not enough free disk for the output (`.needed`, `.free` bytes)
     ├── JobNotFinished                   `wait()` reached its deadline; the job still runs (`.status`)
     ├── JobUnsuccessful                  the job ended failed/cancelled/expired (`.job`, `.error`)
     │   ├── JobFailed
@@ -38,7 +40,9 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "DownloadError",
+    "DownloadTooSlow",
     "InsufficientCreditsError",
+    "InsufficientStorageError",
     "InvalidRequestError",
     "JobCancelled",
     "JobExpired",
@@ -117,6 +121,23 @@ class ResponseFormatError(OpenRouterVideoError):
 
 class DownloadError(OpenRouterVideoError):
     """The downloaded content is not a video, or is not the size the server announced."""
+
+
+class DownloadTooSlow(DownloadError):
+    """The content arrived slower than the minimum rate for too long, or missed its size-scaled deadline."""
+
+
+class InsufficientStorageError(OpenRouterVideoError):
+    """The destination has too little free space (above the floor the caller keeps) for the output.
+
+    Raised before anything is written when the size is announced, or before the write that would
+    cross the floor when it is not. `.needed` and `.free` (above the floor) are in bytes.
+    """
+
+    def __init__(self, needed: int, free: int, *, job_id: str | None = None) -> None:
+        super().__init__(f"need {needed} bytes, {free} free above the floor", job_id=job_id)
+        self.needed = needed
+        self.free = free
 
 
 class JobNotFinished(OpenRouterVideoError):

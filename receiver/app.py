@@ -77,7 +77,13 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
         held, prepared = prepared or await asyncio.to_thread(prepare, settings), None
         store = held.store
         client = AsyncOpenRouterVideo(
-            api_key=settings.api_key.reveal(), base_url=settings.base_url, max_retries=2
+            api_key=settings.api_key.reveal(),
+            base_url=settings.base_url,
+            max_retries=2,
+            download_min_rate=settings.download_min_rate,
+            download_deadline_base=settings.download_deadline_base,
+            download_rate_grace=settings.download_rate_grace,
+            allow_private_urls=settings.allow_private_urls,
         )
         content = LocalContentStore(settings.videos_dir)
         metrics = Metrics()

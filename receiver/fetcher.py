@@ -5,6 +5,10 @@ Each output is `pending → downloading → done`, or `gone` (404/409/410 upstre
 it runs; only the claimant records its outcome. A worker that dies loses its claims when their
 leases run out (at once for the SQLite store, which one process serves alone), and `.part`
 leftovers are deleted at start: a partial file is never recorded as done.
+
+A download that would eat into `RECEIVER_MIN_FREE_BYTES` (the room the database and webhooks need)
+is not started, or is stopped before it crosses the floor: the output waits for disk space with a
+growing delay, and those waits never use up its attempts (the store gives the attempt back).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import shutil
 import time
 
 import structlog
@@ -20,6 +25,7 @@ import structlog
 from client import (
     AsyncOpenRouterVideo,
     AuthenticationError,
+    InsufficientStorageError,
     NotFoundError,
     OpenRouterVideoError,
     OutputGoneError,
@@ -41,6 +47,8 @@ _IDLE_RECHECK = 5.0
 # What 409 means on the content endpoint is undocumented; it may be "not ready yet". A paid output
 # is only given up as gone after a few 409s, while 404 and 410 are taken at their word.
 _CONFLICT_RETRIES = 3
+# The space-wait delay stops growing here (the backoff's cap applies long before).
+_MAX_SPACE_WAIT_STEP = 30
 
 
 def _preload_http_backends() -> None:
@@ -76,6 +84,9 @@ class Fetcher:
         self._active: set[asyncio.Task[None]] = set()
         self._claims: set[tuple[str, int]] = set()  # outputs this fetcher is downloading (leases to renew)
         self._recover = True  # at start: take back whatever a dead worker left in flight
+        # How often each output waited for space in a row: only the delay grows with it (the attempts
+        # are given back in the store, so a restart forgetting this costs nothing but a shorter wait).
+        self._space_waits: dict[tuple[str, int], int] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -157,7 +168,12 @@ class Fetcher:
             upstream = json.loads(item["upstream"] or "{}")
             try:
                 job = VideoJob.from_api({**upstream, "id": job_id, "status": "completed"})
-                result = await self.client.download(job, index, self.content.destination(job_id, index))
+                result = await self.client.download(
+                    job,
+                    index,
+                    self.content.destination(job_id, index),
+                    keep_free=self.settings.min_free_bytes,
+                )
             except asyncio.CancelledError:
                 raise  # shutdown: the row stays `downloading` and is resumed at the next start
             except _GONE as exc:
@@ -170,12 +186,25 @@ class Fetcher:
                     "download.forbidden", error=str(exc), hint="check OPENROUTER_API_KEY", attempts=attempts
                 )
                 await self._end(job_id, index, "failed", exc, attempts)
-            except (OpenRouterVideoError, OSError, ValueError) as exc:
+            except InsufficientStorageError as exc:
+                await self._wait_for_space(
+                    job_id, index, f"need {exc.needed} bytes, {exc.free} free above the floor"
+                )
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # filled up by someone else meanwhile
+                    free = await asyncio.to_thread(self._free_above_floor)
+                    await self._wait_for_space(
+                        job_id, index, f"the disk filled up ({exc.strerror}), {free} free above the floor"
+                    )
+                else:
+                    await self._retry_or_fail(job_id, index, attempts, exc)
+            except (OpenRouterVideoError, ValueError) as exc:
                 await self._retry_or_fail(job_id, index, attempts, exc)
             except Exception as exc:  # a bug must not kill the fetcher; retry later, loudly
                 log.exception("download.crashed", attempts=attempts)
                 await self._retry_or_fail(job_id, index, attempts, exc)
             else:
+                self._space_waits.pop((job_id, index), None)
                 try:
                     recorded = await self.store.finish_download(
                         job_id, index, path=result.path, size=result.bytes, sha256=result.sha256
@@ -198,10 +227,26 @@ class Fetcher:
                     duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 )
 
-    async def _retry_or_fail(self, job_id: str, index: int, attempts: int, exc: Exception) -> None:
+    def _free_above_floor(self) -> int:
+        return max(0, shutil.disk_usage(self.settings.videos_dir).free - self.settings.min_free_bytes)
+
+    async def _wait_for_space(self, job_id: str, index: int, detail: str) -> None:
         # A full disk is our problem, not the output's: it never uses up the attempts of a paid video.
-        disk_full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        if attempts >= self.settings.download_max_attempts and not disk_full:
+        key = (job_id, index)
+        waits = self._space_waits[key] = self._space_waits.get(key, 0) + 1
+        delay = self.backoff.delay(min(waits - 1, _MAX_SPACE_WAIT_STEP))
+        error = f"waiting for disk space: {detail}"
+        self.metrics.inc("receiver_downloads_total", result="waiting_for_space")
+        log.warning("download.waiting_for_space", error=error, waits=waits, retry_in=round(delay, 2))
+        try:
+            await self.store.retry_download(
+                job_id, index, next_at=time.time() + delay, error=error, count_attempt=False
+            )
+        except StoreUnavailable as store_exc:
+            log.error("download.unrecorded", error=str(store_exc))
+
+    async def _retry_or_fail(self, job_id: str, index: int, attempts: int, exc: Exception) -> None:
+        if attempts >= self.settings.download_max_attempts:
             await self._end(job_id, index, "failed", exc, attempts)
             return
         retry_after = getattr(exc, "retry_after", None)
@@ -214,6 +259,7 @@ class Fetcher:
             log.error("download.unrecorded", error=str(store_exc))
 
     async def _end(self, job_id: str, index: int, state: str, exc: Exception, attempts: int) -> None:
+        self._space_waits.pop((job_id, index), None)
         self.metrics.inc("receiver_downloads_total", result=state)
         log.error("download", outcome=state, error=str(exc), attempts=attempts)
         try:

@@ -64,6 +64,10 @@ class Settings:
     download_retry_initial: float = 2.0
     download_retry_cap: float = 300.0
     min_free_bytes: int = 256 * 1024 * 1024
+    download_min_rate: float = 64 * 1024
+    download_deadline_base: float = 60.0
+    download_rate_grace: float = 30.0
+    allow_private_urls: bool = False
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -137,6 +141,10 @@ class Settings:
             if number < 0 or (number == 0 and attr in _POSITIVE):
                 raise SettingsError(f"{name}={raw!r} must be {'> 0' if attr in _POSITIVE else '>= 0'}")
             values[attr] = number
+        if (allow := text("RECEIVER_ALLOW_PRIVATE_URLS")) is not None:
+            if allow.lower() not in _BOOLEAN:
+                raise SettingsError(f"RECEIVER_ALLOW_PRIVATE_URLS={allow!r}: use 1 or 0")
+            values["allow_private_urls"] = _BOOLEAN[allow.lower()]
         if (fmt := text("RECEIVER_LOG_FORMAT")) is not None:
             values["log_format"] = fmt
         if (level := text("RECEIVER_LOG_LEVEL")) is not None:
@@ -182,7 +190,20 @@ _NUMERIC: tuple[tuple[str, str, type], ...] = (
     ("RECEIVER_DOWNLOAD_RETRY_INITIAL", "download_retry_initial", float),
     ("RECEIVER_DOWNLOAD_RETRY_CAP", "download_retry_cap", float),
     ("RECEIVER_MIN_FREE_BYTES", "min_free_bytes", int),
+    ("RECEIVER_DOWNLOAD_MIN_RATE", "download_min_rate", float),
+    ("RECEIVER_DOWNLOAD_DEADLINE_BASE", "download_deadline_base", float),
+    ("RECEIVER_DOWNLOAD_RATE_GRACE", "download_rate_grace", float),
 )
+_BOOLEAN = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
 _POSITIVE = {
     "max_body_bytes",
     "max_header_bytes",

@@ -687,7 +687,8 @@ def test_download_never_sends_key_to_foreign_unsigned_url(
     simulator: RunningSimulator, recorder: tuple[Recorder, str], tmp_path: Any
 ) -> None:
     rec, rec_url = recorder
-    with api(simulator) as client:
+    # The recorder stands in for a public host: allow its loopback http address (see test_hardening_downloads).
+    with api(simulator, allow_private_urls=True) as client:
         job = completed_job(simulator, client)
         hostile = VideoJob.from_api(
             {
@@ -721,7 +722,10 @@ def test_redirect_to_another_origin_drops_the_key(recorder: tuple[Recorder, str]
     )
     with (
         UvicornThread(app) as api_server,
-        OpenRouterVideo(api_key="sk-secret", base_url=f"{api_server.url}/api/v1") as client,
+        # The recorder stands in for a public CDN: allow its loopback http address.
+        OpenRouterVideo(
+            api_key="sk-secret", base_url=f"{api_server.url}/api/v1", allow_private_urls=True
+        ) as client,
     ):
         result = client.download("job-abc123", dest=tmp_path / "v.mp4")
     assert seen == ["Bearer sk-secret", "Bearer sk-secret"]
