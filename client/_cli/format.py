@@ -1,0 +1,137 @@
+"""What commands print on stdout: JSON records, tables and `key: value` descriptions."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from .._types import DownloadResult, VideoJob, VideoModel
+
+
+def job_record(job: VideoJob, **extra: Any) -> dict[str, Any]:
+    """The machine-readable form of a job: OpenRouter's own fields, plus ours."""
+    record = dict(job.raw)
+    record.setdefault("id", job.id)
+    record.setdefault("status", job.status)
+    record.update(extra)
+    return record
+
+
+def download_record(result: DownloadResult) -> dict[str, Any]:
+    return {
+        "path": result.path,
+        "bytes": result.bytes,
+        "sha256": result.sha256,
+        "content_type": result.content_type,
+    }
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+
+
+def _list(values: Iterable[Any] | None, *, sort: bool = False) -> str:
+    if values is None:
+        return "?"
+    items = sorted(values) if sort else list(values)
+    return ",".join(str(v) for v in items) if items else "-"
+
+
+def _flag(value: bool | None) -> str:
+    return "?" if value is None else ("yes" if value else "no")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def models_table(models: Iterable[VideoModel]) -> str:
+    """One row per model: what it supports."""
+    rows = [
+        [
+            m.id,
+            _list(m.supported_durations, sort=True),
+            _list(m.supported_resolutions),
+            _list(m.supported_aspect_ratios),
+            _flag(m.generate_audio),
+            _flag(m.seed),
+        ]
+        for m in models
+    ]
+    return _table(["ID", "DURATIONS", "RESOLUTIONS", "ASPECT RATIOS", "AUDIO", "SEED"], rows)
+
+
+def _when(unix: int | None) -> str:
+    if unix is None:
+        return "-"
+    try:
+        stamp = _dt.datetime.fromtimestamp(unix, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return str(unix)
+    return f"{stamp} ({unix})"
+
+
+def describe_job(job: VideoJob) -> str:
+    rows: list[tuple[str, str]] = [("id", job.id), ("status", job.status)]
+    if job.model:
+        rows.append(("model", job.model))
+    if job.generation_id:
+        rows.append(("generation_id", job.generation_id))
+    if job.error:
+        rows.append(("error", job.error))
+    if job.status == "completed":
+        rows.append(("outputs", str(job.output_count)))
+    if job.usage is not None:
+        cost = "unknown" if job.usage.cost is None else f"${job.usage.cost:.4f}"
+        rows.append(("cost", f"{cost} (byok: {_flag(job.usage.is_byok)})"))
+    if job.expires_at is not None:
+        rows.append(("expires_at", _when(job.expires_at)))
+    width = max(len(k) for k, _ in rows) + 1
+    return "\n".join(f"{(k + ':').ljust(width)} {v}" for k, v in rows)
+
+
+def describe_model(model: VideoModel) -> str:
+    rows: list[tuple[str, str]] = [
+        ("id", model.id),
+        ("name", model.name or "-"),
+        ("canonical_slug", model.canonical_slug or "-"),
+        ("created", _when(model.created)),
+        ("hugging_face_id", model.hugging_face_id or "-"),
+        ("durations", _list(model.supported_durations, sort=True)),
+        ("resolutions", _list(model.supported_resolutions)),
+        ("aspect_ratios", _list(model.supported_aspect_ratios)),
+        ("sizes", _list(model.supported_sizes)),
+        ("frame_images", _list(model.supported_frame_images)),
+        ("audio", _flag(model.generate_audio)),
+        ("seed", _flag(model.seed)),
+        (
+            "upscale_factor",
+            "-"
+            if model.upscale_factor is None
+            else ", ".join(f"{k}={v}" for k, v in model.upscale_factor.items()),
+        ),
+        ("creativity", _list(model.creativity) if model.creativity is not None else "-"),
+        ("passthrough", _list(model.allowed_passthrough_parameters)),
+    ]
+    if model.pricing_skus:
+        rows.extend((f"price {sku}", price) for sku, price in sorted(model.pricing_skus.items()))
+    else:
+        rows.append(("pricing", "-"))
+    width = max(len(k) for k, _ in rows) + 1
+    text = "\n".join(f"{(k + ':').ljust(width)} {v}" for k, v in rows)
+    if model.description:
+        text += f"\n\n{model.description}"
+    return text
+
+
+def print_download(result: DownloadResult) -> None:
+    click.echo(f"{result.path}\t{result.bytes} bytes\tsha256 {result.sha256}")

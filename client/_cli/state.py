@@ -1,0 +1,38 @@
+"""What one invocation knows: the group options, the lazily built client, and the job in hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import click
+
+from .._client import OpenRouterVideo
+
+PROG = "openrouter-video"
+
+
+@dataclass
+class CliState:
+    """What the group options configured, and what the error mapping needs to know afterwards."""
+
+    api_key: str | None = None
+    base_url: str | None = None
+    verbose: bool = False
+    job_id: str | None = None  # the job a command is working on, for resume advice
+    resume: str | None = None  # the command that picks the work up again
+    submitting: bool = False  # a submit request is in flight (its outcome unknown if interrupted)
+    submitted: bool = False  # this invocation created (and pays for) `job_id`
+    _client: OpenRouterVideo | None = field(default=None, repr=False)
+
+    def client(self) -> OpenRouterVideo:
+        if self._client is None:
+            self._client = OpenRouterVideo(api_key=self.api_key, base_url=self.base_url)
+            click.get_current_context().call_on_close(self._client.close)
+        return self._client
+
+    def working_on(self, job_id: str, resume: str) -> None:
+        self.job_id = job_id
+        self.resume = resume
+
+
+pass_state = click.make_pass_decorator(CliState, ensure=True)

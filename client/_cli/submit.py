@@ -1,0 +1,160 @@
+"""`submit`: create a video job, optionally wait for it and download the result."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from .._validation import normalize_model_id
+from .format import download_record, emit_json, job_record, print_download
+from .jobs import download_with_progress, raise_if_unsuccessful, wait_with_display
+from .options import json_option, output_option, wait_options
+from .receiver_link import receiver_callback_url, register_with_receiver
+from .state import PROG, CliState, pass_state
+
+
+def parse_provider_options(values: Iterable[str]) -> dict[str, dict[str, Any]] | None:
+    """`SLUG.KEY=VALUE` pairs → `{slug: {"parameters": {key: value}}}`; VALUE is JSON when it parses."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in values:
+        left, sep, raw = item.partition("=")
+        slug, dot, key = left.partition(".")
+        if not sep or not dot or not slug.strip() or not key.strip():
+            raise click.BadParameter(
+                f"{item!r} is not SLUG.KEY=VALUE, e.g. google-vertex.negativePrompt=blurry",
+                param_hint="'--provider-option'",
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        options.setdefault(slug.strip(), {"parameters": {}})["parameters"][key.strip()] = value
+    return options or None
+
+
+@click.command("submit")
+@click.argument("prompt")
+@click.option("--model", "-m", required=True, help="Model id, e.g. google/veo-3.1.")
+@click.option("--duration", type=int, help="Seconds.")
+@click.option("--resolution", help="e.g. 720p, 1080p, 4K.")
+@click.option("--aspect-ratio", help="e.g. 16:9, 9:16.")
+@click.option("--size", help="WIDTHxHEIGHT, e.g. 1280x720.")
+@click.option("--seed", type=int)
+@click.option("--audio/--no-audio", default=None, help="Generate audio (default: the model's default).")
+@click.option(
+    "--callback-url", help="Webhook URL for this job (default: $RECEIVER_PUBLIC_URL/webhooks/openrouter)."
+)
+@click.option("--first-frame", metavar="PATH|URL", help="Image for the first frame.")
+@click.option("--last-frame", metavar="PATH|URL", help="Image for the last frame.")
+@click.option(
+    "--reference", "references", multiple=True, metavar="PATH|URL", help="Reference image (repeatable)."
+)
+@click.option(
+    "--provider-option",
+    "provider_option",
+    multiple=True,
+    metavar="SLUG.KEY=VALUE",
+    help="Provider passthrough option (repeatable); VALUE is JSON if it parses, else text.",
+)
+@click.option("--upscale-factor", type=float, help="Upscaling models only.")
+@click.option("--creativity", type=int, help="Upscaling models only.")
+@click.option("--previous-job", help="Continue a completed job (models that support it).")
+@click.option("--session-id", help="Observability grouping id.")
+@click.option("--no-validate", is_flag=True, help="Skip the client-side check against the model catalog.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the job, then download the video.")
+@wait_options(only_with="--wait")
+@output_option("With --wait: file to write (default <job id>.mp4).")
+@json_option("Print the job record as JSON.")
+@pass_state
+def submit_cmd(
+    state: CliState,
+    prompt: str,
+    model: str,
+    duration: int | None,
+    resolution: str | None,
+    aspect_ratio: str | None,
+    size: str | None,
+    seed: int | None,
+    audio: bool | None,
+    callback_url: str | None,
+    first_frame: str | None,
+    last_frame: str | None,
+    references: tuple[str, ...],
+    provider_option: tuple[str, ...],
+    upscale_factor: float | None,
+    creativity: int | None,
+    previous_job: str | None,
+    session_id: str | None,
+    no_validate: bool,
+    wait_: bool,
+    timeout: float,
+    poll_interval: float,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Submit a video job. Prints the job id (stdout); with --wait, waits and downloads it.
+
+    \b
+    Examples:
+      openrouter-video submit "a red fox in snow" --model google/veo-3.1 --duration 4
+      openrouter-video submit "the fox runs" -m google/veo-3.1 --first-frame fox.png --wait -o fox.mp4
+      openrouter-video submit "city at night" -m google/veo-3.1 \\
+          --provider-option google-vertex.negativePrompt=blurry --json
+
+    \b
+    With RECEIVER_PUBLIC_URL set, the job's webhook goes to <RECEIVER_PUBLIC_URL>/webhooks/openrouter
+    (unless --callback-url is given); with RECEIVER_URL and RECEIVER_API_TOKEN set, the job is
+    registered with the receiver after the submit.
+    """
+    if output and not wait_:
+        raise click.UsageError("-o/--output needs --wait (or use `openrouter-video download JOB -o FILE`)")
+    fields: dict[str, Any] = {
+        "duration": duration,
+        "resolution": resolution,
+        "aspect_ratio": aspect_ratio,
+        "size": size,
+        "seed": seed,
+        "generate_audio": audio,
+        "callback_url": callback_url or receiver_callback_url(),
+        "first_frame": first_frame,
+        "last_frame": last_frame,
+        "input_references": list(references) or None,
+        "provider_options": parse_provider_options(provider_option),
+        "upscale_factor": upscale_factor,
+        "creativity": creativity,
+        "previous_job_id": previous_job,
+        "session_id": session_id,
+    }
+    fields = {k: v for k, v in fields.items() if v is not None}
+    api = state.client()
+    state.submitting = True
+    job = api.submit(prompt, model=model, validate=not no_validate, **fields)
+    state.submitting = False
+    state.submitted = True
+    state.working_on(job.id, f"{PROG} wait {job.id}")
+    register_with_receiver(job, normalize_model_id(model), prompt)
+
+    if not wait_:
+        if as_json:
+            emit_json(job_record(job))
+        else:
+            click.echo(job.id)
+            click.echo(
+                f"submitted job {job.id} ({job.status}); follow it with: {PROG} wait {job.id}", err=True
+            )
+        return
+
+    click.echo(f"submitted job {job.id}", err=True)
+    final = wait_with_display(state, api, job, timeout=timeout, poll_interval=poll_interval)
+    if final.status != "completed":
+        if as_json:
+            emit_json(job_record(final))
+        raise_if_unsuccessful(final)
+    result = download_with_progress(state, api, final, index=0, dest=output)
+    if as_json:
+        emit_json(job_record(final, download=download_record(result)))
+    else:
+        print_download(result)
