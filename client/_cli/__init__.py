@@ -38,7 +38,6 @@ from .format import describe_job, describe_model, download_record, emit_json, jo
 from .group import GROUP_HELP, PLUGIN_GROUP, PluginLoadError, VideoGroup, cli, main
 from .receiver_link import (
     RECEIVER_TIMEOUT,
-    RECEIVER_WEBHOOK_PATH,
     receiver_callback_url,
     register_with_receiver,
 )
@@ -55,7 +54,6 @@ __all__ = [
     "PLUGIN_GROUP",
     "PROG",
     "RECEIVER_TIMEOUT",
-    "RECEIVER_WEBHOOK_PATH",
     "CliState",
     "DownloadProgress",
     "PluginLoadError",

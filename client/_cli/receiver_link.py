@@ -13,9 +13,9 @@ import click
 import httpx
 
 from .._types import VideoJob
+from .._webhooks import WEBHOOK_PATH
 from .errors import one_line
 
-RECEIVER_WEBHOOK_PATH = "/webhooks/openrouter"
 RECEIVER_TIMEOUT = 10.0
 
 
@@ -49,4 +49,4 @@ def register_with_receiver(job: VideoJob, model: str, prompt: str | None) -> Non
 
 def receiver_callback_url() -> str | None:
     public = os.environ.get("RECEIVER_PUBLIC_URL", "").strip()
-    return public.rstrip("/") + RECEIVER_WEBHOOK_PATH if public else None
+    return public.rstrip("/") + WEBHOOK_PATH if public else None

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .._validation import normalize_model_id
+from .._webhooks import WEBHOOK_PATH
 from .format import download_record, emit_json, job_record, print_download
 from .jobs import download_with_progress, raise_if_unsuccessful, wait_with_display
 from .options import json_option, output_option, wait_options
@@ -45,7 +46,7 @@ def parse_provider_options(values: Iterable[str]) -> dict[str, dict[str, Any]] |
 @click.option("--seed", type=int)
 @click.option("--audio/--no-audio", default=None, help="Generate audio (default: the model's default).")
 @click.option(
-    "--callback-url", help="Webhook URL for this job (default: $RECEIVER_PUBLIC_URL/webhooks/openrouter)."
+    "--callback-url", help=f"Webhook URL for this job (default: $RECEIVER_PUBLIC_URL{WEBHOOK_PATH})."
 )
 @click.option("--first-frame", metavar="PATH|URL", help="Image for the first frame.")
 @click.option("--last-frame", metavar="PATH|URL", help="Image for the last frame.")
