@@ -38,7 +38,7 @@ _COUNTERS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "receiver_downloads_total": (
         "Output downloads by result.",
         "result",
-        ("done", "retry", "failed", "gone"),
+        ("done", "retry", "failed", "gone", "waiting_for_space"),
     ),
     "receiver_download_bytes_total": ("Bytes of video downloaded and committed.", None, ()),
     "receiver_fallback_polls_total": (

@@ -300,7 +300,11 @@ def test_full_disk_answers_503_keeps_nothing_half_written_and_recovers_by_itself
                 assert rx.get(f"/jobs/{job.id}/content").status_code == 404
                 assert not os.path.exists(final)
                 time.sleep(0.1)
-            assert rx.job(job.id)["outputs"][0]["attempts"] >= 1
+            # Waiting for room is the receiver's problem: it says so, and uses up none of the attempts.
+            waiting = rx.wait_job(
+                job.id, lambda j: "waiting for disk space" in (j["outputs"][0]["error"] or ""), timeout=20
+            )
+            assert waiting["outputs"][0]["attempts"] == 0
 
             # Phase 3: space is back. Nothing to do by hand: everything catches up.
             os.unlink(filler)
