@@ -1,11 +1,11 @@
 """openrouter-video client: OpenRouter's asynchronous video API, its webhook scheme, and a simulator.
 
-    from client import OpenRouterVideo
+    from openrouter_video import OpenRouterVideo
     with OpenRouterVideo() as api:                       # OPENROUTER_API_KEY, OPENROUTER_BASE_URL
         job = api.wait(api.submit("a red fox in snow", model="google/veo-3.1", duration=4))
         api.download(job, dest="fox.mp4")
 
-The error tree is documented in `client._exceptions`.
+The error tree is documented in `openrouter_video._exceptions`.
 """
 
 from ._base import DEFAULT_BASE_URL, RetryPolicy, parse_retry_after

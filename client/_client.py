@@ -174,7 +174,7 @@ class OpenRouterVideo(BaseClient):
     def submit(
         self, prompt: str | None = None, *, model: str, validate: bool = True, **fields: Any
     ) -> VideoJob:
-        """Submit a job (`POST /videos`). Fields: see `client._validation.build_submit_body`.
+        """Submit a job (`POST /videos`). Fields: see `openrouter_video._validation.build_submit_body`.
 
         With `validate` (the default) the request is checked against the model's capabilities
         first and nothing is sent if it would be rejected. A submit is retried only when the

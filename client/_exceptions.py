@@ -26,7 +26,7 @@
         ├── RateLimitError               429 (`.retry_after` seconds, or None)
         └── UpstreamError                5xx and any other unexpected status
 
-httpx exceptions are translated into these in exactly one place, `client._base.translate_transport_error`.
+httpx exceptions are translated into these in exactly one place, `openrouter_video._base.translate_transport_error`.
 """
 
 from __future__ import annotations

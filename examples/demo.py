@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from client import OpenRouterVideo, OpenRouterVideoError
+from openrouter_video import OpenRouterVideo, OpenRouterVideoError
 
 DEADLINE = 60.0
 MODEL = "google/veo-3.1"
@@ -73,7 +73,7 @@ def main() -> int:
     rx_url = f"http://127.0.0.1:{rx_port}"
     auth = {"Authorization": f"Bearer {token}"}
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "RECEIVER_"))}
-    cli = [sys.executable, "-m", "client._cli"]
+    cli = [sys.executable, "-m", "openrouter_video._cli"]
     sim_log, rx_log = root / "simulator.log", root / "receiver.log"
 
     print(

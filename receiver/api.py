@@ -15,7 +15,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
-from client import ALL_STATUSES, JOB_ID_RULE, is_valid_job_id
+from openrouter_video import ALL_STATUSES, JOB_ID_RULE, is_valid_job_id
 
 from . import contract
 from .contract import MAX_INDEX, MAX_LIMIT, ContractError

@@ -1,6 +1,6 @@
 """The receiver, composed once: routes, middleware, lifespan (store, client, fetcher, fallback).
 
-Run it with `openrouter-video serve`, or `uvicorn --factory receiver.app:create_app`.
+Run it with `openrouter-video serve`, or `uvicorn --factory openrouter_video.receiver.app:create_app`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from client import WEBHOOK_PATH, AsyncOpenRouterVideo
+from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
 from . import api
 from ._datadir import DataDirLock

@@ -19,7 +19,14 @@ from datetime import datetime, timezone
 import click
 import httpx
 
-from client import ALL_STATUSES, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
+# The receiver's extra, imported here so that every receiver command, even one that would not reach
+# them, names the missing extra (the plugin loader turns this import error into that one line).
+import msgspec  # noqa: F401
+import starlette  # noqa: F401
+import structlog  # noqa: F401
+import uvicorn  # noqa: F401
+
+from openrouter_video import ALL_STATUSES, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
 
 from . import records
 from ._db import MIGRATIONS, connect, migrate, schema_version
@@ -101,7 +108,6 @@ def serve(
       export RECEIVER_API_TOKEN=$(openssl rand -hex 24)
       openrouter-video serve --port 8000 --data-dir /var/lib/openrouter-video
     """
-    import uvicorn
 
     from ._datadir import StartupError
     from .app import create_app, prepare

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-from client import is_valid_job_id
+from openrouter_video import is_valid_job_id
 
 
 class ContentStore(Protocol):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from client import ALL_STATUSES, JOB_ID_PATTERN
+from openrouter_video import ALL_STATUSES, JOB_ID_PATTERN
 
 from .records import DOWNLOAD_STATES
 

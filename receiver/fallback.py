@@ -13,7 +13,7 @@ import time
 
 import structlog
 
-from client import (
+from openrouter_video import (
     AsyncOpenRouterVideo,
     AuthenticationError,
     NotFoundError,

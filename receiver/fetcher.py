@@ -22,7 +22,7 @@ import time
 
 import structlog
 
-from client import (
+from openrouter_video import (
     AsyncOpenRouterVideo,
     AuthenticationError,
     InsufficientStorageError,

@@ -4,7 +4,7 @@ Order matters: the body is read under a hard cap counted on the bytes received; 
 timestamp are checked before anything touches the database (a forged flood costs one HMAC each);
 the delivery is committed to SQLite before any 2xx; a store that cannot commit answers 503 so
 OpenRouter redelivers. Parsing the event and moving its job along happen after the answer, in
-`receiver.applier`, from the stored row: the answer waits for the disk and nothing else.
+`openrouter_video.receiver.applier`, from the stored row: the answer waits for the disk and nothing else.
 
 This is the receiver's hot path, so it is a pure ASGI endpoint: one pass over the headers,
 precomputed answers, no per-request framework objects. Everything else goes through Starlette.
@@ -21,7 +21,7 @@ import time
 import structlog
 from starlette.types import Receive, Scope, Send
 
-from client import (
+from openrouter_video import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     WebhookPayloadError,

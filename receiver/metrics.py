@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from client import ALL_STATUSES, VERIFY_REASONS
+from openrouter_video import ALL_STATUSES, VERIFY_REASONS
 
 OTHER = "other"
 DELIVERY_OUTCOMES = ("accepted", "duplicate", "rejected", "too_large", "store_unavailable")

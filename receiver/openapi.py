@@ -18,7 +18,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from client import ALL_STATUSES, IDEMPOTENCY_HEADER, JOB_ID_PATTERN, SIGNATURE_HEADER, WEBHOOK_PATH
+from openrouter_video import ALL_STATUSES, IDEMPOTENCY_HEADER, JOB_ID_PATTERN, SIGNATURE_HEADER, WEBHOOK_PATH
 
 from . import contract as c
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from client import (
+from openrouter_video import (
     COMPLETED,
     TERMINAL_STATUSES,
     VideoJob,

@@ -7,7 +7,7 @@ receiver binds every interface in its container, so the proxy in front is not th
 `GuardedHttpToolsProtocol` adds both limits at the protocol level, before the app sees a request.
 
 `uvicorn_options(settings)` is the one place the receiver's uvicorn configuration is built;
-`openrouter-video serve` and the tests use it. Running `uvicorn --factory receiver.app:create_app`
+`openrouter-video serve` and the tests use it. Running `uvicorn --factory openrouter_video.receiver.app:create_app`
 directly skips it and has NONE of these limits: use `openrouter-video serve`.
 """
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from client import DEFAULT_BASE_URL, WEBHOOK_PATH
+from openrouter_video import DEFAULT_BASE_URL, WEBHOOK_PATH
 
 
 class SettingsError(Exception):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from client import AsyncOpenRouterVideo
+from openrouter_video import AsyncOpenRouterVideo
 
 from .content import ContentStore
 from .metrics import Metrics

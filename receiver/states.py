@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from client import IN_PROGRESS, PENDING, TERMINAL_STATUSES
+from openrouter_video import IN_PROGRESS, PENDING, TERMINAL_STATUSES
 
 Decision = Literal["create", "advance", "same", "stale", "conflict"]
 

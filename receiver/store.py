@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from client import VideoJob
+from openrouter_video import VideoJob
 
 from . import records
 from ._datadir import StartupError

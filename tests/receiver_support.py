@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 from support import RunningSimulator, UvicornThread
 
-from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
-from receiver import records
-from receiver._db import connect
-from receiver.app import create_app
-from receiver.server import uvicorn_options
-from receiver.settings import Secret, Settings
+from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+from openrouter_video.receiver import records
+from openrouter_video.receiver._db import connect
+from openrouter_video.receiver.app import create_app
+from openrouter_video.receiver.server import uvicorn_options
+from openrouter_video.receiver.settings import Secret, Settings
 
 API_TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -201,7 +201,15 @@ class ReceiverProcess:
         os.makedirs(self.settings.data_dir, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "client._cli", "serve", "--port", str(self.port), *self.extra_args],
+            [
+                sys.executable,
+                "-m",
+                "openrouter_video._cli",
+                "serve",
+                "--port",
+                str(self.port),
+                *self.extra_args,
+            ],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

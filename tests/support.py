@@ -17,8 +17,8 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from client._simulator import SimulatorConfig, create_app
-from client._simulator._state import SimulatorState
+from openrouter_video._simulator import SimulatorConfig, create_app
+from openrouter_video._simulator._state import SimulatorState
 
 
 class _Server(uvicorn.Server):

@@ -23,10 +23,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support import RunningSimulator, UvicornThread
 
-import client._cli as cli_module
-from client import OpenRouterVideo
-from client._cli import DownloadProgress, StatusDisplay, cli
-from client._simulator import CATALOG
+import openrouter_video._cli as cli_module
+from openrouter_video import OpenRouterVideo
+from openrouter_video._cli import DownloadProgress, StatusDisplay, cli
+from openrouter_video._simulator import CATALOG
 
 VEO = "google/veo-3.1"
 EXECUTABLE = Path(sys.executable).with_name("openrouter-video")
@@ -573,7 +573,7 @@ def test_every_command_has_an_example() -> None:
 
 
 def test_simulate_builds_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    import client._simulator as simulator_module
+    import openrouter_video._simulator as simulator_module
 
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(simulator_module, "serve", lambda config, **kw: calls.append((config, kw)))

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from support import RunningSimulator, UvicornThread
 
-from client import (
+from openrouter_video import (
     APIError,
     AsyncOpenRouterVideo,
     AuthenticationError,
@@ -43,7 +43,7 @@ from client import (
     VideoJob,
     VideoModel,
 )
-from client._simulator._mp4 import sample_bytes
+from openrouter_video._simulator._mp4 import sample_bytes
 
 VEO = "google/veo-3.1"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
@@ -800,7 +800,7 @@ def test_async_errors_match_sync(simulator: RunningSimulator) -> None:
 
 
 def test_upscaler_factor_and_creativity_are_checked_before_submit(simulator: RunningSimulator) -> None:
-    from client import ValidationError
+    from openrouter_video import ValidationError
 
     with api(simulator) as client:
         for fields, field in (({"upscale_factor": 9.0}, "upscale_factor"), ({"creativity": 7}, "creativity")):

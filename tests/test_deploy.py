@@ -32,10 +32,10 @@ import pytest
 from receiver_support import AUTH, ReceiverProcess, free_port, receiver_settings, signed_event, wait_until
 from support import running_simulator
 
-from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
-from receiver import records
-from receiver._db import connect
-from receiver.settings import Settings
+from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+from openrouter_video.receiver import records
+from openrouter_video.receiver._db import connect
+from openrouter_video.receiver.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -74,7 +74,7 @@ def require_tool(name: str) -> str:
 
 def cli_command() -> list[str]:
     script = Path(sys.executable).with_name("openrouter-video")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "client._cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "openrouter_video._cli"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

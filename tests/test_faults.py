@@ -29,9 +29,9 @@ from receiver_support import (
     wait_until,
 )
 
-from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, OpenRouterVideo, sign
-from receiver._db import connect
-from receiver.settings import Secret
+from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, OpenRouterVideo, sign
+from openrouter_video.receiver._db import connect
+from openrouter_video.receiver.settings import Secret
 
 
 @pytest.fixture

@@ -30,10 +30,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from support import UvicornThread
 
-from client import DownloadError, DownloadTooSlow, OpenRouterVideo, VideoJob
-from client._mp4check import mp4_structure_problem
-from client._simulator._mp4 import iter_content, sample_size
-from client._urlguard import UrlGuard
+from openrouter_video import DownloadError, DownloadTooSlow, OpenRouterVideo, VideoJob
+from openrouter_video._mp4check import mp4_structure_problem
+from openrouter_video._simulator._mp4 import iter_content, sample_size
+from openrouter_video._urlguard import UrlGuard
 
 SECRET = "whsec-test-secret"
 KEY = "sk-or-test-key"

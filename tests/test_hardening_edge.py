@@ -19,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from receiver_support import API_TOKEN, AUTH, receiver_settings, running_receiver, wait_until
 
-from client import OpenRouterVideo
-from receiver.metrics import Metrics
+from openrouter_video import OpenRouterVideo
+from openrouter_video.receiver.metrics import Metrics
 
 # Short deadlines so the slow-client tests run in about a second.
 HEADER_TIMEOUT = 0.5
@@ -168,7 +168,7 @@ def test_a_body_that_keeps_arriving_is_not_cut_off(rx) -> None:
 
 
 def test_header_and_body_limits_are_settings() -> None:
-    from receiver.settings import Settings
+    from openrouter_video.receiver.settings import Settings
 
     env = {
         "OPENROUTER_API_KEY": "k",

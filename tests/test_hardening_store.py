@@ -26,17 +26,17 @@ from receiver_support import (
     wait_until,
 )
 
-from client import VideoJob
-from receiver import records
-from receiver._db import connect
-from receiver.store import SQLiteJobStore
+from openrouter_video import VideoJob
+from openrouter_video.receiver import records
+from openrouter_video.receiver._db import connect
+from openrouter_video.receiver.store import SQLiteJobStore
 
 
 def _serve(settings, port: int) -> subprocess.CompletedProcess:
     """A second `serve` in the foreground: it must refuse, not run (bounded by the timeout)."""
     env = ReceiverProcess(settings).env()
     return subprocess.run(
-        [sys.executable, "-m", "client._cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "openrouter_video._cli", "serve", "--port", str(port)],
         env=env,
         capture_output=True,
         text=True,

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from support import UvicornThread
 
-from client import OpenRouterVideo, sign
+from openrouter_video import OpenRouterVideo, sign
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_failed_job_is_recorded_with_upstream_error_and_nothing_downloaded(recei
 def test_verified_non_event_is_kept_unprocessed_and_can_be_reprocessed(receiver, simulator) -> None:
     from click.testing import CliRunner
 
-    from receiver.cli import deliveries, reprocess
+    from openrouter_video.receiver.cli import deliveries, reprocess
 
     bodies = [
         b"not json at all",

@@ -26,8 +26,8 @@ from schemathesis.checks import (
 )
 from support import running_simulator
 
-from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, OpenRouterVideo, sign
-from receiver.openapi import openapi_document
+from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, OpenRouterVideo, sign
+from openrouter_video.receiver.openapi import openapi_document
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=40)

@@ -29,8 +29,8 @@ from receiver_support import (
     wait_until,
 )
 
-from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, OpenRouterVideo, sign
-from receiver.settings import Secret, Settings
+from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, OpenRouterVideo, sign
+from openrouter_video.receiver.settings import Secret, Settings
 
 HEX_SIGNATURE = re.compile(r"v1=[0-9a-fA-F]{16,}")
 
@@ -604,7 +604,7 @@ def test_settings_never_show_their_secrets() -> None:
         ):
             assert secret not in text
     assert settings.secret_values() == ["whsec-new-aaaa", "whsec-old-bbbb"]
-    from receiver.settings import SettingsError
+    from openrouter_video.receiver.settings import SettingsError
 
     with pytest.raises(SettingsError) as info:
         Settings.from_env(

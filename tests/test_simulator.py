@@ -24,10 +24,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from support import RunningSimulator, UvicornThread, fast_simulator_config, running_simulator
 
-from client._exceptions import WebhookVerificationError
-from client._simulator import CATALOG, SimulatorConfig
-from client._simulator._mp4 import free_box_header, iter_content, sample_size
-from client._webhooks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify, verify_signature
+from openrouter_video._exceptions import WebhookVerificationError
+from openrouter_video._simulator import CATALOG, SimulatorConfig
+from openrouter_video._simulator._mp4 import free_box_header, iter_content, sample_size
+from openrouter_video._webhooks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify, verify_signature
 
 JOB_ID_RE = re.compile(r"^gen-vid-\d{10}-[A-Za-z0-9]{20}$")
 VEO = {"model": "google/veo-3.1", "prompt": "a red fox in the snow"}

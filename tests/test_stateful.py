@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from client import TERMINAL_STATUSES, VideoJob
-from receiver import records
-from receiver._db import connect, migrate
+from openrouter_video import TERMINAL_STATUSES, VideoJob
+from openrouter_video.receiver import records
+from openrouter_video.receiver._db import connect, migrate
 
 JOBS = ("jobA", "jobB", "jobC")
 # "queued" stands for a status upstream may add one day: recorded, ranked with pending.

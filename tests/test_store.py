@@ -10,8 +10,8 @@ import httpx
 import pytest
 from receiver_support import receiver_settings, running_receiver
 
-from receiver import records
-from receiver._db import MIGRATIONS, connect, migrate
+from openrouter_video.receiver import records
+from openrouter_video.receiver._db import MIGRATIONS, connect, migrate
 
 
 def _event(job_id: str, status: str) -> bytes:
@@ -156,7 +156,7 @@ def test_a_backlog_drains_while_deliveries_keep_arriving(tmp_path, simulator) ->
 def test_reprocess_applies_what_a_stopped_receiver_left_pending(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from receiver.cli import deliveries, reprocess
+    from openrouter_video.receiver.cli import deliveries, reprocess
 
     data_dir = str(tmp_path / "data")
     with contextlib.closing(connect(str(tmp_path / "data" / "receiver.db"))) as conn:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client import (
+from openrouter_video import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     WebhookPayloadError,
@@ -209,7 +209,7 @@ def test_signature_like_headers_only_ever_raise_the_typed_error(header, body) ->
 def test_the_fast_path_for_openrouters_header_shape_parses_as_the_general_parser_does(header) -> None:
     # `_parse_signature` takes a regex shortcut for `t=<digits>,v1=<64 hex>`; it must never accept,
     # refuse or read a header differently from the general parser it skips.
-    from client._webhooks import _parse_signature, _parse_signature_parts
+    from openrouter_video._webhooks import _parse_signature, _parse_signature_parts
 
     def outcome(parse):
         try:

@@ -1,4 +1,4 @@
-"""`python -m client._cli`: the same as the `openrouter-video` console script."""
+"""`python -m openrouter_video._cli`: the same as the `openrouter-video` console script."""
 
 from . import main
 

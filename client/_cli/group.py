@@ -49,11 +49,21 @@ class PluginLoadError(click.ClickException):
 
 
 def _plugin_entry_points() -> Iterable[Any]:
-    # Looked up on the package at call time: `client._cli.entry_points` is the one seam to replace
+    # Looked up on the package at call time: `openrouter_video._cli.entry_points` is the one seam to replace
     # (tests install fake plugins through it).
     from . import entry_points
 
     return entry_points(group=PLUGIN_GROUP)
+
+
+def _missing_dependency(target: str, exc: ModuleNotFoundError) -> str:
+    """Our own receiver's commands live behind an extra: name it rather than the import error."""
+    if target.startswith("openrouter_video.receiver") and not (exc.name or "").startswith("openrouter_video"):
+        return (
+            f"it needs the receiver's dependencies ({exc.name} is not installed): "
+            "pip install 'openrouter-video[receiver]'"
+        )
+    return f"plugin {target} failed to load: {type(exc).__name__}: {exc}"
 
 
 class VideoGroup(click.Group):
@@ -65,7 +75,7 @@ class VideoGroup(click.Group):
         self.plugin_errors: dict[str, str] = {}
 
     # Entry points are loaded on first use rather than at import, so a plugin module may itself import
-    # `client._cli` (for helpers) without a circular import.
+    # `openrouter_video._cli` (for helpers) without a circular import.
     def load_plugins(self) -> None:
         if self._plugins_loaded:
             return
@@ -80,6 +90,9 @@ class VideoGroup(click.Group):
                 continue  # plugins never shadow a built-in command (or an earlier plugin)
             try:
                 command = ep.load()
+            except ModuleNotFoundError as exc:
+                self.plugin_errors[ep.name] = _missing_dependency(ep.value, exc)
+                continue
             except Exception as exc:  # noqa: BLE001 - any import failure: remember it, keep going
                 self.plugin_errors[ep.name] = f"plugin {ep.value} failed to load: {type(exc).__name__}: {exc}"
                 continue

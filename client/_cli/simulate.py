@@ -43,7 +43,13 @@ def simulate_cmd(
       openrouter-video simulate --port 8080 --webhook-secret whsec_dev --pending 2 --in-progress 5
       OPENROUTER_BASE_URL=http://127.0.0.1:8080/api/v1 openrouter-video models
     """
-    from .._simulator import SimulatorConfig, serve
+    try:
+        from .._simulator import SimulatorConfig, serve
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"the simulator needs its server ({exc.name} is not installed): "
+            "pip install 'openrouter-video[simulator]'"
+        ) from None
 
     options: dict[str, Any] = {
         "webhook_secret": webhook_secret,

@@ -259,7 +259,7 @@ def receiver_server(
         "RECEIVER_MIN_FREE_BYTES": "1",
         **(extra_env or {}),
     }
-    argv = [PYTHON, "-m", "client._cli", "serve", "--port", str(port), "--data-dir", data_dir]
+    argv = [PYTHON, "-m", "openrouter_video._cli", "serve", "--port", str(port), "--data-dir", data_dir]
     record = (
         "OPENROUTER_API_KEY=... OPENROUTER_BASE_URL=... OPENROUTER_WEBHOOK_SECRET=... RECEIVER_API_TOKEN=... "
         "openrouter-video serve --port $PORT --data-dir $DATA_DIR"
@@ -273,7 +273,7 @@ def simulator_server(ctx: Context, log_dir: str, *, pending: float = 0.0, in_pro
     argv = [
         PYTHON,
         "-m",
-        "client._cli",
+        "openrouter_video._cli",
         "simulate",
         "--port",
         str(port),

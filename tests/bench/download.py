@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from client import OpenRouterVideo
+from openrouter_video import OpenRouterVideo
 
 from ._common import API_KEY, PYTHON, REPO, Context, Row, scratch, simulator_server
 

@@ -24,8 +24,8 @@ import time
 
 import httpx
 
-from client import OpenRouterVideo
-from receiver._db import connect
+from openrouter_video import OpenRouterVideo
+from openrouter_video.receiver._db import connect
 
 from ._common import API_KEY, Context, Row, percentile, receiver_server, scratch, simulator_server
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from client import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 
 from ._common import BENCH_DIR, WEBHOOK_SECRET, Context, percentile
 

@@ -25,7 +25,7 @@ import time
 
 import httpx
 
-from receiver._db import connect, migrate
+from openrouter_video.receiver._db import connect, migrate
 
 from ._common import AUTH, BlackHole, Context, Row, percentile, receiver_server, scratch
 

@@ -16,7 +16,7 @@ import timeit
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from client import SIGNATURE_HEADER, sign, verify_signature
+from openrouter_video import SIGNATURE_HEADER, sign, verify_signature
 
 from ._common import Context, Row, ensure_modules
 
