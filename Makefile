@@ -23,8 +23,9 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check client receiver tests examples
-	$(BIN)/ruff format --check client receiver tests examples
+	$(BIN)/ruff check client receiver tests examples tools
+	$(BIN)/ruff format --check client receiver tests examples tools
+	$(BIN)/python tools/typecheck.py
 
 # Benchmarks (tests/bench): one table of figures vs targets. BENCH_ARGS='--only 1,3 --quick' for a subset.
 # wrk is apt-installed by the runner when missing (as root); stripe/standardwebhooks are pip-installed for #3.

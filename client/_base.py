@@ -140,7 +140,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         ceiling = min(self.cap, self.initial * (2**attempt))
         backoff = ceiling / 2 + random.uniform(0, ceiling / 2)
-        return max(backoff, retry_after or 0.0)
+        return float(max(backoff, retry_after or 0.0))
 
     def plan(self, attempt: int, error: OpenRouterVideoError, *, idempotent: bool) -> float | None:
         """Seconds to wait before the next attempt, or None to give up and raise `error`."""

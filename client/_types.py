@@ -65,7 +65,7 @@ class Usage:
             return None
         cost = data.get("cost")
         return cls(
-            cost=float(cost) if _finite_number(cost) else None,
+            cost=float(cost) if cost is not None and _finite_number(cost) else None,
             is_byok=_opt_bool(data.get("is_byok")),
         )
 

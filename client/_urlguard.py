@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
 from ._exceptions import DownloadError
 
-Resolved = list[tuple[int, int, int, str, tuple]]  # socket.getaddrinfo's answer
+Resolved = Sequence[tuple[Any, Any, int, str, tuple[Any, ...]]]  # socket.getaddrinfo's answer
 
 
 class UrlGuard:

@@ -54,7 +54,7 @@ def is_valid_job_id(job_id: Any) -> bool:
 def check_job_id(job_id: Any) -> str:
     if not is_valid_job_id(job_id):
         raise ValidationError("job_id", job_id, f"not a valid job id: {job_id!r}")
-    return job_id
+    return str(job_id)
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -165,6 +165,7 @@ class Writer:
             self._rollback()
             self._finish(batch, [(False, StoreUnavailable("the store is closed"))] * len(batch))
             return
+        assert self._loop is not None  # set by the first run(), which is how a batch starts
         done = self._loop.run_in_executor(self._thread, blocking)
 
         def landed(task: asyncio.Future[None]) -> None:

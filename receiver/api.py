@@ -171,8 +171,10 @@ async def register_job(request: Request) -> Response:
         job_id, model=model, prompt=prompt, first_poll_at=time.time() + s.settings.fallback_after
     )
     log.info("job.registered", job_id=job_id, new=created)
-    record = contract.shape(_present(s.store.get_job(job_id)), contract.Job)
-    return _json(record, status=201 if created else 200)
+    stored = s.store.get_job(job_id)
+    if stored is None:  # deleted between the two calls (by an admin, say)
+        return error_response(404, f"no job {job_id!r}")
+    return _json(contract.shape(_present(stored), contract.Job), status=201 if created else 200)
 
 
 def _is_utf8(text: str) -> bool:

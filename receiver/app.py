@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ReceiverState]]:
         nonlocal prepared  # handed over once; a later lifespan of the same app prepares anew
-        held, prepared = prepared or await asyncio.to_thread(prepare, settings), None
+        held = prepared if prepared is not None else await asyncio.to_thread(prepare, settings)
+        prepared = None
         store = held.store
         client = AsyncOpenRouterVideo(
             api_key=settings.api_key.reveal(),
@@ -155,11 +156,13 @@ async def _method_not_allowed(request: Request) -> JSONResponse:
     return error_response(405, f"use POST for {WEBHOOK_PATH}", headers={"Allow": "POST"})
 
 
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)  # registered for it alone
     return error_response(exc.status_code, exc.detail, headers=exc.headers)
 
 
-async def _bad_request_body(request: Request, exc: api.BadRequestBody) -> JSONResponse:
+async def _bad_request_body(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, api.BadRequestBody)  # registered for it alone
     return error_response(exc.status, exc.message)
 
 

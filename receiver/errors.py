@@ -7,6 +7,7 @@ alike, is built here, so the shape is stated once (and described once in the Ope
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -22,7 +23,7 @@ def error_bytes(status: int, message: str, **extra: Any) -> bytes:
 
 
 def error_response(
-    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     return JSONResponse(error_body(status, message, **extra), status_code=status, headers=headers)
 

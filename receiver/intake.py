@@ -226,6 +226,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         return
     # Stored: the answer can go. The applier moves the job along and writes the log line.
     metrics.deliveries["accepted"].inc()
+    assert recorded.delivery_id is not None  # a stored (not duplicate) delivery has its row id
     s.applier.received(recorded.delivery_id, request_id=request_id, client=client, answered_ms=answered_ms)
     await _respond(send, ACCEPTED, request_id)
 

@@ -185,8 +185,10 @@ def _storable(text: str | None) -> str | None:
 
 
 def _storable_job(job: VideoJob) -> VideoJob:
-    fields = {name: getattr(job, name) for name in ("id", "status", "model", "error", "generation_id")}
-    clean = {name: _storable(value) for name, value in fields.items()}
+    fields: dict[str, Any] = {
+        name: getattr(job, name) for name in ("id", "status", "model", "error", "generation_id")
+    }
+    clean: dict[str, Any] = {name: _storable(value) for name, value in fields.items()}
     return job if clean == fields else dataclasses.replace(job, **clean)
 
 
@@ -333,7 +335,7 @@ def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> A
     status = _storable(event.status) if event else None
     event_type = _storable(event.type) if event else None
     decision, queued = None, 0
-    if error is None:
+    if event is not None and error is None:
         # The job's clock is when the webhook arrived, not when it was applied.
         result = apply_job_update(
             conn, event.job, source="webhook", now=row["received_at"], delivery_id=row["id"]
@@ -378,7 +380,9 @@ def reprocess_deliveries(
     return [_apply_delivery(conn, row, now) for row in rows]
 
 
-def list_deliveries(conn: sqlite3.Connection, *, unprocessed: bool = False, limit: int = 100) -> list[dict]:
+def list_deliveries(
+    conn: sqlite3.Connection, *, unprocessed: bool = False, limit: int = 100
+) -> list[dict[str, Any]]:
     """The newest deliveries; `unprocessed`: only those not applied (failed, or still pending)."""
     columns = (
         "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
@@ -425,7 +429,7 @@ def register_job(
     return False
 
 
-def due_polls(conn: sqlite3.Connection, now: float, limit: int) -> list[dict]:
+def due_polls(conn: sqlite3.Connection, now: float, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT id, submitted_at, created_at, poll_attempts FROM jobs "
         "WHERE next_poll_at IS NOT NULL AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?",
@@ -452,7 +456,7 @@ _CLAIMED = "WHERE job_id = ? AND idx = ? AND state = 'downloading' AND claimed_b
 
 def claim_downloads(
     conn: sqlite3.Connection, now: float, limit: int, *, worker: str, lease: float
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Claim up to `limit` due outputs for `worker` until `now + lease`, with their job's upstream view.
 
     Due: pending and past their next attempt, or downloading under a lease that ran out (the worker
@@ -575,7 +579,7 @@ JOB_COLUMNS = (
 )
 
 
-def get_job(conn: sqlite3.Connection, job_id: str) -> dict | None:
+def get_job(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         return None
@@ -630,9 +634,10 @@ def list_jobs(
     until: float | None = None,
     cursor: str | None = None,
     limit: int = 50,
-) -> tuple[list[dict], str | None]:
+) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, keyset pagination on (created_at, id)."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if status:
         where.append("status = ?")
         params.append(status)
