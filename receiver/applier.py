@@ -122,7 +122,7 @@ class Applier:
         }
         if applied.applied:
             self.metrics.inc("receiver_deliveries_applied_total", result="applied")
-            log.info("webhook.delivery", outcome="accepted", decision=applied.decision, **fields)
+            log.info("delivery.applied", outcome="accepted", decision=applied.decision, **fields)
         else:
             self.metrics.inc("receiver_deliveries_applied_total", result="unprocessed")
-            log.error("webhook.delivery", outcome="unprocessed", error=applied.error, **fields)
+            log.error("delivery.applied", outcome="unprocessed", error=applied.error, **fields)

@@ -59,9 +59,9 @@ class FallbackPoller:
                 if due:
                     await asyncio.gather(*(self._poll(row) for row in due))
             except StoreUnavailable as exc:
-                log.error("fallback.store_unavailable", error=str(exc))
+                log.error("poll.store_unavailable", error=str(exc))
             except Exception:  # a bug must not end the fallback for good; log it and go on
-                log.exception("fallback.crashed")
+                log.exception("poll.crashed")
             await asyncio.sleep(self.tick)
 
     async def _poll(self, row: dict) -> None:
@@ -77,33 +77,33 @@ class FallbackPoller:
                     "fallback_gave_up",
                     f"not terminal after {self.settings.fallback_max_age:.0f}s",
                 )
-                log.error("fallback.gave_up", age=round(now - born))
+                log.error("poll.gave_up", age=round(now - born))
                 return
             try:
                 job = await self.client.get(job_id)
             except NotFoundError as exc:
                 self.metrics.inc("receiver_fallback_polls_total", result="not_found")
                 stop = attempts + 1 >= _MAX_NOT_FOUND
-                log.warning("fallback.poll", outcome="not_found", error=str(exc), giving_up=stop)
+                log.warning("poll.answered", outcome="not_found", error=str(exc), giving_up=stop)
                 await self.store.schedule_poll(job_id, None if stop else now + self.backoff.delay(attempts))
                 return
             except (AuthenticationError, PermissionDeniedError) as exc:
                 self.metrics.inc("receiver_fallback_polls_total", result="forbidden")
                 log.error(
-                    "fallback.poll", outcome="forbidden", error=str(exc), hint="check OPENROUTER_API_KEY"
+                    "poll.answered", outcome="forbidden", error=str(exc), hint="check OPENROUTER_API_KEY"
                 )
                 await self.store.schedule_poll(job_id, now + self.settings.poll_max_interval)
                 return
             except OpenRouterVideoError as exc:
                 self.metrics.inc("receiver_fallback_polls_total", result="error")
-                log.warning("fallback.poll", outcome="error", error=str(exc))
+                log.warning("poll.answered", outcome="error", error=str(exc))
                 await self.store.schedule_poll(
                     job_id, now + self.backoff.delay(attempts, getattr(exc, "retry_after", None))
                 )
                 return
             result = await self.store.apply_poll(job)
             self.metrics.inc("receiver_fallback_polls_total", result=job.status)
-            log.info("fallback.poll", outcome=job.status, decision=result.decision)
+            log.info("poll.answered", outcome=job.status, decision=result.decision)
             if result.outputs_queued:
                 self.fetcher.wake()
             await self.store.schedule_poll(

@@ -104,7 +104,7 @@ class Fetcher:
                     try:
                         claimed = await self.store.claim_downloads(time.time(), free)
                     except StoreUnavailable as exc:
-                        log.error("fetch.claim_failed", error=str(exc))
+                        log.error("download.claim_failed", error=str(exc))
                         claimed = []
                     for item in claimed:
                         task = asyncio.create_task(self._download(item))
@@ -219,7 +219,7 @@ class Fetcher:
                 self.metrics.inc("receiver_downloads_total", result="done")
                 self.metrics.inc("receiver_download_bytes_total", result.bytes)
                 log.info(
-                    "download",
+                    "download.attempt",
                     outcome="done",
                     bytes=result.bytes,
                     sha256=result.sha256,
@@ -252,7 +252,9 @@ class Fetcher:
         retry_after = getattr(exc, "retry_after", None)
         delay = self.backoff.delay(attempts - 1, retry_after)
         self.metrics.inc("receiver_downloads_total", result="retry")
-        log.warning("download", outcome="retry", error=str(exc), attempts=attempts, retry_in=round(delay, 2))
+        log.warning(
+            "download.attempt", outcome="retry", error=str(exc), attempts=attempts, retry_in=round(delay, 2)
+        )
         try:
             await self.store.retry_download(job_id, index, next_at=time.time() + delay, error=str(exc))
         except StoreUnavailable as store_exc:
@@ -261,7 +263,7 @@ class Fetcher:
     async def _end(self, job_id: str, index: int, state: str, exc: Exception, attempts: int) -> None:
         self._space_waits.pop((job_id, index), None)
         self.metrics.inc("receiver_downloads_total", result=state)
-        log.error("download", outcome=state, error=str(exc), attempts=attempts)
+        log.error("download.attempt", outcome=state, error=str(exc), attempts=attempts)
         try:
             await self.store.end_download(job_id, index, state=state, error=str(exc))
         except StoreUnavailable as store_exc:

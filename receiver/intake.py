@@ -80,7 +80,7 @@ class _RejectionLog:
             return
         self._last[reason] = now
         log.warning(
-            "webhook.delivery",
+            "delivery.answered",
             outcome="rejected",
             reason=reason,
             similar_not_logged=self._suppressed.pop(reason, 0),
@@ -150,7 +150,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     if body is None:
         metrics.deliveries["too_large"].inc()
         log.warning(
-            "webhook.delivery",
+            "delivery.answered",
             outcome="too_large",
             limit=settings.max_body_bytes,
             client=client,
@@ -202,7 +202,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     except StoreUnavailable as exc:
         metrics.deliveries["store_unavailable"].inc()
         log.error(
-            "webhook.delivery",
+            "delivery.answered",
             outcome="store_unavailable",
             error=str(exc),
             idempotency_key=delivery.idempotency_key,
@@ -215,7 +215,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     if recorded.duplicate:
         metrics.deliveries["duplicate"].inc()
         log.info(
-            "webhook.delivery",
+            "delivery.answered",
             outcome="duplicate",
             idempotency_key=delivery.idempotency_key,
             client=client,

@@ -571,7 +571,7 @@ def test_secrets_and_signatures_never_reach_the_log(tmp_path, simulator) -> None
         proc.stop()
     with open(proc.log_path, encoding="utf-8", errors="replace") as fh:
         log = fh.read()
-    assert '"webhook.delivery"' in log and '"rejected"' in log and "fallback.poll" in log  # the right file
+    assert '"delivery.answered"' in log and '"rejected"' in log and "poll.answered" in log  # the right file
     secrets = {
         "api key": simulator.api_key,
         "old secret": old_secret,
