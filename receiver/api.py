@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import structlog
@@ -18,7 +17,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from openrouter_video import ALL_STATUSES, JOB_ID_RULE, is_valid_job_id
 
 from . import contract
-from .contract import MAX_INDEX, MAX_LIMIT, ContractError
+from .contract import MAX_INDEX, MAX_LIMIT, ContractError, parse_time, present_job
 from .errors import error_response
 from .state import state_of
 
@@ -57,44 +56,6 @@ async def read_json_object(request: Request, shape: str) -> dict[str, Any]:
     return payload
 
 
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return (
-        datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
-
-
-def _present(record: dict[str, Any]) -> dict[str, Any]:
-    for name in _TIME_FIELDS:
-        if name in record:
-            record[name] = iso(record[name])
-    for output in record.get("outputs", ()):
-        output["updated_at"] = iso(output["updated_at"])
-        output["url"] = (
-            f"/jobs/{record['id']}/content?index={output['index']}" if output["state"] == "done" else None
-        )
-    for event in record.get("events", ()):
-        event["at"] = iso(event["at"])
-    return record
-
-
-def _parse_time(name: str, value: str | None) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{name} must be unix seconds or ISO-8601, got {value!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
-
-
 async def list_jobs(request: Request) -> Response:
     q = request.query_params
     status = q.get("status") or None
@@ -107,7 +68,7 @@ async def list_jobs(request: Request) -> Response:
     if not 1 <= limit <= MAX_LIMIT:
         return error_response(400, f"limit must be between 1 and {MAX_LIMIT}")
     try:
-        since, until = _parse_time("since", q.get("since")), _parse_time("until", q.get("until"))
+        since, until = parse_time("since", q.get("since")), parse_time("until", q.get("until"))
         jobs, cursor = state_of(request).store.list_jobs(
             status=status,
             model=q.get("model") or None,
@@ -119,7 +80,9 @@ async def list_jobs(request: Request) -> Response:
     except ValueError as exc:
         message = str(exc) if "must be" in str(exc) else "cursor is not one this API returned"
         return error_response(400, message)
-    return _json(contract.JobList([contract.shape(_present(j), contract.JobSummary) for j in jobs], cursor))
+    return _json(
+        contract.JobList([contract.shape(present_job(j), contract.JobSummary) for j in jobs], cursor)
+    )
 
 
 async def get_job(request: Request) -> Response:
@@ -133,7 +96,7 @@ async def get_job(request: Request) -> Response:
         record = s.store.get_job(job_id)
     if record is None:
         return error_response(404, f"no job {job_id[:100]!r}")
-    return _json(contract.shape(_present(record), contract.Job))
+    return _json(contract.shape(present_job(record), contract.Job))
 
 
 async def get_content(request: Request) -> Response:
@@ -174,7 +137,7 @@ async def register_job(request: Request) -> Response:
     stored = s.store.get_job(job_id)
     if stored is None:  # deleted between the two calls (by an admin, say)
         return error_response(404, f"no job {job_id!r}")
-    return _json(contract.shape(_present(stored), contract.Job), status=201 if created else 200)
+    return _json(contract.shape(present_job(stored), contract.Job), status=201 if created else 200)
 
 
 def _is_utf8(text: str) -> bool:

@@ -15,6 +15,7 @@ import ssl
 import sys
 import time
 from datetime import datetime, timezone
+from typing import TextIO
 
 import click
 import httpx
@@ -30,6 +31,8 @@ from openrouter_video import ALL_STATUSES, IDEMPOTENCY_HEADER, SIGNATURE_HEADER,
 
 from . import records
 from ._db import MIGRATIONS, connect, migrate, schema_version
+from .contract import iso, parse_time, present_job
+from .export import FORMATS, export_jobs, readable
 from .settings import Settings, SettingsError
 
 
@@ -72,9 +75,7 @@ def _open_db(data_dir: str, *, write: bool = False) -> sqlite3.Connection:
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return iso(ts) or "-"
 
 
 @click.command()
@@ -167,17 +168,42 @@ def jobs_list(data_dir: str, status: str | None, model: str | None, limit: int, 
     with contextlib.closing(_open_db(data_dir)) as conn:
         rows, _cursor = records.list_jobs(conn, status=status, model=model, limit=limit)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([readable(row) for row in rows], indent=2))
         return
     if not rows:
         click.echo("no jobs")
         return
-    click.echo(f"{'JOB':<44} {'STATUS':<12} {'MODEL':<28} {'CREATED (UTC)':<20} SOURCE")
+    click.echo(f"{'JOB':<44} {'STATUS':<12} {'MODEL':<28} {'CREATED':<24} SOURCE")
     for row in rows:
         click.echo(
             f"{row['id']:<44} {row['status']:<12} {(row['model'] or '-'):<28} "
-            f"{_when(row['created_at']):<20} {row['source']}"
+            f"{_when(row['created_at']):<24} {row['source']}"
         )
+
+
+@jobs.command("export")
+@_data_dir_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--status", type=click.Choice(ALL_STATUSES), help="Only jobs in this status.")
+@click.option("--model", help="Only jobs of this model.")
+@click.option("--since", help="Only jobs created at or after this time (ISO 8601 or unix seconds).")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
+def jobs_export(
+    data_dir: str, fmt: str, status: str | None, model: str | None, since: str | None, output: TextIO
+) -> None:
+    """Export every job record (newest first) as CSV or JSON, streamed.
+
+    \b
+    Example:
+      openrouter-video jobs export --format csv --since 2026-12-01 -o jobs.csv
+    """
+    try:
+        since_ts = parse_time("since", since)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    with contextlib.closing(_open_db(data_dir)) as conn:
+        count = export_jobs(conn, output, fmt, status=status, model=model, since=since_ts)
+    click.echo(f"exported {count} jobs", err=True)
 
 
 @jobs.command("show")
@@ -196,7 +222,7 @@ def jobs_show(job_id: str, data_dir: str) -> None:
             raise click.UsageError(f"no job {job_id!r} in {data_dir}")
         for output in record["outputs"]:
             output["path"] = records.output_path(conn, job_id, output["index"])
-    click.echo(json.dumps(record, indent=2))
+    click.echo(json.dumps(present_job(record), indent=2))
 
 
 @click.command()
@@ -214,7 +240,7 @@ def deliveries(data_dir: str, unprocessed: bool, limit: int, as_json: bool) -> N
     with contextlib.closing(_open_db(data_dir)) as conn:
         rows = records.list_deliveries(conn, unprocessed=unprocessed, limit=limit)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([readable(row) for row in rows], indent=2))
         return
     if not rows:
         click.echo("no deliveries")

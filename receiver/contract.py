@@ -10,6 +10,7 @@ keeps its precomputed answers, encoded once from `DeliveryAnswer` at import.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -24,6 +25,15 @@ MAX_PROMPT_CHARS = 10_000
 MAX_MODEL_CHARS = 200
 MAX_LIMIT = 500
 MAX_INDEX = 2**63 - 1  # SQLite's INTEGER range: no output index beyond it can exist
+TIME_FIELDS = (
+    "created_at",
+    "submitted_at",
+    "first_seen_at",
+    "updated_at",
+    "terminal_at",
+    "at",
+    "received_at",
+)
 
 JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN, description="letters, digits, '-' and '_'")]
 Time = Annotated[str, msgspec.Meta(description="ISO 8601, UTC", extra_json_schema={"format": "date-time"})]
@@ -161,6 +171,47 @@ def parse(data: Any, shape: type[T]) -> T:
         if match is None:
             raise ContractError(text) from None
         raise ContractError(f"{match.group(1) or 'body'}: {text[: match.start()]}") from None
+
+
+def iso(ts: float | None) -> str | None:
+    """How every time is shown, to people and programs alike: ISO 8601 in UTC, to the millisecond."""
+    if ts is None:
+        return None
+    return (
+        datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def present_job(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored job record as it is shown: ISO 8601 times, and each done output's content URL."""
+    for name in TIME_FIELDS:
+        if name in record:
+            record[name] = iso(record[name])
+    for output in record.get("outputs", ()):
+        output["updated_at"] = iso(output["updated_at"])
+        output["url"] = (
+            f"/jobs/{record['id']}/content?index={output['index']}" if output["state"] == "done" else None
+        )
+    for event in record.get("events", ()):
+        event["at"] = iso(event["at"])
+    return record
+
+
+def parse_time(name: str, value: str | None) -> float | None:
+    """A time given by a person or a program: unix seconds, or ISO 8601 (UTC unless it says)."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} must be unix seconds or ISO-8601, got {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
 
 
 def encode(value: Any) -> bytes:
