@@ -8,8 +8,9 @@
 The error tree is documented in `openrouter_video._exceptions`.
 """
 
+from ._async_client import AsyncOpenRouterVideo
 from ._base import DEFAULT_BASE_URL, RetryPolicy, parse_retry_after
-from ._client import AsyncOpenRouterVideo, OpenRouterVideo
+from ._client import OpenRouterVideo
 from ._exceptions import (
     VERIFY_REASONS,
     APIError,
