@@ -55,7 +55,7 @@ class Delivery:
     received_at: float
     signed_at: int | None
     remote_addr: str | None = None
-    replay_key: str | None = None  # signed timestamp + body hash: the same signed request seen again
+    replay_key: bytes | None = None  # hash of signed timestamp + body: the same signed request seen again
 
 
 @dataclass(frozen=True)
