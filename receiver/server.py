@@ -27,6 +27,8 @@ KEEP_ALIVE_TIMEOUT = 5.0
 # Where the connection is: between requests (no deadline of ours), in the request line and headers,
 # or in the body (until the parser has the whole message).
 _IDLE, _HEADERS, _BODY = "idle", "headers", "body"
+# A whole body must arrive within this many body timeouts (30 s by default; bodies are at most 1 MiB).
+BODY_TOTAL_FACTOR = 3
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -34,8 +36,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     The header bytes are counted as they arrive and the parser is never fed more than the cap, so an
     oversize block is refused after the cap, not after it has been buffered. The header deadline runs
-    from the request's first byte (from the connection's start for a fresh one); the body deadline is
-    an idle gap: the body must keep arriving, except while the server itself has stopped reading.
+    from the request's first byte (from the connection's start for a fresh one); the body must keep
+    arriving (no gap longer than `body_timeout`) and be whole within `BODY_TOTAL_FACTOR` times it (a
+    byte every few seconds cannot hold a connection for long), except while the server itself has
+    stopped reading.
     """
 
     max_header_bytes = 64 * 1024
@@ -50,6 +54,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._header_started = 0.0
         self._body_seen = 0.0
+        self._body_started = 0.0
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
 
@@ -111,6 +116,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._phase = _BODY
+        self._body_started = self._body_seen = self.loop.time()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -128,7 +134,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == _HEADERS:
             return self._header_started + self.header_timeout
         if self._phase == _BODY:
-            return self._body_seen + self.body_timeout
+            return min(
+                self._body_seen + self.body_timeout,
+                self._body_started + self.body_timeout * BODY_TOTAL_FACTOR,
+            )
         return None
 
     def _arm(self) -> None:
@@ -150,7 +159,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue)
         ):
             # The server is not reading (the app has not taken the body yet): not the client's delay.
-            self._body_seen = self.loop.time()
+            now = self.loop.time()
+            self._body_started += now - self._body_seen
+            self._body_seen = now
         due = self._due()
         if due is None:
             return
@@ -159,8 +170,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._phase == _HEADERS:
             self._refuse(408, f"request headers not received within {self.header_timeout:g}s")
-        else:
+        elif self.loop.time() >= self._body_seen + self.body_timeout:
             self._refuse(408, f"request body stalled for {self.body_timeout:g}s")
+        else:
+            total = self.body_timeout * BODY_TOTAL_FACTOR
+            self._refuse(408, f"request body not received whole within {total:g}s")
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer `status` unless another response is under way, and close: nothing more is read."""

@@ -153,7 +153,8 @@ def test_slow_and_silent_connections_are_closed_while_others_are_served(rx) -> N
 
 
 def test_a_body_that_keeps_arriving_is_not_cut_off(rx) -> None:
-    # The body deadline is an idle gap: 6 bytes, one every 0.2 s, outlast it twice and still count.
+    # The gap limit: 7 bytes, one every 0.3 timeouts, outlast the timeout twice over and still count
+    # (within the whole-body limit of 3 timeouts).
     body = b'{"a":1}'
     with open_connection(rx) as sock:
         sock.sendall(
@@ -161,10 +162,36 @@ def test_a_body_that_keeps_arriving_is_not_cut_off(rx) -> None:
             b"Content-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
         )
         for byte in body:
-            time.sleep(BODY_TIMEOUT * 0.4)  # the drip is the thing under test
+            time.sleep(BODY_TIMEOUT * 0.3)  # the drip is the thing under test
             sock.sendall(bytes([byte]))
         code, _, answer = parse_response(read_until_closed(sock))
     assert code == 400 and "id must be a job id" in json.loads(answer)["error"]["message"]
+
+
+def test_a_body_dripping_inside_the_gap_is_cut_at_the_whole_body_limit(rx) -> None:
+    started = time.monotonic()
+    with open_connection(rx) as sock:
+        sock.sendall(
+            b"POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_TOKEN.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        closed = b""
+        for _ in range(100):  # bounded: the cut comes after about 3 timeouts (12 drips)
+            time.sleep(BODY_TIMEOUT * 0.25)  # the drip is the thing under test
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            sock.settimeout(0.01)
+            try:
+                closed = sock.recv(65536)
+            except TimeoutError:
+                continue
+            break
+        sock.settimeout(5)
+        answer = closed + read_until_closed(sock)
+    assert "not received whole within" in assert_error_envelope(answer, 408)
+    assert time.monotonic() - started < BODY_TIMEOUT * 6
 
 
 def test_header_and_body_limits_are_settings() -> None:
