@@ -18,7 +18,7 @@ import click
 from .catalog import model_cmd, models_cmd
 from .errors import EXIT_API, run_mapped
 from .jobs import download_cmd, status_cmd, wait_cmd
-from .receiver_cmds import RECEIVER_COMMANDS
+from .receiver_cmds import RECORDS_COMMANDS
 from .simulate import simulate_cmd
 from .state import PROG, CliState, pass_state
 from .submit import submit_cmd
@@ -52,7 +52,7 @@ BUILTIN_COMMANDS = (
     wait_cmd,
     download_cmd,
     simulate_cmd,
-    *RECEIVER_COMMANDS,  # jobs, deliveries, reprocess: over HTTP, or the receiver's local implementations
+    *RECORDS_COMMANDS,  # jobs, deliveries, reprocess: over HTTP, or the receiver's local implementations
 )
 
 

@@ -366,4 +366,4 @@ def reprocess_cmd(
     print_reprocessed(result, as_json=as_json)
 
 
-RECEIVER_COMMANDS = (jobs_cmd, deliveries_cmd, reprocess_cmd)
+RECORDS_COMMANDS = (jobs_cmd, deliveries_cmd, reprocess_cmd)
