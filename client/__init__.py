@@ -39,6 +39,7 @@ from ._exceptions import (
     WebhookPayloadError,
     WebhookVerificationError,
 )
+from ._receiver_api import ReceiverClient
 from ._types import (
     ALL_STATUSES,
     CANCELLED,
@@ -107,6 +108,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ReceiverClient",
     "ResponseFormatError",
     "RetryPolicy",
     "SubmissionOutcomeUnknown",

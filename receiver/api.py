@@ -17,8 +17,9 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from openrouter_video import ALL_STATUSES, JOB_ID_RULE, is_valid_job_id
 
 from . import contract
-from .contract import MAX_INDEX, MAX_LIMIT, ContractError, parse_time, present_job
+from .contract import MAX_INDEX, MAX_LIMIT, ContractError, parse_time, present_delivery, present_job
 from .errors import error_response
+from .records import DELIVERY_STATES, UNPROCESSED
 from .state import state_of
 
 log = structlog.get_logger("receiver.api")
@@ -139,6 +140,61 @@ async def register_job(request: Request) -> Response:
     if stored is None:  # deleted between the two calls (by an admin, say)
         return error_response(404, f"no job {job_id!r}")
     return _json(contract.shape(present_job(stored), contract.Job), status=201 if created else 200)
+
+
+_DELIVERY_FILTERS = (*DELIVERY_STATES, UNPROCESSED)
+
+
+async def list_deliveries(request: Request) -> Response:
+    """Stored webhook deliveries, newest first: what `openrouter-video deliveries` shows (never a body)."""
+    q = request.query_params
+    state = q.get("state") or None
+    if state is not None and state not in _DELIVERY_FILTERS:
+        return error_response(400, f"state must be one of {', '.join(_DELIVERY_FILTERS)}")
+    limit = _limit(q.get("limit", "50"))
+    if limit is None:
+        return error_response(400, f"limit must be a whole number between 1 and {MAX_LIMIT}")
+    try:
+        rows, cursor = state_of(request).store.list_deliveries(
+            state=state, cursor=q.get("cursor") or None, limit=limit
+        )
+    except ValueError:
+        return error_response(400, "cursor is not one this API returned")
+    return _json(
+        contract.DeliveryList(
+            [contract.shape(present_delivery(r), contract.StoredDelivery) for r in rows], cursor
+        )
+    )
+
+
+async def reprocess_deliveries(request: Request) -> Response:
+    """Apply stored deliveries not applied (all, or `ids`): `openrouter-video reprocess` over HTTP."""
+    ids: list[int] | None = None
+    if await request.body():  # no body: every delivery not applied
+        payload = await read_json_object(request, '{"ids": [1, 2, ...]}')
+        try:
+            ids = contract.parse(payload, contract.Reprocess).ids
+        except ContractError as exc:
+            return error_response(400, str(exc))
+    applied = await state_of(request).applier.reprocess(ids or None)
+    done = sum(a.applied for a in applied)
+    log.info("deliveries.reprocessed", count=len(applied), applied=done, ids=ids)
+    return _json(
+        contract.ReprocessResult(
+            [
+                contract.Reprocessed(a.delivery_id, a.idempotency_key, a.job_id, a.status, a.applied, a.error)
+                for a in applied
+            ],
+            applied=done,
+            unprocessed=len(applied) - done,
+        )
+    )
+
+
+def _limit(raw: str) -> int | None:
+    if not _ASCII_INDEX.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+        return None
+    return int(raw)
 
 
 def _is_utf8(text: str) -> bool:

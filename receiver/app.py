@@ -37,7 +37,7 @@ from .settings import Settings
 from .state import ReceiverState
 from .store import SQLiteJobStore
 
-PROTECTED_PREFIXES = ("/jobs", "/metrics")
+PROTECTED_PREFIXES = ("/jobs", "/deliveries", "/metrics")
 
 
 @dataclass
@@ -126,6 +126,8 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
         Route("/jobs", api.register_job, methods=["POST"]),
         Route("/jobs/{job_id:path}/content", api.get_content, methods=["GET", "HEAD"]),
         Route("/jobs/{job_id:path}", api.get_job, methods=["GET"]),
+        Route("/deliveries", api.list_deliveries, methods=["GET"]),
+        Route("/deliveries/reprocess", api.reprocess_deliveries, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),

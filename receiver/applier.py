@@ -92,6 +92,14 @@ class Applier:
             self._report(delivery)
         return len(applied)
 
+    async def reprocess(self, delivery_ids: list[int] | None) -> list[AppliedDelivery]:
+        """Apply stored deliveries not applied (failed, or pending) now, each reported as the applier
+        reports its own (log line, metrics, the fetcher woken for queued outputs)."""
+        applied = await self.store.reprocess_deliveries(delivery_ids)
+        for delivery in applied:
+            self._report(delivery)
+        return applied
+
     async def _apply_carefully(self, limit: int) -> AppliedBatch:
         """One delivery per transaction, each in a SAVEPOINT: a delivery that raises is marked failed."""
         applied: list[AppliedDelivery] = []

@@ -1,21 +1,19 @@
-"""The receiver's commands for `openrouter-video`: serve, jobs, deliveries, reprocess, webhook test.
+"""The receiver's commands for `openrouter-video`: serve, webhook test.
 
 They reach the `openrouter-video` group through the `openrouter_video.commands` entry points, so
-the client package never imports the receiver. Each is a thin wrapper over the Python API.
+the client package never imports the receiver. Each is a thin wrapper over the Python API. The
+records commands (`jobs`, `deliveries`, `reprocess`) are the client's own; their implementations
+on the server's database are in receiver/cli_local.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets as random_secrets
-import sqlite3
 import ssl
 import sys
 import time
 from datetime import datetime, timezone
-from typing import TextIO
 
 import click
 import httpx
@@ -27,12 +25,8 @@ import starlette  # noqa: F401
 import structlog  # noqa: F401
 import uvicorn  # noqa: F401
 
-from openrouter_video import ALL_STATUSES, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
+from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
 
-from . import records
-from ._db import MIGRATIONS, connect, migrate, schema_version
-from .contract import iso, parse_time, present_job
-from .export import FORMATS, export_jobs, readable
 from .settings import Settings, SettingsError
 
 
@@ -51,31 +45,6 @@ def _data_dir_option(fn):
         show_default=True,
         help="Directory of the SQLite database and the videos (env RECEIVER_DATA_DIR).",
     )(fn)
-
-
-def _open_db(data_dir: str, *, write: bool = False) -> sqlite3.Connection:
-    """The store of `data_dir`. Reading commands never migrate (a running receiver owns that): they
-    refuse a database whose schema is not the one this version reads."""
-    path = os.path.join(data_dir, "receiver.db")
-    if not os.path.exists(path):
-        raise click.UsageError(f"no receiver database at {path} (is --data-dir / RECEIVER_DATA_DIR right?)")
-    try:
-        conn = connect(path, readonly=not write)
-        if write:
-            migrate(conn)
-        elif (version := schema_version(conn)) != len(MIGRATIONS):
-            conn.close()
-            raise click.UsageError(
-                f"the database at {path} has schema version {version}, this version reads "
-                f"{len(MIGRATIONS)}: start `openrouter-video serve` on it once to migrate it"
-            )
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot read {path}: {exc}") from None
-    return conn
-
-
-def _when(ts: float | None) -> str:
-    return iso(ts) or "-"
 
 
 @click.command()
@@ -141,146 +110,6 @@ def serve(
         server_header=False,
         **uvicorn_options(settings),  # header caps and slow-client timeouts: see receiver/server.py
     )
-
-
-@click.group()
-def jobs() -> None:
-    """Job records in the receiver's database."""
-
-
-@jobs.command("list")
-@_data_dir_option
-@click.option(
-    "--status",
-    type=click.Choice(ALL_STATUSES),
-    help="Only jobs in this status.",
-)
-@click.option("--model", help="Only jobs of this model.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def jobs_list(data_dir: str, status: str | None, model: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, newest first.
-
-    \b
-    Example:
-      openrouter-video jobs list --status completed --model google/veo-3.1
-    """
-    with contextlib.closing(_open_db(data_dir)) as conn:
-        rows, _cursor = records.list_jobs(conn, status=status, model=model, limit=limit)
-    if as_json:
-        click.echo(json.dumps([readable(row) for row in rows], indent=2))
-        return
-    if not rows:
-        click.echo("no jobs")
-        return
-    click.echo(f"{'JOB':<44} {'STATUS':<12} {'MODEL':<28} {'CREATED':<24} SOURCE")
-    for row in rows:
-        click.echo(
-            f"{row['id']:<44} {row['status']:<12} {(row['model'] or '-'):<28} "
-            f"{_when(row['created_at']):<24} {row['source']}"
-        )
-
-
-@jobs.command("export")
-@_data_dir_option
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
-@click.option("--status", type=click.Choice(ALL_STATUSES), help="Only jobs in this status.")
-@click.option("--model", help="Only jobs of this model.")
-@click.option("--since", help="Only jobs created at or after this time (ISO 8601 or unix seconds).")
-@click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
-def jobs_export(
-    data_dir: str, fmt: str, status: str | None, model: str | None, since: str | None, output: TextIO
-) -> None:
-    """Export every job record (newest first) as CSV or JSON, streamed.
-
-    \b
-    Example:
-      openrouter-video jobs export --format csv --since 2026-12-01 -o jobs.csv
-    """
-    try:
-        since_ts = parse_time("since", since)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    with contextlib.closing(_open_db(data_dir)) as conn:
-        count = export_jobs(conn, output, fmt, status=status, model=model, since=since_ts)
-    click.echo(f"exported {count} jobs", err=True)
-
-
-@jobs.command("show")
-@click.argument("job_id")
-@_data_dir_option
-def jobs_show(job_id: str, data_dir: str) -> None:
-    """Show one job: status, outputs (with file paths) and its event history, as JSON.
-
-    \b
-    Example:
-      openrouter-video jobs show gen-vid-1763700000-AbCdEfGhIjKlMnOpQrSt
-    """
-    with contextlib.closing(_open_db(data_dir)) as conn:
-        record = records.get_job(conn, job_id)
-        if record is None:
-            raise click.UsageError(f"no job {job_id!r} in {data_dir}")
-        for output in record["outputs"]:
-            output["path"] = records.output_path(conn, job_id, output["index"])
-    click.echo(json.dumps(present_job(record), indent=2))
-
-
-@click.command()
-@_data_dir_option
-@click.option("--unprocessed", is_flag=True, help="Only deliveries not applied: failed, or still pending.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def deliveries(data_dir: str, unprocessed: bool, limit: int, as_json: bool) -> None:
-    """List stored webhook deliveries, newest first.
-
-    \b
-    Example:
-      openrouter-video deliveries --unprocessed
-    """
-    with contextlib.closing(_open_db(data_dir)) as conn:
-        rows = records.list_deliveries(conn, unprocessed=unprocessed, limit=limit)
-    if as_json:
-        click.echo(json.dumps([readable(row) for row in rows], indent=2))
-        return
-    if not rows:
-        click.echo("no deliveries")
-        return
-    for row in rows:
-        state = {"applied": "applied", "pending": "pending (not applied yet)"}.get(
-            row["state"], f"UNPROCESSED: {row['error']}"
-        )
-        click.echo(f"#{row['id']:<6} {_when(row['received_at'])}  {row['idempotency_key']:<50} {state}")
-
-
-@click.command()
-@click.argument("delivery_ids", nargs=-1, type=int)
-@_data_dir_option
-def reprocess(delivery_ids: tuple[int, ...], data_dir: str) -> None:
-    """Apply stored deliveries that were not applied (all of them, or the ids given).
-
-    Failed ones (e.g. after a fix) and pending ones (the receiver was stopped with a backlog; a
-    running receiver applies those itself).
-
-    \b
-    Example:
-      openrouter-video reprocess          # every delivery not applied
-      openrouter-video reprocess 17 18
-    """
-    with contextlib.closing(_open_db(data_dir, write=True)) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            outcomes = records.reprocess_deliveries(conn, list(delivery_ids) or None)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    done = sum(o.applied for o in outcomes)
-    click.echo(
-        f"reprocessed {len(outcomes)} deliveries: {done} applied, {len(outcomes) - done} still unprocessed"
-    )
-    for outcome in outcomes:
-        if not outcome.applied:
-            click.echo(f"  #{outcome.delivery_id}: {outcome.error}")
 
 
 @click.group()

@@ -17,7 +17,7 @@ import msgspec
 
 from openrouter_video import ALL_STATUSES, JOB_ID_PATTERN
 
-from .records import DOWNLOAD_STATES
+from .records import DELIVERY_STATES, DOWNLOAD_STATES
 
 # OpenRouter documents no prompt limit; 10,000 characters is far above any real prompt, and a record is
 # returned in every listing, so one huge prompt must not make every listing huge.
@@ -33,6 +33,7 @@ TIME_FIELDS = (
     "terminal_at",
     "at",
     "received_at",
+    "applied_at",
 )
 
 JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN, description="letters, digits, '-' and '_'")]
@@ -140,6 +141,51 @@ class DeliveryAnswer(msgspec.Struct):
     outcome: Literal["accepted", "duplicate"]
 
 
+class StoredDelivery(msgspec.Struct):
+    """A stored webhook delivery as listed: never its body, nor its headers (the signature is one)."""
+
+    id: Annotated[int, msgspec.Meta(ge=1)]
+    idempotency_key: str
+    job_id: str | None
+    event_type: str | None
+    status: str | None
+    received_at: Time
+    remote_addr: str | None
+    state: Literal[DELIVERY_STATES]  # type: ignore[valid-type]
+    error: str | None
+    applied_at: Time | None
+    body_bytes: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class DeliveryList(msgspec.Struct):
+    deliveries: list[StoredDelivery]
+    next_cursor: str | None
+
+
+class Reprocess(msgspec.Struct):
+    """`POST /deliveries/reprocess`: which deliveries to apply again (none given: every one not applied)."""
+
+    ids: (
+        Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=MAX_INDEX)]], msgspec.Meta(max_length=10_000)]
+        | None
+    ) = None
+
+
+class Reprocessed(msgspec.Struct):
+    id: Annotated[int, msgspec.Meta(ge=1)]
+    idempotency_key: str
+    job_id: str | None
+    status: str | None
+    applied: bool
+    error: str | None
+
+
+class ReprocessResult(msgspec.Struct):
+    reprocessed: list[Reprocessed]
+    applied: Annotated[int, msgspec.Meta(ge=0)]
+    unprocessed: Annotated[int, msgspec.Meta(ge=0)]
+
+
 class Health(msgspec.Struct):
     status: Literal["ok"]
 
@@ -195,6 +241,13 @@ def present_job(record: dict[str, Any]) -> dict[str, Any]:
     for event in record.get("events", ()):
         event["at"] = iso(event["at"])
     return record
+
+
+def present_delivery(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored delivery row as it is shown: ISO 8601 times."""
+    for name in ("received_at", "applied_at"):
+        row[name] = iso(row[name])
+    return row
 
 
 def parse_time(name: str, value: str | None) -> float | None:

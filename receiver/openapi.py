@@ -46,6 +46,7 @@ class Operation:
     answers: dict[int, Answer]
     public: bool = False
     body: type | None = None
+    body_required: bool = True
     parameters: tuple[dict[str, Any], ...] = ()
 
 
@@ -154,6 +155,45 @@ OPERATIONS: tuple[Operation, ...] = (
             416: Answer("Range not satisfiable.", media={"text/plain": _TEXT}),
         },
     ),
+    Operation(
+        "get",
+        "/deliveries",
+        "listDeliveries",
+        "Stored webhook deliveries (never their bodies or headers), newest first, with cursor pagination",
+        parameters=(
+            _param(
+                "state",
+                "query",
+                {"type": "string", "enum": ["pending", "failed", "applied", "unprocessed"]},
+                "`unprocessed`: failed or pending",
+            ),
+            _param(
+                "limit", "query", {"type": "integer", "minimum": 1, "maximum": c.MAX_LIMIT, "default": 50}
+            ),
+            _param("cursor", "query", _TEXT, "`next_cursor` of the previous page"),
+        ),
+        answers={
+            200: Answer("A page of deliveries.", c.DeliveryList),
+            400: Answer("A bad state, limit or cursor.", c.ErrorEnvelope),
+            401: _UNAUTHORIZED,
+        },
+    ),
+    Operation(
+        "post",
+        "/deliveries/reprocess",
+        "reprocessDeliveries",
+        "Apply stored deliveries not applied (failed or pending): all, or the ids given",
+        body=c.Reprocess,
+        body_required=False,
+        answers={
+            200: Answer(
+                "What was applied, and what is still unprocessed (with the reason).", c.ReprocessResult
+            ),
+            400: Answer("Not a JSON object, or bad ids.", c.ErrorEnvelope),
+            401: _UNAUTHORIZED,
+            413: _TOO_LARGE,
+        },
+    ),
     Operation("get", "/healthz", "healthz", "Alive", public=True, answers={200: Answer("Alive.", c.Health)}),
     Operation(
         "get",
@@ -200,7 +240,7 @@ def _build(operations: tuple[Operation, ...]) -> dict[str, Any]:
             spec["parameters"] = list(op.parameters)
         if op.body is not None:
             spec["requestBody"] = {
-                "required": True,
+                "required": op.body_required,
                 "content": {"application/json": {"schema": ref_of[op.body]}},
             }
         paths.setdefault(op.path, {})[op.method] = spec

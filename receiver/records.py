@@ -255,6 +255,12 @@ def apply_pending(
     rows = conn.execute(
         f"SELECT {_TO_APPLY} FROM deliveries WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,)
     ).fetchall()
+    return _apply_rows(conn, rows, now, isolate=isolate)
+
+
+def _apply_rows(
+    conn: sqlite3.Connection, rows: list[sqlite3.Row], now: float, *, isolate: bool
+) -> list[AppliedDelivery]:
     if not isolate:
         return [_apply_delivery(conn, row, now) for row in rows]
     applied = []
@@ -365,9 +371,16 @@ def _unusable(event: WebhookEvent) -> str | None:
 
 
 def reprocess_deliveries(
-    conn: sqlite3.Connection, delivery_ids: list[int] | None = None, now: float | None = None
+    conn: sqlite3.Connection,
+    delivery_ids: list[int] | None = None,
+    now: float | None = None,
+    *,
+    isolate: bool = False,
 ) -> list[AppliedDelivery]:
-    """Apply stored deliveries that failed (e.g. after a bug fix) or are still pending (receiver stopped)."""
+    """Apply stored deliveries that failed (e.g. after a bug fix) or are still pending (receiver stopped).
+
+    `isolate`: one that raises is marked failed (with the error) instead of failing them all.
+    """
     now = time.time() if now is None else now
     if delivery_ids:
         marks = ",".join("?" * len(delivery_ids))
@@ -377,22 +390,58 @@ def reprocess_deliveries(
         ).fetchall()
     else:
         rows = conn.execute(f"{_not_applied(_TO_APPLY)} ORDER BY id").fetchall()
-    return [_apply_delivery(conn, row, now) for row in rows]
+    return _apply_rows(conn, rows, now, isolate=isolate)
+
+
+DELIVERY_COLUMNS = (
+    "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
+    "length(body) AS body_bytes"
+)  # what is shown of a delivery: never its body or its headers (the signature is one)
+DELIVERY_STATES = ("pending", "applied", "failed")
+UNPROCESSED = "unprocessed"  # a state filter: failed or pending
 
 
 def list_deliveries(
     conn: sqlite3.Connection, *, unprocessed: bool = False, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The newest deliveries; `unprocessed`: only those not applied (failed, or still pending)."""
-    columns = (
-        "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
-        "length(body) AS body_bytes"
-    )
-    if unprocessed:
-        sql = f"SELECT * FROM ({_not_applied(columns)}) ORDER BY id DESC LIMIT ?"
+    rows, _cursor = page_deliveries(conn, state=UNPROCESSED if unprocessed else None, limit=limit)
+    return rows
+
+
+def page_deliveries(
+    conn: sqlite3.Connection, *, state: str | None = None, cursor: str | None = None, limit: int = 50
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, keyset pagination on the id; `state`: one of DELIVERY_STATES, or UNPROCESSED.
+
+    The cursor is the last id shown (ValueError for one this function did not return).
+    """
+    before = decode_delivery_cursor(cursor) if cursor else None
+    where = "AND id < ?" if before is not None else ""
+    params: list[Any] = [before] if before is not None else []
+    if state == UNPROCESSED:  # each state through its own partial index
+        sql = (
+            f"SELECT * FROM (SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = 'failed' {where} "
+            f"UNION ALL SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = 'pending' {where}) "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        params = params * 2
+    elif state is not None:
+        if state not in DELIVERY_STATES:
+            raise ValueError(f"state must be one of {', '.join((*DELIVERY_STATES, UNPROCESSED))}")
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ? {where} ORDER BY id DESC LIMIT ?"
+        params = [state, *params]
     else:
-        sql = f"SELECT {columns} FROM deliveries ORDER BY id DESC LIMIT ?"
-    return [dict(r) for r in conn.execute(sql, (limit,)).fetchall()]
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE 1 {where} ORDER BY id DESC LIMIT ?"
+    rows = [dict(r) for r in conn.execute(sql, (*params, limit + 1)).fetchall()]
+    next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def decode_delivery_cursor(cursor: str) -> int:
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+        raise ValueError("bad cursor")
+    return int(cursor)
 
 
 # -- registration and fallback polling ---------------------------------------------------------

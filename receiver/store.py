@@ -70,6 +70,10 @@ class JobStore(Protocol):
     ) -> bool: ...
     async def end_download(self, job_id: str, index: int, *, state: str, error: str) -> bool: ...
     async def check_writable(self) -> None: ...
+    async def reprocess_deliveries(self, delivery_ids: list[int] | None) -> list[AppliedDelivery]: ...
+    def list_deliveries(
+        self, *, state: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
     def get_job(self, job_id: str) -> dict[str, Any] | None: ...
     def list_jobs(self, **filters: Any) -> tuple[list[dict[str, Any]], str | None]: ...
     def output_path(self, job_id: str, index: int) -> str | None: ...
@@ -225,6 +229,11 @@ class SQLiteJobStore:
         """Write a delivery row and roll it back, then commit: the path a webhook takes, end to end."""
         await self._writer.run(records.probe_delivery_write)
 
+    async def reprocess_deliveries(self, delivery_ids: list[int] | None) -> list[AppliedDelivery]:
+        """Apply stored deliveries not applied (all, or those of `delivery_ids`), as `openrouter-video
+        reprocess` does on the server's shell; one that raises is marked failed, the rest go on."""
+        return await self._writer.run(_reprocess, delivery_ids)
+
     # -- reads (own connection; short queries run on the event loop) --------------------------
 
     async def due_polls(self, now: float, limit: int) -> list[dict[str, Any]]:
@@ -238,6 +247,11 @@ class SQLiteJobStore:
 
     def output_path(self, job_id: str, index: int) -> str | None:
         return records.output_path(self._read, job_id, index)
+
+    def list_deliveries(
+        self, *, state: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return records.page_deliveries(self._read, state=state, cursor=cursor, limit=limit)
 
     def queue_depth(self) -> int:
         return records.queue_depth(self._read)
@@ -257,6 +271,10 @@ def _apply_pending(conn: sqlite3.Connection, limit: int, isolate: bool) -> Appli
     started = time.perf_counter()
     applied = records.apply_pending(conn, limit, time.time(), isolate=isolate)
     return AppliedBatch(applied, time.perf_counter() - started)
+
+
+def _reprocess(conn: sqlite3.Connection, delivery_ids: list[int] | None) -> list[AppliedDelivery]:
+    return records.reprocess_deliveries(conn, delivery_ids, time.time(), isolate=True)
 
 
 def _file_identity(path: str) -> tuple[int, int]:

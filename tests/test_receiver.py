@@ -179,7 +179,7 @@ def test_failed_job_is_recorded_with_upstream_error_and_nothing_downloaded(recei
 def test_verified_non_event_is_kept_unprocessed_and_can_be_reprocessed(receiver, simulator) -> None:
     from click.testing import CliRunner
 
-    from openrouter_video.receiver.cli import deliveries, reprocess
+    from openrouter_video.receiver.cli_local import deliveries, reprocess
 
     bodies = [
         b"not json at all",

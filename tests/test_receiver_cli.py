@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from receiver_support import receiver_settings, running_receiver, signed_event
 
 from openrouter_video.receiver._db import MIGRATIONS, connect
-from openrouter_video.receiver.cli import jobs
+from openrouter_video.receiver.cli_local import jobs
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -51,7 +51,7 @@ def test_export_writes_every_job_as_csv_and_json_with_iso_times(stored) -> None:
 def test_listing_and_show_print_iso_times(stored) -> None:
     listed = json.loads(_run("list", "--json", "--data-dir", stored))
     assert listed and all(ISO.match(j["created_at"]) for j in listed)
-    shown = json.loads(_run("show", "jobCli1", "--data-dir", stored))
+    shown = json.loads(_run("show", "jobCli1", "--json", "--data-dir", stored))
     assert ISO.match(shown["created_at"]) and all(ISO.match(e["at"]) for e in shown["events"])
     assert ISO.match(_run("list", "--data-dir", stored).splitlines()[1].split()[3])
 

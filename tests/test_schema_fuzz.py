@@ -97,6 +97,8 @@ def test_the_document_is_served_and_describes_every_route(live) -> None:
         "/jobs",
         "/jobs/{job_id}",
         "/jobs/{job_id}/content",
+        "/deliveries",
+        "/deliveries/reprocess",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -156,7 +156,7 @@ def test_a_backlog_drains_while_deliveries_keep_arriving(tmp_path, simulator) ->
 def test_reprocess_applies_what_a_stopped_receiver_left_pending(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from openrouter_video.receiver.cli import deliveries, reprocess
+    from openrouter_video.receiver.cli_local import deliveries, reprocess
 
     data_dir = str(tmp_path / "data")
     with contextlib.closing(connect(str(tmp_path / "data" / "receiver.db"))) as conn:

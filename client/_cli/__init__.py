@@ -1,7 +1,7 @@
 """`openrouter-video`: a thin command line over `OpenRouterVideo`.
 
 Every error is mapped to an exit code in exactly one place, `errors.run_mapped` (called by
-`VideoGroup.main`). Commands from other packages (the receiver's `serve`, `jobs`, ...) are plugged
+`VideoGroup.main`). Commands from other packages (the receiver's `serve`, `webhook`) are plugged
 in through the entry point group `openrouter_video.commands`; this package never imports them by name.
 
 state.py          CliState (group options, the client, the job in hand), PROG
@@ -15,6 +15,9 @@ catalog.py        models, model
 submit.py         submit
 jobs.py           status, wait, download
 simulate.py       simulate
+receiver_cmds.py  jobs list|show, deliveries, reprocess: over HTTP (ReceiverClient) or the receiver's
+                  local implementations (entry point group `openrouter_video.local_commands`)
+records.py        how the receiver's records print (shared with those local implementations)
 """
 
 from __future__ import annotations

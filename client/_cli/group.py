@@ -1,7 +1,9 @@
 """The `openrouter-video` group: its options, its help, the built-in commands and the plugins.
 
-Commands from other packages (the receiver's `serve`, `jobs`, ...) are plugged in through the entry
-point group `openrouter_video.commands`; client/ never imports them by name.
+Commands from other packages (the receiver's `serve`, `webhook`) are plugged in through the entry
+point group `openrouter_video.commands`; client/ never imports them by name. The records commands
+(`jobs`, `deliveries`, `reprocess`) are built in (receiver_cmds.py) and reach the receiver's local
+implementations through a second group, `openrouter_video.local_commands`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import click
 from .catalog import model_cmd, models_cmd
 from .errors import EXIT_API, run_mapped
 from .jobs import download_cmd, status_cmd, wait_cmd
+from .receiver_cmds import RECORDS_COMMANDS
 from .simulate import simulate_cmd
 from .state import PROG, CliState, pass_state
 from .submit import submit_cmd
@@ -41,7 +44,16 @@ Exit codes:
   130  interrupted (the job keeps running; the command to resume is printed)
 """
 
-BUILTIN_COMMANDS = (models_cmd, model_cmd, submit_cmd, status_cmd, wait_cmd, download_cmd, simulate_cmd)
+BUILTIN_COMMANDS = (
+    models_cmd,
+    model_cmd,
+    submit_cmd,
+    status_cmd,
+    wait_cmd,
+    download_cmd,
+    simulate_cmd,
+    *RECORDS_COMMANDS,  # jobs, deliveries, reprocess: over HTTP, or the receiver's local implementations
+)
 
 
 class PluginLoadError(click.ClickException):
