@@ -22,7 +22,7 @@ from starlette.types import ASGIApp
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
 from . import api
-from ._datadir import DataDirLock
+from ._datadir import DataDirLock, StartupError
 from .applier import Applier
 from .content import LocalContentStore
 from .errors import INTERNAL_ERROR, error_response
@@ -46,6 +46,7 @@ class Prepared:
 
     lock: DataDirLock
     store: SQLiteJobStore
+    content: LocalContentStore
 
     def close(self) -> None:
         self.store.close()
@@ -53,19 +54,29 @@ class Prepared:
 
 
 def prepare(settings: Settings) -> Prepared:
-    """Take the data dir (one serving process per dir) and open its store, checked; StartupError
-    (one line) if another receiver serves it or the database is damaged."""
+    """Take the data dir (one serving process per dir), open its store, checked, and its videos folder;
+    StartupError (one line) if another receiver serves it, the database is damaged or a folder
+    cannot be made."""
     lock = DataDirLock.acquire(settings.data_dir)
     try:
+        try:
+            content = LocalContentStore(settings.videos_dir)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use the videos folder {settings.videos_dir}: {exc.strerror or exc}"
+            ) from None
         store = SQLiteJobStore(settings.db_path, exclusive=True, check=True)
     except BaseException:
         lock.release()
         raise
-    return Prepared(lock, store)
+    return Prepared(lock, store, content)
 
 
-def create_app(settings: Settings | None = None, *, prepared: Prepared | None = None) -> ASGIApp:
-    """The receiver app; `prepared`: the data dir already taken (by `serve`, to fail in one line)."""
+def create_app(
+    settings: Settings | None = None, *, prepared: Prepared | None = None, address: str | None = None
+) -> ASGIApp:
+    """The receiver app; `prepared`: the data dir already taken (by `serve`, to fail in one line);
+    `address`: where it listens (`serve` binds first and says so in `receiver.started`)."""
     settings = settings or Settings.from_env()
     if not structlog.is_configured():  # `serve` configured it already; `uvicorn --factory` did not
         configure_logging(settings.log_format, settings.log_level)
@@ -86,7 +97,7 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
             download_rate_grace=settings.download_rate_grace,
             allow_private_urls=settings.allow_private_urls,
         )
-        content = LocalContentStore(settings.videos_dir)
+        content = held.content
         metrics = Metrics()
         metrics.gauge("receiver_fetch_queue_depth", store.queue_depth)
         metrics.gauge("receiver_deliveries_pending", store.pending_deliveries)
@@ -98,7 +109,12 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
             asyncio.create_task(fetcher.run(), name="fetcher"),
             asyncio.create_task(poller.run(), name="fallback"),
         ]
-        log.info("receiver.started", data_dir=settings.data_dir, auth=settings.api_token is not None)
+        log.info(
+            "receiver.started",
+            address=address,
+            data_dir=settings.data_dir,
+            auth=settings.api_token is not None,
+        )
         try:
             yield {
                 "receiver": ReceiverState(
@@ -126,6 +142,7 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
         Route("/jobs", api.register_job, methods=["POST"]),
         Route("/jobs/{job_id:path}/content", api.get_content, methods=["GET", "HEAD"]),
         Route("/jobs/{job_id:path}", api.get_job, methods=["GET"]),
+        Route("/jobs/{job_id:path}", api.delete_job, methods=["DELETE"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),

@@ -16,12 +16,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from openrouter_video import ALL_STATUSES, VERIFY_REASONS
 
 OTHER = "other"
-DELIVERY_OUTCOMES = ("accepted", "duplicate", "rejected", "too_large", "store_unavailable")
+DELIVERY_OUTCOMES = ("accepted", "duplicate", "test", "rejected", "too_large", "store_unavailable")
 
 # name: (help, label name or None, the label's values)
 _COUNTERS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "receiver_deliveries_total": (
-        "Webhook deliveries answered, by outcome (accepted, duplicate, rejected, too_large, store_unavailable).",
+        "Webhook deliveries answered, by outcome (accepted, duplicate, test, rejected, too_large, "
+        "store_unavailable).",
         "outcome",
         DELIVERY_OUTCOMES,
     ),
