@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api
+from . import api, retention
 from ._datadir import DataDirLock, StartupError
 from .applier import Applier
 from .content import LocalContentStore
@@ -31,13 +32,35 @@ from .fetcher import Fetcher
 from .intake import WebhookFastPath
 from .logs import configure_logging
 from .metrics import Metrics
-from .middleware import BearerAuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from .middleware import (
+    BearerAuthMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+    RequestTimingMiddleware,
+    route_template,
+)
 from .openapi import openapi_json
 from .settings import Settings
 from .state import ReceiverState
 from .store import SQLiteJobStore
 
 PROTECTED_PREFIXES = ("/jobs", "/metrics")
+# The request-latency histogram's route labels: the webhook and every route below, as templates.
+ROUTE_TEMPLATES = (
+    WEBHOOK_PATH,
+    *dict.fromkeys(
+        route_template(p)
+        for p in (
+            "/jobs",
+            "/jobs/{job_id:path}/content",
+            "/jobs/{job_id:path}",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/openapi.json",
+        )
+    ),
+)
 
 
 @dataclass
@@ -72,6 +95,14 @@ def prepare(settings: Settings) -> Prepared:
     return Prepared(lock, store, content)
 
 
+def retention_policy(settings: Settings) -> retention.Policy:
+    return retention.Policy(
+        video_days=settings.retention_days,
+        record_days=settings.record_retention_days,
+        delivery_days=settings.delivery_retention_days,
+    )
+
+
 def create_app(
     settings: Settings | None = None, *, prepared: Prepared | None = None, address: str | None = None
 ) -> ASGIApp:
@@ -98,9 +129,11 @@ def create_app(
             allow_private_urls=settings.allow_private_urls,
         )
         content = held.content
-        metrics = Metrics()
+        metrics = Metrics(routes=ROUTE_TEMPLATES)
         metrics.gauge("receiver_fetch_queue_depth", store.queue_depth)
         metrics.gauge("receiver_deliveries_pending", store.pending_deliveries)
+        metrics.gauge("receiver_disk_free_bytes", lambda: shutil.disk_usage(settings.data_dir).free)
+        metrics.jobs_by_status(store.jobs_by_status)
         fetcher = Fetcher(store, client, content, settings, metrics)
         applier = Applier(store, fetcher, metrics)
         poller = FallbackPoller(store, client, fetcher, settings, metrics)
@@ -109,6 +142,13 @@ def create_app(
             asyncio.create_task(fetcher.run(), name="fetcher"),
             asyncio.create_task(poller.run(), name="fallback"),
         ]
+        policy = retention_policy(settings)
+        if not policy.empty:
+            tasks.append(
+                asyncio.create_task(
+                    retention.run_sweeps(store, policy, settings.sweep_interval), name="retention"
+                )
+            )
         log.info(
             "receiver.started",
             address=address,
@@ -150,6 +190,7 @@ def create_app(
     ]
     token = settings.api_token.reveal() if settings.api_token else None
     middleware = [
+        Middleware(RequestTimingMiddleware),
         Middleware(RequestContextMiddleware),
         # Every route's body; the webhook fast path is outside Starlette and caps its own.
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),

@@ -1,4 +1,4 @@
-"""The receiver's commands for `openrouter-video`: serve, jobs, deliveries, reprocess, webhook test.
+"""The receiver's commands for `openrouter-video`: serve, jobs, deliveries, reprocess, webhook test, prune.
 
 They reach the `openrouter-video` group through the `openrouter_video.commands` entry points, so
 the client package never imports the receiver. Each is a thin wrapper over the Python API.
@@ -431,3 +431,64 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
     click.echo(
         f"receiver at {url} verified signatures correctly (test delivery {job_id}: stored as a test, no job)"
     )
+
+
+def _days_option(name: str, envvar: str, what: str):
+    return click.option(
+        name,
+        envvar=envvar,
+        type=click.FloatRange(min=0, min_open=True),
+        help=f"Delete {what} older than this many days (env {envvar}; unset: kept).",
+    )
+
+
+@click.command()
+@_data_dir_option
+@_days_option("--videos-days", "RECEIVER_RETENTION_DAYS", "the video files of outputs downloaded")
+@_days_option(
+    "--records-days", "RECEIVER_RECORD_RETENTION_DAYS", "job records (with their files) not updated"
+)
+@_days_option("--deliveries-days", "RECEIVER_DELIVERY_RETENTION_DAYS", "stored webhook deliveries received")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def prune(
+    data_dir: str,
+    videos_days: float | None,
+    records_days: float | None,
+    deliveries_days: float | None,
+    dry_run: bool,
+) -> None:
+    """Apply the retention policy now (the running receiver also sweeps periodically).
+
+    Video files of old outputs are deleted (the output record stays, state `deleted`, saying when and
+    why); old job records go with their events and outputs; old stored deliveries go. Never a pending
+    delivery, nor a job with an output still downloading or still polled.
+
+    \b
+    Example:
+      RECEIVER_RETENTION_DAYS=30 openrouter-video prune --dry-run
+      openrouter-video prune --videos-days 30 --records-days 365 --deliveries-days 90
+    """
+    from .retention import Policy, file_sizes, remove_files
+    from .retention import prune as prune_records
+
+    policy = Policy(video_days=videos_days, record_days=records_days, delivery_days=deliveries_days)
+    if policy.empty:
+        raise click.UsageError(
+            "nothing to prune: give --videos-days, --records-days or --deliveries-days (or set "
+            "RECEIVER_RETENTION_DAYS, RECEIVER_RECORD_RETENTION_DAYS, RECEIVER_DELIVERY_RETENTION_DAYS)"
+        )
+    with contextlib.closing(_open_db(data_dir, write=True)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            pruned = prune_records(conn, policy, time.time())
+            conn.execute("ROLLBACK" if dry_run else "COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    if dry_run:
+        pruned.freed_bytes = file_sizes(pruned.files)
+        click.echo(f"dry run, nothing removed; would remove: {pruned.summary()}")
+        return
+    remove_files(pruned)
+    click.echo(f"removed: {pruned.summary()}")

@@ -248,6 +248,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         return
     # Stored: the answer can go. The applier moves the job along and writes the log line.
     metrics.deliveries["accepted"].inc()
+    metrics.webhook_stored.observe(max(0.0, time.time() - signed_at))
     assert recorded.delivery_id is not None  # a stored (not duplicate) delivery has its row id
     s.applier.received(recorded.delivery_id, request_id=request_id, client=client, answered_ms=answered_ms)
     await _respond(send, ACCEPTED, request_id)
@@ -272,6 +273,7 @@ class WebhookFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
+            started = time.perf_counter()
             try:
                 await receive_webhook(scope, receive, send)
             except Exception:
@@ -280,5 +282,9 @@ class WebhookFastPath:
                 log.exception("request.crashed", path=self.path)
                 with contextlib.suppress(Exception):
                     await _respond(send, CRASHED, "")
+            finally:
+                s = scope.get("state", {}).get("receiver")
+                if s is not None:
+                    s.metrics.requests[self.path].observe(time.perf_counter() - started)
         else:
             await self.app(scope, receive, send)

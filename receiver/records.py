@@ -664,6 +664,10 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     return job
 
 
+def jobs_by_status(conn: sqlite3.Connection) -> dict[str, int]:
+    return {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")}
+
+
 def output_path(conn: sqlite3.Connection, job_id: str, index: int) -> str | None:
     row = conn.execute(
         "SELECT path FROM outputs WHERE job_id = ? AND idx = ? AND state = 'done'", (job_id, index)

@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ from receiver_support import (
 )
 
 from openrouter_video import OpenRouterVideo
-from openrouter_video.receiver.cli import webhook
+from openrouter_video.receiver.cli import prune, webhook
 
 
 @pytest.fixture
@@ -258,3 +259,109 @@ def test_content_404s_say_why(tmp_path, simulator, api) -> None:
         with contextlib.closing(rx.db()) as conn:  # an output still queued
             conn.execute("UPDATE outputs SET state = 'pending' WHERE job_id = ?", (job.id,))
         assert "is not downloaded yet (state pending)" in message(job.id)
+
+
+# -- housekeeping: retention by `prune` and by the app's sweep --------------------------------------
+
+DAY = 86400.0
+
+
+def _age(rx, job_id: str, days: float) -> None:
+    """Make a job, its outputs, events and deliveries `days` old, in the SQLite file directly."""
+    with contextlib.closing(rx.db()) as conn:
+        then = time.time() - days * DAY
+        conn.execute("UPDATE jobs SET created_at = ?, updated_at = ? WHERE id = ?", (then, then, job_id))
+        conn.execute("UPDATE outputs SET updated_at = ? WHERE job_id = ?", (then, job_id))
+        conn.execute("UPDATE deliveries SET received_at = ? WHERE job_id = ?", (then, job_id))
+
+
+def _prune(*args: str, env: dict[str, str] | None = None):
+    return CliRunner(env=env).invoke(prune, list(args))
+
+
+def test_prune_deletes_old_videos_records_and_deliveries_and_says_what(tmp_path, simulator, api) -> None:
+    with running_receiver(receiver_settings(str(tmp_path / "data"), simulator)) as rx:
+        old = api.submit("old", model="google/veo-3.1", duration=4, callback_url=rx.webhook_url)
+        new = api.submit("new", model="google/veo-3.1", duration=4, callback_url=rx.webhook_url)
+        ancient = api.submit("ancient", model="google/veo-3.1", duration=4, callback_url=rx.webhook_url)
+        for job in (old, new, ancient):
+            rx.wait_downloaded(job.id)
+        rx.applied()
+        _age(rx, old.id, 40)
+        _age(rx, ancient.id, 400)
+        # A pending delivery (acknowledged, not applied) is never pruned, however old.
+        with contextlib.closing(rx.db()) as conn:
+            conn.execute(
+                "INSERT INTO deliveries (idempotency_key, received_at, headers, body) "
+                "VALUES ('k-pending', ?, '{}', x'')",
+                (time.time() - 400 * DAY,),
+            )
+        data = rx.settings.data_dir
+        old_file = os.path.join(rx.settings.videos_dir, old.id, "0.mp4")
+        size = os.path.getsize(old_file)
+
+        dry = _prune("--data-dir", data, "--videos-days", "30", "--records-days", "365", "--dry-run")
+        assert dry.exit_code == 0 and "dry run" in dry.output, dry.output
+        assert os.path.exists(old_file) and rx.job(ancient.id) is not None
+
+        env = {
+            "RECEIVER_RETENTION_DAYS": "30",
+            "RECEIVER_RECORD_RETENTION_DAYS": "365",
+            "RECEIVER_DELIVERY_RETENTION_DAYS": "30",
+        }
+        done = _prune("--data-dir", data, env=env)
+        assert done.exit_code == 0, done.output
+        assert "1 job record" in done.output and f"{2 * size} bytes of video freed" in done.output, (
+            done.output
+        )
+        assert not os.path.exists(old_file) and os.path.exists(os.path.join(rx.settings.videos_dir, new.id))
+        record = rx.job(old.id)
+        output = record["outputs"][0]
+        assert output["state"] == "deleted" and "RECEIVER_RETENTION_DAYS" in output["error"]
+        assert record["events"][-1]["kind"] == "video_deleted"
+        assert rx.job(ancient.id) is None and not os.path.exists(
+            os.path.join(rx.settings.videos_dir, ancient.id)
+        )
+        assert rx.get(f"/jobs/{new.id}/content").status_code == 200
+        message = rx.get(f"/jobs/{old.id}/content").json()["error"]["message"]
+        assert "was deleted" in message
+        keys = {d["idempotency_key"] for d in rx.deliveries()}
+        assert "k-pending" in keys and f"{old.id}-completed" not in keys and f"{new.id}-completed" in keys
+        assert _prune("--data-dir", data).exit_code == 2  # no policy given: a usage error
+
+
+def test_the_app_sweeps_by_itself(tmp_path, simulator, api) -> None:
+    settings = receiver_settings(str(tmp_path / "data"), simulator, sweep_interval=0.1)
+    with running_receiver(settings) as rx:
+        job = api.submit("old", model="google/veo-3.1", duration=4, callback_url=rx.webhook_url)
+        rx.wait_downloaded(job.id)
+        _age(rx, job.id, 10)
+    with running_receiver(
+        receiver_settings(settings.data_dir, simulator, retention_days=7.0, sweep_interval=0.1)
+    ) as rx:
+        rx.wait_job(job.id, lambda j: j["outputs"][0]["state"] == "deleted")
+        assert not os.path.exists(os.path.join(rx.settings.videos_dir, job.id, "0.mp4"))
+
+
+# -- metrics people look for -----------------------------------------------------------------------
+
+
+def test_metrics_people_look_for(tmp_path, simulator, api) -> None:
+    with running_receiver(receiver_settings(str(tmp_path / "data"), simulator)) as rx:
+        job = api.submit("m", model="google/veo-3.1", duration=4, callback_url=rx.webhook_url)
+        rx.wait_downloaded(job.id)
+        body, headers = signed_event(simulator.secret, {"id": "jobMetric1", "status": "failed", "error": "x"})
+        assert httpx.post(rx.webhook_url, content=body, headers=headers).status_code == 200
+        rx.wait_job("jobMetric1", lambda j: j["status"] == "failed")
+        assert rx.get("/jobs/no-such-job-1").status_code == 404
+        text = rx.get("/metrics").text
+        assert 'receiver_jobs{status="completed"} 1.0' in text
+        assert 'receiver_jobs{status="failed"} 1.0' in text
+        assert 'receiver_jobs{status="pending"} 0.0' in text
+        assert re.search(r"^receiver_webhook_stored_seconds_count [1-9]", text, re.M)
+        assert re.search(r'^receiver_request_seconds_count\{route="/jobs/\{job_id\}"\} [1-9]', text, re.M)
+        assert re.search(r'^receiver_request_seconds_count\{route="/webhooks/openrouter"\} [1-9]', text, re.M)
+        assert "no-such-job-1" not in text  # route templates, never raw paths
+        assert re.search(r"^receiver_disk_free_bytes [1-9]", text, re.M)
+        assert re.search(r"^receiver_download_bytes_total [1-9]", text, re.M)
+        assert "receiver_fallback_polls_total" in text
