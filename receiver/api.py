@@ -101,8 +101,11 @@ async def get_job(request: Request) -> Response:
     record = s.store.get_job(job_id) if is_valid_job_id(job_id) else None
     # An acknowledged delivery the applier has not reached yet must not read as "no such job": apply
     # that job's stored deliveries now (rarely needed: the applier runs milliseconds behind).
+    # Read again whatever that applied: the applier may have committed the job meanwhile, leaving
+    # nothing pending for this call (it answered 0, yet the record now exists).
     pending = record is None and is_valid_job_id(job_id) and s.store.pending_deliveries()
-    if pending and await s.applier.apply_job_now(job_id):
+    if pending:
+        await s.applier.apply_job_now(job_id)
         record = s.store.get_job(job_id)
     if record is None:
         return error_response(404, f"no job {job_id[:100]!r}")
