@@ -115,6 +115,37 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outputs ADD COLUMN lease_until REAL;
     CREATE INDEX outputs_leased ON outputs(lease_until) WHERE state = 'downloading';
     """,
+    # 4: a delivery of `openrouter-video webhook test` is kept as state 'test' (verified, stored,
+    # answered, never applied: it creates no job). SQLite cannot change a CHECK in place: rebuilt.
+    """
+    CREATE TABLE deliveries_v4 (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        job_id TEXT,
+        event_type TEXT,
+        status TEXT,
+        received_at REAL NOT NULL,
+        signed_at INTEGER,
+        remote_addr TEXT,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'applied', 'failed', 'test')),
+        error TEXT,
+        applied_at REAL,
+        replay_key TEXT
+    );
+    INSERT INTO deliveries_v4 (id, idempotency_key, job_id, event_type, status, received_at, signed_at,
+        remote_addr, headers, body, state, error, applied_at, replay_key)
+        SELECT id, idempotency_key, job_id, event_type, status, received_at, signed_at, remote_addr, headers,
+            body, state, error, applied_at, replay_key
+        FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v4 RENAME TO deliveries;
+    CREATE INDEX deliveries_pending ON deliveries(id) WHERE state = 'pending';
+    CREATE INDEX deliveries_failed ON deliveries(id) WHERE state = 'failed';
+    CREATE INDEX deliveries_job ON deliveries(job_id);
+    CREATE UNIQUE INDEX deliveries_replay ON deliveries(replay_key) WHERE replay_key IS NOT NULL;
+    """,
 )
 
 

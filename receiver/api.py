@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,16 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
-from openrouter_video import ALL_STATUSES, JOB_ID_RULE, is_valid_job_id
+from openrouter_video import (
+    ALL_STATUSES,
+    COMPLETED,
+    JOB_ID_RULE,
+    TERMINAL_STATUSES,
+    AsyncOpenRouterVideo,
+    NotFoundError,
+    OpenRouterVideoError,
+    is_valid_job_id,
+)
 
 from . import contract
 from .contract import MAX_INDEX, MAX_LIMIT, ContractError, parse_time, present_delivery, present_job
@@ -109,14 +119,36 @@ async def get_content(request: Request) -> Response:
     if not _ASCII_INDEX.fullmatch(raw_index) or int(raw_index) > MAX_INDEX:
         return error_response(400, f"index must be a whole number from 0 to {MAX_INDEX}")
     index = int(raw_index)
-    path = state_of(request).store.output_path(job_id, index)
+    store = state_of(request).store
+    path = store.output_path(job_id, index)
     if path is None or not os.path.isfile(path):
-        return error_response(
-            404, f"output {raw_index} of job {job_id} is not downloaded (yet); see GET /jobs/{job_id}"
-        )
+        return error_response(404, _why_no_content(store.get_job(job_id), job_id, index, path))
     return FileResponse(
         path, media_type="video/mp4", filename=f"{job_id}-{raw_index}.mp4", content_disposition_type="inline"
     )
+
+
+def _why_no_content(record: dict[str, Any] | None, job_id: str, index: int, path: str | None) -> str:
+    """What a 404 of the content endpoint says: which of the reasons it is (only on the miss path)."""
+    if record is None:
+        return f"no job {job_id!r}"
+    output = next((o for o in record["outputs"] if o["index"] == index), None)
+    status = record["status"]
+    if output is None:
+        if status in TERMINAL_STATUSES and status != COMPLETED:
+            return f"job {job_id} {status}: {record['error'] or 'no error given upstream'}"
+        if status == COMPLETED:
+            count = len(record["outputs"])
+            return f"job {job_id} has no output {index} (it has {count} output{'s' * (count != 1)})"
+        return f"output {index} of job {job_id} is not downloaded yet (job {status})"
+    state = output["state"]
+    if state == "done":  # recorded done, yet the file is not there
+        return f"output {index} of job {job_id} is recorded as downloaded but its file is missing: {path}"
+    if state == "deleted":
+        return f"output {index} of job {job_id} was deleted: {output['error']}"
+    if state in ("failed", "gone"):
+        return f"output {index} of job {job_id} could not be downloaded (state {state}): {output['error']}"
+    return f"output {index} of job {job_id} is not downloaded yet (state {state}); see GET /jobs/{job_id}"
 
 
 async def register_job(request: Request) -> Response:
@@ -132,10 +164,17 @@ async def register_job(request: Request) -> Response:
     for name, value in (("model", model), ("prompt", prompt)):
         if value is not None and not _is_utf8(value):
             return error_response(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
+    note = None
+    if s.settings.verify_registrations and s.store.get_job(job_id) is None:
+        refusal, note = await _check_upstream(s.client, job_id)
+        if refusal is not None:
+            return error_response(400, refusal)
     created = await s.store.register_job(
         job_id, model=model, prompt=prompt, first_poll_at=time.time() + s.settings.fallback_after
     )
-    log.info("job.registered", job_id=job_id, new=created)
+    log.info("job.registered", job_id=job_id, new=created, upstream=note or "found")
+    if created and note is not None:
+        await s.store.add_event(job_id, "submit", "upstream_unchecked", note)
     stored = s.store.get_job(job_id)
     if stored is None:  # deleted between the two calls (by an admin, say)
         return error_response(404, f"no job {job_id!r}")
@@ -195,6 +234,56 @@ def _limit(raw: str) -> int | None:
     if not _ASCII_INDEX.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         return None
     return int(raw)
+
+
+# How long registering waits for upstream's answer before tracking the job unchecked.
+UPSTREAM_CHECK_TIMEOUT = 10.0
+
+
+async def _check_upstream(client: AsyncOpenRouterVideo, job_id: str) -> tuple[str | None, str | None]:
+    """(refusal, note): a refusal when upstream says the job does not exist; a note when upstream
+    could not be asked (the job is tracked anyway and the fallback decides)."""
+    try:
+        await asyncio.wait_for(client.get(job_id), timeout=UPSTREAM_CHECK_TIMEOUT)
+    except NotFoundError:
+        return f"no job {job_id!r} upstream: OpenRouter answered 404 for it (check the id)", None
+    except (OpenRouterVideoError, asyncio.TimeoutError) as exc:
+        return None, f"upstream not checked at registration: {str(exc)[:200] or type(exc).__name__}"
+    return None, None
+
+
+async def delete_job(request: Request) -> Response:
+    """Admin: delete a job record, its events and outputs, and its video files."""
+    job_id = request.path_params["job_id"]
+    s = state_of(request)
+    paths = await s.store.delete_job(job_id) if is_valid_job_id(job_id) else None
+    if paths is None:
+        return error_response(404, f"no job {job_id[:100]!r}")
+    freed = await asyncio.to_thread(_remove_job_files, s.content.destination(job_id, 0), paths)
+    log.warning("job.deleted", job_id=job_id, files=len(paths), freed_bytes=freed)
+    return _json(contract.Deleted(job_id, len(paths), freed))
+
+
+def _remove_job_files(first: str, paths: list[str]) -> int:
+    """Remove the files and the job's folder (partial downloads too); return the bytes freed."""
+    freed = 0
+    folder = os.path.dirname(first)
+    for path in {*paths, *(os.path.join(folder, n) for n in _listdir(folder))}:
+        try:
+            freed += os.stat(path).st_size
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+    return freed
+
+
+def _listdir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def _is_utf8(text: str) -> bool:

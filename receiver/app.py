@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -21,8 +22,8 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api
-from ._datadir import DataDirLock
+from . import api, retention
+from ._datadir import DataDirLock, StartupError
 from .applier import Applier
 from .content import LocalContentStore
 from .errors import INTERNAL_ERROR, error_response
@@ -31,13 +32,37 @@ from .fetcher import Fetcher
 from .intake import WebhookFastPath
 from .logs import configure_logging
 from .metrics import Metrics
-from .middleware import BearerAuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from .middleware import (
+    BearerAuthMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+    RequestTimingMiddleware,
+    route_template,
+)
 from .openapi import openapi_json
 from .settings import Settings
 from .state import ReceiverState
 from .store import SQLiteJobStore
 
 PROTECTED_PREFIXES = ("/jobs", "/deliveries", "/metrics")
+# The request-latency histogram's route labels: the webhook and every route below, as templates.
+ROUTE_TEMPLATES = (
+    WEBHOOK_PATH,
+    *dict.fromkeys(
+        route_template(p)
+        for p in (
+            "/jobs",
+            "/jobs/{job_id:path}/content",
+            "/jobs/{job_id:path}",
+            "/deliveries",
+            "/deliveries/reprocess",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/openapi.json",
+        )
+    ),
+)
 
 
 @dataclass
@@ -46,6 +71,7 @@ class Prepared:
 
     lock: DataDirLock
     store: SQLiteJobStore
+    content: LocalContentStore
 
     def close(self) -> None:
         self.store.close()
@@ -53,19 +79,37 @@ class Prepared:
 
 
 def prepare(settings: Settings) -> Prepared:
-    """Take the data dir (one serving process per dir) and open its store, checked; StartupError
-    (one line) if another receiver serves it or the database is damaged."""
+    """Take the data dir (one serving process per dir), open its store, checked, and its videos folder;
+    StartupError (one line) if another receiver serves it, the database is damaged or a folder
+    cannot be made."""
     lock = DataDirLock.acquire(settings.data_dir)
     try:
+        try:
+            content = LocalContentStore(settings.videos_dir)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use the videos folder {settings.videos_dir}: {exc.strerror or exc}"
+            ) from None
         store = SQLiteJobStore(settings.db_path, exclusive=True, check=True)
     except BaseException:
         lock.release()
         raise
-    return Prepared(lock, store)
+    return Prepared(lock, store, content)
 
 
-def create_app(settings: Settings | None = None, *, prepared: Prepared | None = None) -> ASGIApp:
-    """The receiver app; `prepared`: the data dir already taken (by `serve`, to fail in one line)."""
+def retention_policy(settings: Settings) -> retention.Policy:
+    return retention.Policy(
+        video_days=settings.retention_days,
+        record_days=settings.record_retention_days,
+        delivery_days=settings.delivery_retention_days,
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, prepared: Prepared | None = None, address: str | None = None
+) -> ASGIApp:
+    """The receiver app; `prepared`: the data dir already taken (by `serve`, to fail in one line);
+    `address`: where it listens (`serve` binds first and says so in `receiver.started`)."""
     settings = settings or Settings.from_env()
     if not structlog.is_configured():  # `serve` configured it already; `uvicorn --factory` did not
         configure_logging(settings.log_format, settings.log_level)
@@ -86,10 +130,12 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
             download_rate_grace=settings.download_rate_grace,
             allow_private_urls=settings.allow_private_urls,
         )
-        content = LocalContentStore(settings.videos_dir)
-        metrics = Metrics()
+        content = held.content
+        metrics = Metrics(routes=ROUTE_TEMPLATES)
         metrics.gauge("receiver_fetch_queue_depth", store.queue_depth)
         metrics.gauge("receiver_deliveries_pending", store.pending_deliveries)
+        metrics.gauge("receiver_disk_free_bytes", lambda: shutil.disk_usage(settings.data_dir).free)
+        metrics.jobs_by_status(store.jobs_by_status)
         fetcher = Fetcher(store, client, content, settings, metrics)
         applier = Applier(store, fetcher, metrics)
         poller = FallbackPoller(store, client, fetcher, settings, metrics)
@@ -98,7 +144,19 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
             asyncio.create_task(fetcher.run(), name="fetcher"),
             asyncio.create_task(poller.run(), name="fallback"),
         ]
-        log.info("receiver.started", data_dir=settings.data_dir, auth=settings.api_token is not None)
+        policy = retention_policy(settings)
+        if not policy.empty:
+            tasks.append(
+                asyncio.create_task(
+                    retention.run_sweeps(store, policy, settings.sweep_interval), name="retention"
+                )
+            )
+        log.info(
+            "receiver.started",
+            address=address,
+            data_dir=settings.data_dir,
+            auth=settings.api_token is not None,
+        )
         try:
             yield {
                 "receiver": ReceiverState(
@@ -128,6 +186,7 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
         Route("/jobs/{job_id:path}", api.get_job, methods=["GET"]),
         Route("/deliveries", api.list_deliveries, methods=["GET"]),
         Route("/deliveries/reprocess", api.reprocess_deliveries, methods=["POST"]),
+        Route("/jobs/{job_id:path}", api.delete_job, methods=["DELETE"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
@@ -135,6 +194,7 @@ def create_app(settings: Settings | None = None, *, prepared: Prepared | None = 
     ]
     token = settings.api_token.reveal() if settings.api_token else None
     middleware = [
+        Middleware(RequestTimingMiddleware),
         Middleware(RequestContextMiddleware),
         # Every route's body; the webhook fast path is outside Starlette and caps its own.
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),

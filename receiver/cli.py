@@ -1,4 +1,4 @@
-"""The receiver's commands for `openrouter-video`: serve, webhook test.
+"""The receiver's commands for `openrouter-video`: serve, webhook test, prune.
 
 They reach the `openrouter-video` group through the `openrouter_video.commands` entry points, so
 the client package never imports the receiver. Each is a thin wrapper over the Python API. The
@@ -8,8 +8,12 @@ on the server's database are in receiver/cli_local.py.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import ipaddress
 import json
 import secrets as random_secrets
+import socket
 import ssl
 import sys
 import time
@@ -25,8 +29,16 @@ import starlette  # noqa: F401
 import structlog  # noqa: F401
 import uvicorn  # noqa: F401
 
-from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, is_loopback_host, sign
+from openrouter_video import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    WEBHOOK_PATH,
+    is_loopback_host,
+    sign,
+)
 
+from . import records
+from .cli_local import data_dir_option, open_db
 from .settings import Settings, SettingsError
 
 
@@ -37,21 +49,21 @@ def _settings(**overrides) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
-def _data_dir_option(fn):
-    return click.option(
-        "--data-dir",
-        envvar="RECEIVER_DATA_DIR",
-        default="./data",
-        show_default=True,
-        help="Directory of the SQLite database and the videos (env RECEIVER_DATA_DIR).",
-    )(fn)
-
-
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
-@_data_dir_option
-@click.option("--no-auth", is_flag=True, help="Serve the query API without a token (loopback binds only).")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to bind (0: any free).",
+)
+@data_dir_option
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve the query API without a token (loopback binds only; not with RECEIVER_API_TOKEN set).",
+)
 @click.option(
     "--trusted-proxies",
     envvar="RECEIVER_TRUSTED_PROXIES",
@@ -72,6 +84,9 @@ def serve(
 ) -> None:
     """Run the webhook receiver and query API.
 
+    Every start-up failure (a bad setting, a data dir it cannot use, a port it cannot bind) is one
+    line and exit status non-zero; the port is bound before anything else is prepared.
+
     \b
     Example:
       export OPENROUTER_API_KEY=sk-or-... OPENROUTER_WEBHOOK_SECRET=whsec-...
@@ -85,6 +100,11 @@ def serve(
     from .server import uvicorn_options
 
     settings = _settings(data_dir=data_dir)
+    if no_auth and settings.api_token is not None:
+        raise click.UsageError(
+            "--no-auth and RECEIVER_API_TOKEN are both given: unset RECEIVER_API_TOKEN to serve "
+            "without a token (loopback only), or drop --no-auth"
+        )
     if settings.api_token is None:
         if not no_auth:
             raise click.UsageError(
@@ -94,14 +114,22 @@ def serve(
         if not is_loopback_host(host):
             raise click.UsageError(f"--no-auth is only allowed on a loopback address, not {host}")
     configure_logging(settings.log_format, settings.log_level)
+    sock = _bind(host, port)
     try:
-        prepared = prepare(settings)
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
-    uvicorn.run(
-        create_app(settings, prepared=prepared),
-        host=host,
-        port=port,
+        bound_host, bound_port = sock.getsockname()[:2]
+        if settings.api_token is None and not ipaddress.ip_address(bound_host).is_loopback:
+            # `--host` named loopback but resolved elsewhere (a hosts file, say): still refused.
+            raise click.UsageError(f"--no-auth: {host} resolved to {bound_host}, which is not loopback")
+        try:
+            prepared = prepare(settings)
+        except StartupError as exc:
+            raise click.ClickException(str(exc)) from None
+    except BaseException:
+        sock.close()
+        raise
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    config = uvicorn.Config(
+        create_app(settings, prepared=prepared, address=f"http://{shown}:{bound_port}"),
         access_log=False,
         log_level="warning",
         proxy_headers=bool(trusted_proxies.strip()),
@@ -110,6 +138,35 @@ def serve(
         server_header=False,
         **uvicorn_options(settings),  # header caps and slow-client timeouts: see receiver/server.py
     )
+    server = uvicorn.Server(config)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        raise click.ClickException("the receiver did not start; see the lines above")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the data dir is touched: a port in use fails in one line,
+    before anything is prepared or logged as started."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @click.group()
@@ -131,6 +188,8 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
     """Send a signed synthetic event, then a forged and a stale one, and report the answers.
 
     The signed one must be accepted (2xx); the other two must be refused (401). Exit 0 only if so.
+    The receiver stores the signed one as a test delivery (job id `selftest-...`): no job record is
+    made. A 404 or 405 means the URL is not the receiver's webhook endpoint (exit 3).
 
     \b
     Example:
@@ -139,7 +198,7 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
     signing_secret = secret.split(",")[0].strip()
     if not signing_secret:
         raise click.UsageError("the webhook secret is empty")
-    job_id = f"selftest-{int(time.time())}-{random_secrets.token_hex(6)}"
+    job_id = f"{records.SELFTEST_PREFIX}{int(time.time())}-{random_secrets.token_hex(6)}"
     body = json.dumps(
         {
             "type": "video.generation.failed",
@@ -168,11 +227,19 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
                 "Content-Type": "application/json",
                 SIGNATURE_HEADER: signature,
                 IDEMPOTENCY_HEADER: f"{job_id}-failed",
+                records.SELFTEST_HEADER: "1",
             }
             try:
                 response = http.post(url, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 click.echo(f"{name:<16} no answer: {exc}", err=True)
+                sys.exit(3)
+            if response.status_code in (404, 405):
+                click.echo(
+                    f"wrong URL: {url} answered {response.status_code} ({name} request); the receiver's "
+                    f"webhook endpoint is POST {WEBHOOK_PATH}",
+                    err=True,
+                )
                 sys.exit(3)
             accepted = 200 <= response.status_code < 300
             good = accepted == should_accept
@@ -182,4 +249,67 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
     if not ok:
         click.echo("the receiver did not behave as required; check its secret and clock", err=True)
         sys.exit(3)
-    click.echo(f"receiver at {url} verified signatures correctly (test job {job_id})")
+    click.echo(
+        f"receiver at {url} verified signatures correctly (test delivery {job_id}: stored as a test, no job)"
+    )
+
+
+def _days_option(name: str, envvar: str, what: str):
+    return click.option(
+        name,
+        envvar=envvar,
+        type=click.FloatRange(min=0, min_open=True),
+        help=f"Delete {what} older than this many days (env {envvar}; unset: kept).",
+    )
+
+
+@click.command()
+@data_dir_option
+@_days_option("--videos-days", "RECEIVER_RETENTION_DAYS", "the video files of outputs downloaded")
+@_days_option(
+    "--records-days", "RECEIVER_RECORD_RETENTION_DAYS", "job records (with their files) not updated"
+)
+@_days_option("--deliveries-days", "RECEIVER_DELIVERY_RETENTION_DAYS", "stored webhook deliveries received")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def prune(
+    data_dir: str,
+    videos_days: float | None,
+    records_days: float | None,
+    deliveries_days: float | None,
+    dry_run: bool,
+) -> None:
+    """Apply the retention policy now (the running receiver also sweeps periodically).
+
+    Video files of old outputs are deleted (the output record stays, state `deleted`, saying when and
+    why); old job records go with their events and outputs; old stored deliveries go. Never a pending
+    delivery, nor a job with an output still downloading or still polled.
+
+    \b
+    Example:
+      RECEIVER_RETENTION_DAYS=30 openrouter-video prune --dry-run
+      openrouter-video prune --videos-days 30 --records-days 365 --deliveries-days 90
+    """
+    from .retention import Policy, file_sizes, remove_files
+    from .retention import prune as prune_records
+
+    policy = Policy(video_days=videos_days, record_days=records_days, delivery_days=deliveries_days)
+    if policy.empty:
+        raise click.UsageError(
+            "nothing to prune: give --videos-days, --records-days or --deliveries-days (or set "
+            "RECEIVER_RETENTION_DAYS, RECEIVER_RECORD_RETENTION_DAYS, RECEIVER_DELIVERY_RETENTION_DAYS)"
+        )
+    with contextlib.closing(open_db(data_dir, write=True)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            pruned = prune_records(conn, policy, time.time())
+            conn.execute("ROLLBACK" if dry_run else "COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    if dry_run:
+        pruned.freed_bytes = file_sizes(pruned.files)
+        click.echo(f"dry run, nothing removed; would remove: {pruned.summary()}")
+        return
+    remove_files(pruned)
+    click.echo(f"removed: {pruned.summary()}")

@@ -33,7 +33,7 @@ class NotFound(click.ClickException):
     exit_code = EXIT_API  # as the API's 404 is over HTTP
 
 
-def _data_dir_option(fn: Any) -> Any:
+def data_dir_option(fn: Any) -> Any:
     return click.option(
         "--data-dir",
         envvar="RECEIVER_DATA_DIR",
@@ -88,7 +88,7 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@_data_dir_option
+@data_dir_option
 @click.option("--status", type=click.Choice(ALL_STATUSES), help="Only jobs in this status.")
 @click.option("--model", help="Only jobs of this model.")
 @click.option("--since", help="Only jobs created at or after this time (ISO 8601 or unix seconds).")
@@ -124,7 +124,7 @@ def jobs_list(
 
 
 @jobs.command("export")
-@_data_dir_option
+@data_dir_option
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option("--status", type=click.Choice(ALL_STATUSES), help="Only jobs in this status.")
 @click.option("--model", help="Only jobs of this model.")
@@ -150,7 +150,7 @@ def jobs_export(
 
 @jobs.command("show")
 @click.argument("job_id")
-@_data_dir_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
 def jobs_show(job_id: str, data_dir: str, as_json: bool) -> None:
     """Show one job: status, outputs (with file paths) and its event history.
@@ -169,7 +169,7 @@ def jobs_show(job_id: str, data_dir: str, as_json: bool) -> None:
 
 
 @click.command()
-@_data_dir_option
+@data_dir_option
 @click.option("--state", type=click.Choice(DELIVERY_FILTERS), help="Only deliveries in this state.")
 @click.option("--unprocessed", is_flag=True, help="Only deliveries not applied: failed, or still pending.")
 @_paging_options
@@ -201,7 +201,7 @@ def deliveries(
 
 @click.command()
 @click.argument("delivery_ids", nargs=-1, type=click.IntRange(min=1))
-@_data_dir_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def reprocess(delivery_ids: tuple[int, ...], data_dir: str, as_json: bool) -> None:
     """Apply stored deliveries that were not applied (all of them, or the ids given).

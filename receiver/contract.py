@@ -138,7 +138,15 @@ class WebhookEvent(msgspec.Struct):
 
 class DeliveryAnswer(msgspec.Struct):
     received: Literal[True]
-    outcome: Literal["accepted", "duplicate"]
+    outcome: Literal["accepted", "duplicate", "test"]  # test: a `webhook test` delivery (no job made)
+
+
+class Deleted(msgspec.Struct):
+    """`DELETE /jobs/{id}`: what was removed."""
+
+    deleted: JobId
+    files: Annotated[int, msgspec.Meta(ge=0)]
+    freed_bytes: Annotated[int, msgspec.Meta(ge=0)]
 
 
 class StoredDelivery(msgspec.Struct):

@@ -86,6 +86,12 @@ class FallbackPoller:
                 stop = attempts + 1 >= _MAX_NOT_FOUND
                 log.warning("poll.answered", outcome="not_found", error=str(exc), giving_up=stop)
                 await self.store.schedule_poll(job_id, None if stop else now + self.backoff.delay(attempts))
+                if stop:
+                    await self.store.mark_not_found_upstream(
+                        job_id,
+                        f"not found upstream: OpenRouter answered 404 to {_MAX_NOT_FOUND} polls; "
+                        "no longer polled (check the id, or DELETE /jobs/{id} to drop the record)",
+                    )
                 return
             except (AuthenticationError, PermissionDeniedError) as exc:
                 self.metrics.inc("receiver_fallback_polls_total", result="forbidden")

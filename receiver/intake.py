@@ -33,7 +33,7 @@ from openrouter_video import (
 from .contract import DeliveryAnswer, encode
 from .errors import INTERNAL_ERROR, error_body
 from .middleware import REQUEST_ID_PATTERN, new_request_id
-from .records import storable_key
+from .records import SELFTEST_HEADER, is_selftest, storable_key
 from .state import ReceiverState
 from .store import Delivery, StoreUnavailable
 
@@ -41,11 +41,13 @@ log = structlog.get_logger("receiver.intake")
 
 _SIGNATURE = SIGNATURE_HEADER.lower().encode()
 _IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode()
+_SELFTEST = SELFTEST_HEADER.lower().encode()
 _KEPT = {
     b"content-type": "content-type",
     b"user-agent": "user-agent",
     _IDEMPOTENCY: IDEMPOTENCY_HEADER.lower(),
     _SIGNATURE: SIGNATURE_HEADER.lower(),
+    _SELFTEST: SELFTEST_HEADER.lower(),
 }
 _JSON = [(b"content-type", b"application/json")]
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN.encode())  # matched on raw header bytes here
@@ -57,6 +59,7 @@ def _answer(status: int, payload: dict) -> tuple[int, bytes]:
 
 ACCEPTED = (200, encode(DeliveryAnswer(True, "accepted")))
 DUPLICATE = (200, encode(DeliveryAnswer(True, "duplicate")))
+SELFTEST = (200, encode(DeliveryAnswer(True, "test")))
 CRASHED = _answer(500, error_body(500, INTERNAL_ERROR))
 UNAVAILABLE = _answer(503, error_body(503, "the delivery could not be stored; please retry"))
 
@@ -133,6 +136,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     client = scope["client"][0] if scope.get("client") else None
     signature = key = None
     declared = -1
+    selftest = False
     for name, value in scope["headers"]:
         if name == _SIGNATURE:
             signature = value.decode("latin-1")
@@ -140,6 +144,8 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             key = value.decode("latin-1").strip()
         elif name == b"content-length" and value.isdigit():
             declared = int(value)
+        elif name == _SELFTEST:
+            selftest = True
         elif name == b"x-request-id" and _REQUEST_ID.match(value):
             request_id = value.decode("ascii")  # the proxy's id, so its log and ours line up
 
@@ -181,6 +187,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             )
         await _respond(send, answer, request_id)
         return
+    selftest_job = _selftest_job(body) if selftest else None  # only after the signature was verified
     if not key:  # OpenRouter sends one; without it, redeliveries of the same event still match
         try:
             event = parse_event(body)
@@ -198,6 +205,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         # of sha256 (2^-64 odds of any collision in 4 billion deliveries); a short blob keeps the index
         # cheap (benchmarked: a 75-character text key cost ~20 us per delivery, this one ~0).
         replay_key=hashlib.sha256(b"%d." % signed_at + body).digest()[:16],
+        selftest_job=selftest_job,
     )
     try:
         recorded = await s.store.record_delivery(delivery)
@@ -226,11 +234,34 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         )
         await _respond(send, DUPLICATE, request_id)
         return
+    if selftest_job is not None:
+        metrics.deliveries["test"].inc()
+        log.info(
+            "delivery.answered",
+            outcome="test",
+            job_id=selftest_job,
+            client=client,
+            request_id=request_id,
+            answered_ms=answered_ms,
+        )
+        await _respond(send, SELFTEST, request_id)
+        return
     # Stored: the answer can go. The applier moves the job along and writes the log line.
     metrics.deliveries["accepted"].inc()
+    metrics.webhook_stored.observe(max(0.0, time.time() - signed_at))
     assert recorded.delivery_id is not None  # a stored (not duplicate) delivery has its row id
     s.applier.received(recorded.delivery_id, request_id=request_id, client=client, answered_ms=answered_ms)
     await _respond(send, ACCEPTED, request_id)
+
+
+def _selftest_job(body: bytes) -> str | None:
+    """The synthetic job id of a verified `webhook test` delivery, or None if it is not one (a real
+    event sent with the header is applied as usual: the header alone never drops an event)."""
+    try:
+        job_id = parse_event(body).job_id
+    except WebhookPayloadError:
+        return None
+    return job_id if is_selftest(job_id) else None
 
 
 class WebhookFastPath:
@@ -242,6 +273,7 @@ class WebhookFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
+            started = time.perf_counter()
             try:
                 await receive_webhook(scope, receive, send)
             except Exception:
@@ -250,5 +282,9 @@ class WebhookFastPath:
                 log.exception("request.crashed", path=self.path)
                 with contextlib.suppress(Exception):
                     await _respond(send, CRASHED, "")
+            finally:
+                s = scope.get("state", {}).get("receiver")
+                if s is not None:
+                    s.metrics.requests[self.path].observe(time.perf_counter() - started)
         else:
             await self.app(scope, receive, send)

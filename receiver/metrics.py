@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from openrouter_video import ALL_STATUSES, VERIFY_REASONS
 
 OTHER = "other"
-DELIVERY_OUTCOMES = ("accepted", "duplicate", "rejected", "too_large", "store_unavailable")
+DELIVERY_OUTCOMES = ("accepted", "duplicate", "test", "rejected", "too_large", "store_unavailable")
 
 # name: (help, label name or None, the label's values)
 _COUNTERS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "receiver_deliveries_total": (
-        "Webhook deliveries answered, by outcome (accepted, duplicate, rejected, too_large, store_unavailable).",
+        "Webhook deliveries answered, by outcome (accepted, duplicate, test, rejected, too_large, "
+        "store_unavailable).",
         "outcome",
         DELIVERY_OUTCOMES,
     ),
@@ -50,11 +52,18 @@ _COUNTERS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
 _GAUGES = {
     "receiver_deliveries_pending": "Deliveries stored and acknowledged but not applied to their job yet.",
     "receiver_fetch_queue_depth": "Outputs not yet downloaded (pending or downloading).",
+    "receiver_disk_free_bytes": "Free bytes on the data dir's filesystem (readiness fails under RECEIVER_MIN_FREE_BYTES).",
 }
+# Signed (OpenRouter's timestamp, whole seconds) to committed here: delivery delay plus our own.
+_STORED_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+UNMATCHED = "unmatched"  # the request-latency label of a path no route matched
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """`routes`: the route templates (`/jobs/{job_id}`), the request-latency histogram's label values."""
+
+    def __init__(self, routes: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry()
         self._counters = {
             name: Counter(name, help_text, [label] if label else [], registry=self.registry)
@@ -63,6 +72,21 @@ class Metrics:
         self._children: dict[tuple[str, str | None], Any] = {}
         # The hot path's children, bound once: intake only calls .inc() on them.
         self.deliveries = {o: self.series("receiver_deliveries_total", outcome=o) for o in DELIVERY_OUTCOMES}
+        self.webhook_stored = Histogram(
+            "receiver_webhook_stored_seconds",
+            "From a webhook's signature timestamp (whole seconds) to its delivery committed here.",
+            buckets=_STORED_BUCKETS,
+            registry=self.registry,
+        )
+        requests = Histogram(
+            "receiver_request_seconds",
+            "Time to answer a request, by route template (not the raw path).",
+            ["route"],
+            buckets=_REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        # Every label value bound once, here: a request only looks its route up and observes.
+        self.requests = {route: requests.labels(route) for route in (*routes, UNMATCHED)}
 
     def series(self, name: str, **labels: str) -> Any:
         """The counter child for these labels (an unknown value becomes `other`); `.inc()` it."""
@@ -91,8 +115,34 @@ class Metrics:
     def gauge(self, name: str, read: Callable[[], float]) -> None:
         Gauge(name, _GAUGES[name], registry=self.registry).set_function(read)
 
+    def jobs_by_status(self, read: Callable[[], dict[str, int]]) -> None:
+        """`receiver_jobs{status}`, read from the store at scrape time (one GROUP BY over an index)."""
+        self.registry.register(_JobsByStatus(read))
+
     def render(self) -> str:
         return generate_latest(_WithoutCreated(self.registry)).decode()
+
+
+class _JobsByStatus:
+    """The jobs gauge: every known status always present (0 when none), unknown ones as `other`."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Any]:
+        return [GaugeMetricFamily("receiver_jobs", _JOBS_HELP, labels=["status"])]
+
+    def collect(self) -> Iterable[Any]:
+        counts = dict.fromkeys((*ALL_STATUSES, OTHER), 0)
+        for status, count in self.read().items():
+            counts[status if status in counts and status != OTHER else OTHER] += count
+        family = GaugeMetricFamily("receiver_jobs", _JOBS_HELP, labels=["status"])
+        for status, count in counts.items():
+            family.add_metric([status], count)
+        yield family
+
+
+_JOBS_HELP = "Job records by status."
 
 
 class _WithoutCreated:

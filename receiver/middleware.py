@@ -6,6 +6,7 @@ import hmac
 import itertools
 import os
 import re
+import time
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +47,37 @@ class RequestContextMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def route_template(path: str) -> str:
+    """A route's path as its latency label: `/jobs/{job_id:path}` is `/jobs/{job_id}`."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
+class RequestTimingMiddleware:
+    """Observes each request's time under its route template (Starlette puts the matched route in the
+    scope); a path no route matched is `unmatched`, so raw paths never become label values."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._labels: dict[str, str] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            state = scope.get("state", {}).get("receiver")
+            if state is not None:
+                route = getattr(scope.get("route"), "path", None)
+                label = self._labels.get(route) if route else None
+                if route and label is None:
+                    label = self._labels.setdefault(route, route_template(route))
+                series = state.metrics.requests
+                (series.get(label) or series["unmatched"]).observe(time.perf_counter() - started)
 
 
 class BearerAuthMiddleware:

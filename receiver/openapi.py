@@ -119,7 +119,10 @@ OPERATIONS: tuple[Operation, ...] = (
         answers={
             201: Answer("Newly tracked.", c.Job),
             200: Answer("Already known.", c.Job),
-            400: Answer("Not a JSON object, or a bad id, model or prompt.", c.ErrorEnvelope),
+            400: Answer(
+                "Not a JSON object, or a bad id, model or prompt, or a job OpenRouter does not know.",
+                c.ErrorEnvelope,
+            ),
             401: _UNAUTHORIZED,
             413: _TOO_LARGE,
         },
@@ -132,6 +135,18 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(_JOB_ID,),
         answers={
             200: Answer("The record.", c.Job),
+            401: _UNAUTHORIZED,
+            404: Answer("No such job.", c.ErrorEnvelope),
+        },
+    ),
+    Operation(
+        "delete",
+        "/jobs/{job_id}",
+        "deleteJob",
+        "Admin: delete a job record, its events and outputs, and its video files",
+        parameters=(_JOB_ID,),
+        answers={
+            200: Answer("Deleted; what was removed.", c.Deleted),
             401: _UNAUTHORIZED,
             404: Answer("No such job.", c.ErrorEnvelope),
         },
@@ -151,7 +166,11 @@ OPERATIONS: tuple[Operation, ...] = (
             206: Answer("Part of the MP4.", media={"video/mp4": _BINARY}),
             400: Answer("A bad index or Range header.", c.ErrorEnvelope, media={"text/plain": _TEXT}),
             401: _UNAUTHORIZED,
-            404: Answer("No such job, or the output is not downloaded (yet).", c.ErrorEnvelope),
+            404: Answer(
+                "No such job; the job failed; it has no such output; or the output is not downloaded yet "
+                "(or was deleted): the message says which.",
+                c.ErrorEnvelope,
+            ),
             416: Answer("Range not satisfiable.", media={"text/plain": _TEXT}),
         },
     ),

@@ -29,7 +29,14 @@ from openrouter_video import (
 from .states import Decision, decide
 
 _TERMINAL_MARKS = ",".join("?" * len(TERMINAL_STATUSES))
-DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "gone")
+# `deleted`: done once, its file removed by the retention policy (RECEIVER_RETENTION_DAYS); the
+# output's `updated_at` says when and its `error` why.
+DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "gone", "deleted")
+# The job ids of `openrouter-video webhook test`: a verified delivery of one is kept as a test and
+# never applied (it must not create a job record).
+SELFTEST_PREFIX = "selftest-"
+# Sent by `webhook test`; honoured only once the delivery's signature is verified.
+SELFTEST_HEADER = "X-Receiver-Selftest"
 # A real job has a handful of outputs; a signed event announcing more is refused beyond this, so one
 # delivery cannot queue hundreds of thousands of downloads.
 MAX_OUTPUTS_PER_JOB = 16
@@ -56,6 +63,7 @@ class Delivery:
     signed_at: int | None
     remote_addr: str | None = None
     replay_key: bytes | None = None  # hash of signed timestamp + body: the same signed request seen again
+    selftest_job: str | None = None  # a `webhook test` delivery (its synthetic job id): stored as 'test'
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,8 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDel
     This is all the webhook answer waits for, so it is one INSERT: parsing the body and moving the
     job along happen after the answer, from the stored row.
     """
+    if delivery.selftest_job is not None:
+        return _record_selftest(conn, delivery)
     cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, "
         "replay_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -239,6 +249,31 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDel
     if cursor.rowcount == 0:
         return RecordedDelivery(duplicate=True, delivery_id=None)
     return RecordedDelivery(duplicate=False, delivery_id=cursor.lastrowid)
+
+
+def _record_selftest(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDelivery:
+    """A `webhook test` delivery: kept (state 'test', for the record), never applied, no job."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO deliveries (idempotency_key, job_id, event_type, received_at, signed_at, "
+        "remote_addr, headers, body, replay_key, state, applied_at) "
+        "VALUES (?, ?, 'selftest', ?, ?, ?, ?, ?, ?, 'test', ?)",
+        (
+            delivery.idempotency_key,
+            delivery.selftest_job,
+            delivery.received_at,
+            delivery.signed_at,
+            delivery.remote_addr,
+            json.dumps(delivery.headers),
+            delivery.body,
+            delivery.replay_key,
+            delivery.received_at,
+        ),
+    )
+    return RecordedDelivery(duplicate=cursor.rowcount == 0, delivery_id=cursor.lastrowid or None)
+
+
+def is_selftest(job_id: str | None) -> bool:
+    return bool(job_id) and str(job_id).startswith(SELFTEST_PREFIX)
 
 
 _TO_APPLY = "id, idempotency_key, received_at, body"  # what _apply_delivery reads of a row
@@ -341,7 +376,10 @@ def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> A
     status = _storable(event.status) if event else None
     event_type = _storable(event.type) if event else None
     decision, queued = None, 0
-    if event is not None and error is None:
+    state = "applied" if error is None else "failed"
+    if event is not None and error is None and is_selftest(job_id):
+        state = "test"  # a self-test sent without its header (an older CLI): still never a job
+    elif event is not None and error is None:
         # The job's clock is when the webhook arrived, not when it was applied.
         result = apply_job_update(
             conn, event.job, source="webhook", now=row["received_at"], delivery_id=row["id"]
@@ -350,7 +388,7 @@ def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> A
     conn.execute(
         "UPDATE deliveries SET state = ?, error = ?, job_id = ?, event_type = ?, status = ?, applied_at = ? "
         "WHERE id = ?",
-        ("applied" if error is None else "failed", error, job_id, event_type, status, now, row["id"]),
+        (state, error, job_id, event_type, status, now, row["id"]),
     )
     return AppliedDelivery(
         delivery_id=row["id"],
@@ -397,7 +435,7 @@ DELIVERY_COLUMNS = (
     "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
     "length(body) AS body_bytes"
 )  # what is shown of a delivery: never its body or its headers (the signature is one)
-DELIVERY_STATES = ("pending", "applied", "failed")
+DELIVERY_STATES = ("pending", "applied", "failed", "test")  # test: a `webhook test` delivery
 UNPROCESSED = "unprocessed"  # a state filter: failed or pending
 
 
@@ -495,6 +533,30 @@ def schedule_poll(
         "THEN NULL ELSE ? END, poll_attempts = poll_attempts + ? WHERE id = ?",
         (*TERMINAL_STATUSES, next_at, 1 if attempted else 0, job_id),
     )
+
+
+def mark_not_found_upstream(conn: sqlite3.Connection, job_id: str, now: float, detail: str) -> None:
+    """The fallback's end for a job upstream does not know: no more polls, an event, and the record's
+    error says why. The status stays what it was (no upstream status was ever seen to move it)."""
+    conn.execute(
+        "UPDATE jobs SET next_poll_at = NULL, error = COALESCE(error, ?), updated_at = ? WHERE id = ?",
+        (detail, now, job_id),
+    )
+    add_event(conn, job_id, now, "poll", "not_found_upstream", None, detail)
+
+
+def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str] | None:
+    """Delete a job record, its events and outputs; the outputs' file paths (None: no such job)."""
+    if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+        return None
+    paths = [
+        r[0]
+        for r in conn.execute("SELECT path FROM outputs WHERE job_id = ? AND path IS NOT NULL", (job_id,))
+    ]
+    conn.execute("DELETE FROM outputs WHERE job_id = ?", (job_id,))
+    conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+    conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+    return paths
 
 
 # -- the fetch queue ---------------------------------------------------------------------------
@@ -649,6 +711,10 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
         )
     ]
     return job
+
+
+def jobs_by_status(conn: sqlite3.Connection) -> dict[str, int]:
+    return {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")}
 
 
 def output_path(conn: sqlite3.Connection, job_id: str, index: int) -> str | None:

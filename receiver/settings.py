@@ -68,6 +68,13 @@ class Settings:
     download_deadline_base: float = 60.0
     download_rate_grace: float = 30.0
     allow_private_urls: bool = False
+    # POST /jobs asks upstream whether the job exists (404 there: refused; unreachable: tracked anyway).
+    verify_registrations: bool = True
+    # Retention (days; None keeps forever): video files, job records, stored deliveries.
+    retention_days: float | None = None
+    record_retention_days: float | None = None
+    delivery_retention_days: float | None = None
+    sweep_interval: float = 3600.0
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -145,6 +152,10 @@ class Settings:
             if allow.lower() not in _BOOLEAN:
                 raise SettingsError(f"RECEIVER_ALLOW_PRIVATE_URLS={allow!r}: use 1 or 0")
             values["allow_private_urls"] = _BOOLEAN[allow.lower()]
+        if (verify := text("RECEIVER_VERIFY_REGISTRATIONS")) is not None:
+            if verify.lower() not in _BOOLEAN:
+                raise SettingsError(f"RECEIVER_VERIFY_REGISTRATIONS={verify!r}: use 1 or 0")
+            values["verify_registrations"] = _BOOLEAN[verify.lower()]
         if (fmt := text("RECEIVER_LOG_FORMAT")) is not None:
             values["log_format"] = fmt
         if (level := text("RECEIVER_LOG_LEVEL")) is not None:
@@ -193,6 +204,10 @@ _NUMERIC: tuple[tuple[str, str, type], ...] = (
     ("RECEIVER_DOWNLOAD_MIN_RATE", "download_min_rate", float),
     ("RECEIVER_DOWNLOAD_DEADLINE_BASE", "download_deadline_base", float),
     ("RECEIVER_DOWNLOAD_RATE_GRACE", "download_rate_grace", float),
+    ("RECEIVER_RETENTION_DAYS", "retention_days", float),
+    ("RECEIVER_RECORD_RETENTION_DAYS", "record_retention_days", float),
+    ("RECEIVER_DELIVERY_RETENTION_DAYS", "delivery_retention_days", float),
+    ("RECEIVER_SWEEP_INTERVAL", "sweep_interval", float),
 )
 _BOOLEAN = {
     "1": True,
@@ -215,4 +230,8 @@ _POSITIVE = {
     "poll_first_interval",
     "poll_max_interval",
     "webhook_tolerance",
+    "retention_days",
+    "record_retention_days",
+    "delivery_retention_days",
+    "sweep_interval",
 }

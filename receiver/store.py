@@ -18,7 +18,7 @@ import structlog
 
 from openrouter_video import VideoJob
 
-from . import records
+from . import records, retention
 from ._datadir import StartupError
 from ._db import check_integrity, connect, migrate
 from ._writer import StoreUnavailable, Writer
@@ -59,6 +59,9 @@ class JobStore(Protocol):
     async def schedule_poll(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None: ...
     async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None: ...
     async def due_polls(self, now: float, limit: int) -> list[dict[str, Any]]: ...
+    async def mark_not_found_upstream(self, job_id: str, detail: str) -> None: ...
+    async def delete_job(self, job_id: str) -> list[str] | None: ...
+    async def prune(self, policy: retention.Policy, now: float) -> retention.Pruned: ...
     async def claim_downloads(self, now: float, limit: int) -> list[dict[str, Any]]: ...
     async def renew_claims(self, outputs: list[tuple[str, int]]) -> int: ...
     async def recover_claims(self) -> int: ...
@@ -78,6 +81,7 @@ class JobStore(Protocol):
     def list_jobs(self, **filters: Any) -> tuple[list[dict[str, Any]], str | None]: ...
     def output_path(self, job_id: str, index: int) -> str | None: ...
     def queue_depth(self) -> int: ...
+    def jobs_by_status(self) -> dict[str, int]: ...
     def pending_deliveries(self) -> int: ...
     def writes_waiting(self) -> int: ...
     def next_download_at(self) -> float | None: ...
@@ -178,6 +182,17 @@ class SQLiteJobStore:
     async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None:
         await self._writer.run(records.add_event, job_id, time.time(), source, kind, None, detail)
 
+    async def mark_not_found_upstream(self, job_id: str, detail: str) -> None:
+        await self._writer.run(records.mark_not_found_upstream, job_id, time.time(), detail)
+
+    async def delete_job(self, job_id: str) -> list[str] | None:
+        """Delete a job record with its events and outputs; its file paths (None: no such job)."""
+        return await self._writer.run(records.delete_job, job_id)
+
+    async def prune(self, policy: retention.Policy, now: float) -> retention.Pruned:
+        """The retention policy applied to the records; the caller removes `Pruned.files` after."""
+        return await self._writer.run(retention.prune, policy, now)
+
     async def claim_downloads(self, now: float, limit: int) -> list[dict[str, Any]]:
         return await self._writer.run(
             records.claim_downloads, now, limit, worker=self.worker, lease=self.lease
@@ -255,6 +270,9 @@ class SQLiteJobStore:
 
     def queue_depth(self) -> int:
         return records.queue_depth(self._read)
+
+    def jobs_by_status(self) -> dict[str, int]:
+        return records.jobs_by_status(self._read)
 
     def pending_deliveries(self) -> int:
         return records.pending_count(self._read)

@@ -42,6 +42,8 @@ def receiver_settings(data_dir: str, sim: RunningSimulator, **overrides: Any) ->
         "download_retry_cap": 0.5,
         "min_free_bytes": 1,
         "log_format": "json",
+        # The suite registers made-up ids; tests/test_first_hour_receiver.py checks them upstream.
+        "verify_registrations": False,
     }
     values.update(overrides)
     return Settings(**values)
@@ -193,6 +195,7 @@ class ReceiverProcess:
                 "RECEIVER_DOWNLOAD_RETRY_CAP": str(s.download_retry_cap),
                 "RECEIVER_MIN_FREE_BYTES": str(s.min_free_bytes),
                 "RECEIVER_LOG_FORMAT": "json",
+                "RECEIVER_VERIFY_REGISTRATIONS": "1" if s.verify_registrations else "0",
             }
         )
         return env

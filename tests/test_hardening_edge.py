@@ -327,6 +327,13 @@ EXPECTED_SAMPLES = {
     "receiver_fallback_polls_total",
     "receiver_fetch_queue_depth",
     "receiver_deliveries_pending",
+    "receiver_disk_free_bytes",
+    "receiver_jobs",  # by status: an unknown upstream status is `other`, like the counters' labels
+    *(
+        f"receiver_{h}_seconds_{part}"
+        for h in ("webhook_stored", "request")
+        for part in ("bucket", "count", "sum")
+    ),
 }
 
 
@@ -354,6 +361,7 @@ def test_a_polled_status_cannot_inject_series_into_metrics(tmp_path, simulator) 
     assert {s.name for s in found} <= EXPECTED_SAMPLES
     results = {s.labels["result"] for s in found if s.name == "receiver_fallback_polls_total"}
     assert EVIL_STATUS not in results and "other" in results
+    assert EVIL_STATUS not in {s.labels.get("status") for s in found if s.name == "receiver_jobs"}
 
 
 def test_label_values_outside_the_declared_set_are_counted_as_other() -> None:

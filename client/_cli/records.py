@@ -105,6 +105,8 @@ def _delivery_state(delivery: dict[str, Any]) -> str:
         return "applied"
     if state == "pending":
         return "pending (not applied yet)"
+    if state == "test":
+        return "test (from `webhook test`: stored, never a job)"
     return f"UNPROCESSED: {_text(delivery.get('error'))}"
 
 
