@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .format import describe_model, emit_json, models_table
+from .format import describe_model, emit_json, models_table, with_iso_times
 from .options import json_option
 from .state import CliState, pass_state
 
@@ -22,7 +22,7 @@ def models_cmd(state: CliState, as_json: bool) -> None:
     """
     models = sorted(state.client().models(), key=lambda m: m.id)
     if as_json:
-        emit_json([m.raw for m in models])
+        emit_json([with_iso_times(m.raw) for m in models])
         return
     click.echo(models_table(models))
 
@@ -41,6 +41,6 @@ def model_cmd(state: CliState, model_id: str, as_json: bool) -> None:
     """
     model = state.client().model(model_id)
     if as_json:
-        emit_json(model.raw)
+        emit_json(with_iso_times(model.raw))
     else:
         click.echo(describe_model(model))

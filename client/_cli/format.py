@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 from collections.abc import Iterable
@@ -11,10 +12,29 @@ import click
 
 from .._types import DownloadResult, VideoJob, VideoModel
 
+# OpenRouter's fields that are Unix seconds: printed (human and --json) as ISO 8601 UTC instead.
+UNIX_TIME_FIELDS = ("expires_at", "created")
+
+
+def iso_utc(unix: float) -> str:
+    """`2026-12-04T10:00:00Z`: the one time format the client CLI prints (raises on out-of-range)."""
+    return _dt.datetime.fromtimestamp(int(unix), tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_iso_times(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an API object with its Unix-seconds fields as ISO 8601 UTC (others untouched)."""
+    out = dict(record)
+    for name in UNIX_TIME_FIELDS:
+        value = out.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            with contextlib.suppress(OverflowError, OSError, ValueError):
+                out[name] = iso_utc(value)
+    return out
+
 
 def job_record(job: VideoJob, **extra: Any) -> dict[str, Any]:
-    """The machine-readable form of a job: OpenRouter's own fields, plus ours."""
-    record = dict(job.raw)
+    """The machine-readable form of a job: OpenRouter's own fields (times as ISO 8601), plus ours."""
+    record = with_iso_times(job.raw)
     record.setdefault("id", job.id)
     record.setdefault("status", job.status)
     record.update(extra)
@@ -74,10 +94,9 @@ def _when(unix: int | None) -> str:
     if unix is None:
         return "-"
     try:
-        stamp = _dt.datetime.fromtimestamp(unix, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return iso_utc(unix)
     except (OverflowError, OSError, ValueError):
         return str(unix)
-    return f"{stamp} ({unix})"
 
 
 def describe_job(job: VideoJob) -> str:

@@ -1,0 +1,71 @@
+"""Issue 12, "the first hour with the product": the client's side, over real HTTP on 127.0.0.1.
+
+Against the simulator, or a tiny raw socket server for the hanging and refusing cases. Every wait is
+for a condition, with a bound.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+from support import RunningSimulator
+
+from openrouter_video import OpenRouterVideo
+from openrouter_video._cli import cli
+
+VEO = "google/veo-3.1"
+EXECUTABLE = Path(sys.executable).with_name("openrouter-video")
+RECEIVER_VARS = ("RECEIVER_PUBLIC_URL", "RECEIVER_URL", "RECEIVER_API_TOKEN")
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def env_for(
+    base_url: str, api_key: str | None = "sk-or-test-key", **extra: str | None
+) -> dict[str, str | None]:
+    env: dict[str, str | None] = {name: None for name in RECEIVER_VARS}
+    env.update(OPENROUTER_API_KEY=api_key, OPENROUTER_BASE_URL=base_url, OPENROUTER_WEBHOOK_SECRET=None)
+    env.update(extra)
+    return env
+
+
+def run(sim: RunningSimulator, *args: str, **env: str | None) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env_for(sim.api_base, sim.api_key, **env))
+
+
+def error_lines(result: Result) -> list[str]:
+    assert "Traceback" not in result.output
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def completed_job(sim: RunningSimulator, prompt: str = "a fox") -> str:
+    with OpenRouterVideo(api_key=sim.api_key, base_url=sim.api_base) as api:
+        return api.wait(api.submit(prompt, model=VEO, duration=4), first_interval=0.05, timeout=30).id
+
+
+# -- 7. times are ISO 8601 UTC ----------------------------------------------------------------------
+
+
+def test_times_are_iso_8601_utc_in_text_and_json(simulator: RunningSimulator) -> None:
+    job_id = completed_job(simulator)
+    text = run(simulator, "status", job_id)
+    assert text.exit_code == 0, text.output
+    [expires] = [
+        line.split(":", 1)[1].strip() for line in text.stdout.splitlines() if line.startswith("expires_at")
+    ]
+    assert ISO_Z.match(expires), expires
+    assert "UTC" not in text.stdout
+
+    record = json.loads(run(simulator, "status", job_id, "--json").stdout)
+    assert ISO_Z.match(record["expires_at"]), record
+
+    model = run(simulator, "model", VEO)
+    [created] = [
+        line.split(":", 1)[1].strip() for line in model.stdout.splitlines() if line.startswith("created")
+    ]
+    assert created == "2026-03-23T14:45:48Z"
+    assert json.loads(run(simulator, "model", VEO, "--json").stdout)["created"] == "2026-03-23T14:45:48Z"
+    assert all(ISO_Z.match(m["created"]) for m in json.loads(run(simulator, "models", "--json").stdout))
