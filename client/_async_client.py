@@ -19,7 +19,6 @@ from ._base import (
     WaitSchedule,
     default_dest,
     download_sources,
-    error_from_response,
     submit_failure,
     translate_transport_error,
 )
@@ -86,7 +85,7 @@ class AsyncOpenRouterVideo(BaseClient):
                     return response
                 await response.aread()
                 await response.aclose()
-                error: OpenRouterVideoError = error_from_response(response, job_id=job_id)
+                error: OpenRouterVideoError = self.response_error(response, job_id=job_id)
             except httpx.HTTPError as exc:
                 error = translate_transport_error(exc, job_id=job_id)
             delay = self.retry.plan(attempt, error, idempotent=idempotent)
@@ -150,6 +149,7 @@ class AsyncOpenRouterVideo(BaseClient):
     async def submit(
         self, prompt: str | None = None, *, model: str, validate: bool = True, **fields: Any
     ) -> VideoJob:
+        self.require_key()
         body = build_submit_body(model=model, prompt=prompt, **fields)
         if validate:
             check_capabilities(body, await self.model(body["model"]))

@@ -307,16 +307,40 @@ class BaseClient:
                 return candidate
         return self.job_url(job.id)
 
+    def require_key(self) -> str:
+        """The API key, or a ValidationError naming OPENROUTER_API_KEY before anything is sent."""
+        if not self.api_key:
+            raise ValidationError(
+                "api_key", None, "no API key: set OPENROUTER_API_KEY (or pass api_key= to the client)"
+            )
+        return self.api_key
+
     def headers_for(self, url: httpx.URL, *, keyed: bool) -> dict[str, str]:
         """The API key goes only to the configured API origin, whatever the URL came from."""
         headers = {"User-Agent": USER_AGENT}
         if keyed and self.is_api_origin(url):
-            if not self.api_key:
-                raise ValidationError(
-                    "api_key", None, "no API key: set OPENROUTER_API_KEY or pass api_key= to the client"
-                )
-            headers["Authorization"] = f"Bearer {self.api_key}"
+            headers["Authorization"] = f"Bearer {self.require_key()}"
         return headers
+
+    def base_url_hint(self) -> str | None:
+        """`…/api/v1` the base URL probably lacks (a bare 404 otherwise), or None when it has it."""
+        path = self.base_url.path.rstrip("/")
+        if path.endswith("/api/v1"):
+            return None
+        root = str(self.base_url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+        return f"{root}/api/v1" if path in ("", "/api") else f"{str(self.base_url).rstrip('/')}/api/v1"
+
+    def response_error(self, response: httpx.Response, *, job_id: str | None = None) -> APIError:
+        """`error_from_response`, plus the likely fix when a 404 comes from a base URL without /api/v1."""
+        error = error_from_response(response, job_id=job_id)
+        if error.status_code == 404 and self.is_api_origin(response.request.url):
+            suggestion = self.base_url_hint()
+            if suggestion is not None:
+                error.message = (
+                    f"{error.message} at {response.request.url}; the base URL {self.base_url} has no "
+                    f"/api/v1 (did you mean {suggestion}?)"
+                )
+        return error
 
     def build_request(
         self,

@@ -20,7 +20,6 @@ from ._base import (
     WaitSchedule,
     default_dest,
     download_sources,
-    error_from_response,
     submit_failure,
     translate_transport_error,
 )
@@ -106,7 +105,7 @@ class OpenRouterVideo(BaseClient):
                     return response
                 response.read()
                 response.close()
-                error: OpenRouterVideoError = error_from_response(response, job_id=job_id)
+                error: OpenRouterVideoError = self.response_error(response, job_id=job_id)
             except httpx.HTTPError as exc:
                 error = translate_transport_error(exc, job_id=job_id)
             delay = self.retry.plan(attempt, error, idempotent=idempotent)
@@ -179,6 +178,7 @@ class OpenRouterVideo(BaseClient):
         request provably never reached OpenRouter, or on 429; any ambiguous failure raises
         `SubmissionOutcomeUnknown` instead of risking a second paid job.
         """
+        self.require_key()
         body = build_submit_body(model=model, prompt=prompt, **fields)
         if validate:
             check_capabilities(body, self.model(body["model"]))

@@ -7,10 +7,14 @@ for a condition, with a bound.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from support import RunningSimulator
 
@@ -69,3 +73,63 @@ def test_times_are_iso_8601_utc_in_text_and_json(simulator: RunningSimulator) ->
     assert created == "2026-03-23T14:45:48Z"
     assert json.loads(run(simulator, "model", VEO, "--json").stdout)["created"] == "2026-03-23T14:45:48Z"
     assert all(ISO_Z.match(m["created"]) for m in json.loads(run(simulator, "models", "--json").stdout))
+
+
+# -- 10. a missing key and a base URL without /api/v1 ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["submit", "a fox", "-m", VEO, "--duration", "4"],
+        ["status", "abcdefghijklmnopqrst"],
+        ["wait", "abcdefghijklmnopqrst"],
+        ["download", "abcdefghijklmnopqrst"],
+    ],
+    ids=["submit", "status", "wait", "download"],
+)
+def test_missing_api_key_is_said_before_sending(simulator: RunningSimulator, args: list[str]) -> None:
+    before = simulator.state.counts()
+    result = CliRunner().invoke(cli, args, env=env_for(simulator.api_base, api_key=None))
+    assert result.exit_code == 2, result.output
+    [line] = error_lines(result)
+    assert "OPENROUTER_API_KEY" in line and "401" not in line
+    assert simulator.state.counts() == before
+
+
+def test_base_url_without_api_v1_names_the_url_and_the_fix(simulator: RunningSimulator) -> None:
+    result = CliRunner().invoke(cli, ["models"], env=env_for(simulator.url, simulator.api_key))
+    assert result.exit_code == 3, result.output
+    [line] = error_lines(result)
+    assert f"{simulator.url}/videos/models" in line
+    assert f"did you mean {simulator.url}/api/v1?" in line
+
+
+# -- 12. SIGTERM during wait is an interruption ------------------------------------------------------
+
+
+def test_sigterm_during_wait_exits_130_with_the_resume_hint(simulator: RunningSimulator) -> None:
+    with OpenRouterVideo(api_key=simulator.api_key, base_url=simulator.api_base) as api:
+        job = api.submit("slow [sim:pending=60]", model=VEO)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECEIVER_", "OPENROUTER_"))}
+    env.update(OPENROUTER_API_KEY=simulator.api_key, OPENROUTER_BASE_URL=simulator.api_base)
+    proc = subprocess.Popen(
+        [str(EXECUTABLE), "wait", job.id, "--poll-interval", "0.05"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # the status line: the wait loop is running
+        assert f"job {job.id}: pending" in first
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130, rest
+    assert f"interrupted: job {job.id} keeps running upstream" in rest
+    assert f"openrouter-video wait {job.id}" in rest and "Traceback" not in rest

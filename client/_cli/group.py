@@ -6,9 +6,11 @@ point group `openrouter_video.commands`; client/ never imports them by name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import click
@@ -125,13 +127,32 @@ class VideoGroup(click.Group):
         state = extra.pop("obj", None)
         if not isinstance(state, CliState):
             state = CliState()
-        code = run_mapped(
-            lambda: super(VideoGroup, self).main(
-                args, prog_name or PROG, complete_var, standalone_mode=False, obj=state, **extra
-            ),
-            state,
-        )
+        with _sigterm_as_interrupt():
+            code = run_mapped(
+                lambda: super(VideoGroup, self).main(
+                    args, prog_name or PROG, complete_var, standalone_mode=False, obj=state, **extra
+                ),
+                state,
+            )
         sys.exit(code)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (kill, systemd, a CI timeout) is handled as Ctrl-C: the resume hint and exit 130."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=VideoGroup, help=GROUP_HELP, context_settings={"help_option_names": ["-h", "--help"]})

@@ -65,7 +65,7 @@ def status_cmd(state: CliState, job_id: str, as_json: bool) -> None:
       openrouter-video status Nxff2D1Z6w4Zk9iNuZam
       openrouter-video status Nxff2D1Z6w4Zk9iNuZam --json | jq -r .status
     """
-    job = state.client().get(job_id)
+    job = state.keyed_client().get(job_id)
     if as_json:
         emit_json(job_record(job))
     else:
@@ -87,7 +87,7 @@ def wait_cmd(state: CliState, job_id: str, timeout: float, poll_interval: float,
       openrouter-video wait Nxff2D1Z6w4Zk9iNuZam
       openrouter-video wait Nxff2D1Z6w4Zk9iNuZam --timeout 600 --json
     """
-    api = state.client()
+    api = state.keyed_client()
     final = wait_with_display(state, api, job_id, timeout=timeout, poll_interval=poll_interval)
     if as_json:
         emit_json(job_record(final))
@@ -112,7 +112,7 @@ def download_cmd(state: CliState, job_id: str, index: int, output: str | None, a
       openrouter-video download Nxff2D1Z6w4Zk9iNuZam
       openrouter-video download Nxff2D1Z6w4Zk9iNuZam --index 1 -o second.mp4
     """
-    result = download_with_progress(state, state.client(), job_id, index=index, dest=output)
+    result = download_with_progress(state, state.keyed_client(), job_id, index=index, dest=output)
     if as_json:
         emit_json({"id": job_id, "index": index, **download_record(result)})
     else:

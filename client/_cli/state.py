@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import click
 
 from .._client import OpenRouterVideo
+from .._exceptions import ValidationError
 
 PROG = "openrouter-video"
 
@@ -29,6 +30,17 @@ class CliState:
             self._client = OpenRouterVideo(api_key=self.api_key, base_url=self.base_url)
             click.get_current_context().call_on_close(self._client.close)
         return self._client
+
+    def keyed_client(self) -> OpenRouterVideo:
+        """The client, for a command that needs the API key: a missing key is said before sending."""
+        if not self.api_key:
+            command = click.get_current_context().command_path
+            raise ValidationError(
+                "api_key",
+                None,
+                f"no API key: set OPENROUTER_API_KEY (or --api-key); '{command}' needs one",
+            )
+        return self.client()
 
     def working_on(self, job_id: str, resume: str) -> None:
         self.job_id = job_id

@@ -130,7 +130,7 @@ def submit_cmd(
         "session_id": session_id,
     }
     fields = {k: v for k, v in fields.items() if v is not None}
-    api = state.client()
+    api = state.keyed_client()
     state.submitting = True
     job = api.submit(prompt, model=model, validate=not no_validate, **fields)
     state.submitting = False
