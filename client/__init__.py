@@ -9,7 +9,7 @@ The error tree is documented in `openrouter_video._exceptions`.
 """
 
 from ._async_client import AsyncOpenRouterVideo
-from ._base import DEFAULT_BASE_URL, RetryPolicy, parse_retry_after
+from ._base import DEFAULT_BASE_URL, RetryEvent, RetryPolicy, parse_retry_after
 from ._client import OpenRouterVideo
 from ._exceptions import (
     VERIFY_REASONS,
@@ -108,6 +108,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseFormatError",
+    "RetryEvent",
     "RetryPolicy",
     "SubmissionOutcomeUnknown",
     "TransportError",

@@ -88,7 +88,7 @@ class AsyncOpenRouterVideo(BaseClient):
                 error: OpenRouterVideoError = self.response_error(response, job_id=job_id)
             except httpx.HTTPError as exc:
                 error = translate_transport_error(exc, job_id=job_id)
-            delay = self.retry.plan(attempt, error, idempotent=idempotent)
+            delay = self.plan_retry(attempt, error, request, idempotent=idempotent)
             if delay is None:
                 raise error
             await asyncio.sleep(delay)
@@ -283,7 +283,7 @@ class AsyncOpenRouterVideo(BaseClient):
                 await _settle(writing)
                 sink.abort()
                 error = translate_transport_error(exc, job_id=job_id)
-                delay = self.retry.plan(attempt, error, idempotent=True)
+                delay = self.plan_retry(attempt, error, response.request, idempotent=True)
                 if delay is None:
                     raise error from exc
                 await asyncio.sleep(delay)

@@ -108,7 +108,7 @@ class OpenRouterVideo(BaseClient):
                 error: OpenRouterVideoError = self.response_error(response, job_id=job_id)
             except httpx.HTTPError as exc:
                 error = translate_transport_error(exc, job_id=job_id)
-            delay = self.retry.plan(attempt, error, idempotent=idempotent)
+            delay = self.plan_retry(attempt, error, request, idempotent=idempotent)
             if delay is None:
                 raise error
             time.sleep(delay)
@@ -320,7 +320,7 @@ class OpenRouterVideo(BaseClient):
             except httpx.HTTPError as exc:
                 sink.abort()
                 error = translate_transport_error(exc, job_id=job_id)
-                delay = self.retry.plan(attempt, error, idempotent=True)
+                delay = self.plan_retry(attempt, error, response.request, idempotent=True)
                 if delay is None:
                     raise error from exc
                 time.sleep(delay)

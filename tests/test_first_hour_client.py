@@ -6,19 +6,24 @@ for a condition, with a bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from support import RunningSimulator
 
-from openrouter_video import OpenRouterVideo
+from openrouter_video import OpenRouterVideo, TransportError
 from openrouter_video._cli import cli
 
 VEO = "google/veo-3.1"
@@ -133,3 +138,116 @@ def test_sigterm_during_wait_exits_130_with_the_resume_hint(simulator: RunningSi
     assert proc.returncode == 130, rest
     assert f"interrupted: job {job.id} keeps running upstream" in rest
     assert f"openrouter-video wait {job.id}" in rest and "Traceback" not in rest
+
+
+# -- 2. no silent five-minute hang ----------------------------------------------------------------
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers (or, with `refuse`, is a closed port)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                conn, _ = self.sock.accept()
+                self.accepted.append(conn)
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_models_against_a_silent_server_stops_at_the_deadline_with_one_line() -> None:
+    with SilentServer() as server:
+        started = time.monotonic()
+        result = CliRunner().invoke(cli, ["--deadline", "1.5", "models"], env=env_for(server.api_base))
+        took = time.monotonic() - started
+    assert result.exit_code == 3, result.output
+    assert took < 6, took
+    [line] = error_lines(result)
+    assert "no answer" in line and f"{server.api_base}/videos/models" in line and "deadline" in line
+
+
+def test_json_calls_have_a_short_read_timeout_and_downloads_a_longer_one() -> None:
+    with OpenRouterVideo(api_key="k", base_url="http://127.0.0.1:9/api/v1") as api:
+        assert api.timeout.read is not None and api.timeout.read <= 30 and api.timeout.connect == 5
+        assert api.download_timeout.read is not None and api.download_timeout.read > api.timeout.read
+
+
+def test_each_retry_is_told_to_the_hook_and_the_library_prints_nothing(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    events: list[Any] = []
+    with SilentServer() as server:
+        api = OpenRouterVideo(
+            api_key="k", base_url=server.api_base, timeout=0.3, max_retries=2, retry_initial=0.01,
+            on_retry=events.append,
+        )  # fmt: skip
+        with api, pytest.raises(TransportError, match="no answer"):
+            api.get("abcdefghijklmnopqrst")
+    assert [(e.attempt, e.attempts, e.method) for e in events] == [(1, 3, "GET"), (2, 3, "GET")]
+    assert all(isinstance(e.error, TransportError) and "videos/abcdefghijklmnopqrst" in e.url for e in events)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_the_cli_prints_a_line_per_retry(simulator: RunningSimulator) -> None:
+    # The first two polls of the job answer 503 (a middleware in front of the simulator).
+    job_id = completed_job(simulator)
+    calls = {"n": 0}
+    original = simulator.app.middleware_stack
+
+    async def flaky(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith(job_id) and calls["n"] < 2:
+            calls["n"] += 1
+            await send({"type": "http.response.start", "status": 503, "headers": [(b"retry-after", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        assert original is not None
+        await original(scope, receive, send)
+
+    simulator.app.middleware_stack = flaky
+    result = run(simulator, "status", job_id)
+    assert result.exit_code == 0, result.output
+    retries = [line for line in result.stderr.splitlines() if line.startswith("retry: ")]
+    assert len(retries) == 2, result.stderr
+    assert "503" in retries[0] and "attempt 1 of 5" in retries[0] and "retrying in" in retries[0]
+    assert "attempt 2 of 5" in retries[1]
+
+
+def test_connection_refused_fails_fast_and_says_so() -> None:
+    port = closed_port()
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["models"], env=env_for(f"http://127.0.0.1:{port}/api/v1"))
+    took = time.monotonic() - started
+    assert result.exit_code == 3, result.output
+    assert took < 3, took
+    [line] = error_lines(result)
+    assert f"connection refused by 127.0.0.1:{port}" in line
+    assert len([x for x in result.stderr.splitlines() if x.startswith("retry: ")]) <= 2

@@ -20,7 +20,7 @@ def models_cmd(state: CliState, as_json: bool) -> None:
       openrouter-video models
       openrouter-video models --json | jq -r '.[].id'
     """
-    models = sorted(state.client().models(), key=lambda m: m.id)
+    models = sorted(state.one_shot_client().models(), key=lambda m: m.id)
     if as_json:
         emit_json([with_iso_times(m.raw) for m in models])
         return
@@ -39,7 +39,7 @@ def model_cmd(state: CliState, model_id: str, as_json: bool) -> None:
       openrouter-video model google/veo-3.1
       openrouter-video model google/veo-3.1 --json
     """
-    model = state.client().model(model_id)
+    model = state.one_shot_client().model(model_id)
     if as_json:
         emit_json(with_iso_times(model.raw))
     else:

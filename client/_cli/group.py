@@ -19,7 +19,7 @@ from .catalog import model_cmd, models_cmd
 from .errors import EXIT_API, run_mapped
 from .jobs import download_cmd, status_cmd, wait_cmd
 from .simulate import simulate_cmd
-from .state import PROG, CliState, pass_state
+from .state import ONE_SHOT_DEADLINE, PROG, CliState, pass_state
 from .submit import submit_cmd
 
 PLUGIN_GROUP = "openrouter_video.commands"
@@ -166,12 +166,22 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     default=None,
     help="API base URL (default https://openrouter.ai/api/v1).",
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help=f"Overall time limit of models, model and status, retries included (default {ONE_SHOT_DEADLINE:g}).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log HTTP requests and show tracebacks on errors.")
 @click.version_option(package_name="openrouter-video", prog_name=PROG)
 @pass_state
-def cli(state: CliState, api_key: str | None, base_url: str | None, verbose: bool) -> None:
+def cli(
+    state: CliState, api_key: str | None, base_url: str | None, deadline: float | None, verbose: bool
+) -> None:
     state.api_key = api_key or None
     state.base_url = base_url or None
+    state.deadline = deadline
     state.verbose = verbose
     if verbose:
         _log_to_stderr(click.get_current_context())

@@ -65,7 +65,7 @@ def status_cmd(state: CliState, job_id: str, as_json: bool) -> None:
       openrouter-video status Nxff2D1Z6w4Zk9iNuZam
       openrouter-video status Nxff2D1Z6w4Zk9iNuZam --json | jq -r .status
     """
-    job = state.keyed_client().get(job_id)
+    job = state.one_shot_client(keyed=True).get(job_id)
     if as_json:
         emit_json(job_record(job))
     else:
