@@ -5,7 +5,7 @@
         job = api.wait(api.submit("a red fox in snow", model="google/veo-3.1", duration=4))
         api.download(job, dest="fox.mp4")
 
-The error tree is documented in `openrouter_video._exceptions`.
+The error tree is documented in `openrouter_video._exceptions`; cost estimates in `openrouter_video._pricing`.
 """
 
 from ._async_client import AsyncOpenRouterVideo
@@ -39,6 +39,7 @@ from ._exceptions import (
     WebhookPayloadError,
     WebhookVerificationError,
 )
+from ._pricing import CostEstimate, PriceRow, estimate_cost, price_rows
 from ._types import (
     ALL_STATUSES,
     CANCELLED,
@@ -89,6 +90,7 @@ __all__ = [
     "APIError",
     "AsyncOpenRouterVideo",
     "AuthenticationError",
+    "CostEstimate",
     "DownloadError",
     "DownloadResult",
     "DownloadTooSlow",
@@ -106,6 +108,7 @@ __all__ = [
     "OutputGoneError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PriceRow",
     "RateLimitError",
     "ResponseFormatError",
     "RetryEvent",
@@ -120,11 +123,13 @@ __all__ = [
     "WebhookEvent",
     "WebhookPayloadError",
     "WebhookVerificationError",
+    "estimate_cost",
     "idempotency_key",
     "is_loopback_host",
     "is_valid_job_id",
     "parse_event",
     "parse_retry_after",
+    "price_rows",
     "sign",
     "verify",
     "verify_signature",

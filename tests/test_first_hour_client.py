@@ -23,8 +23,9 @@ import pytest
 from click.testing import CliRunner, Result
 from support import RunningSimulator
 
-from openrouter_video import OpenRouterVideo, TransportError
+from openrouter_video import OpenRouterVideo, TransportError, VideoModel, estimate_cost
 from openrouter_video._cli import cli
+from openrouter_video._simulator import CATALOG
 
 VEO = "google/veo-3.1"
 EXECUTABLE = Path(sys.executable).with_name("openrouter-video")
@@ -251,3 +252,105 @@ def test_connection_refused_fails_fast_and_says_so() -> None:
     [line] = error_lines(result)
     assert f"connection refused by 127.0.0.1:{port}" in line
     assert len([x for x in result.stderr.splitlines() if x.startswith("retry: ")]) <= 2
+
+
+# -- cost before paying -----------------------------------------------------------------------------
+
+SIM_MODELS = {entry["id"]: VideoModel.from_api(entry) for entry in CATALOG}
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "usd", "upper"),
+    [
+        ("google/veo-3.1", {"duration": 4, "resolution": "720p", "generate_audio": False}, 0.80, False),
+        ("google/veo-3.1", {"duration": 8, "resolution": "4K", "generate_audio": True}, 4.80, False),
+        ("google/veo-3.1", {"duration": 4, "size": "3840x2160", "generate_audio": False}, 1.60, False),
+        ("google/veo-3.1", {"duration": 4}, 2.40, True),  # 4K with audio: the most it can cost
+        ("google/veo-3.1", {}, 4.80, True),  # the longest duration too
+        ("google/veo-3.1-fast", {"duration": 6, "resolution": "720p", "generate_audio": True}, 0.72, False),
+        ("openai/sora-2-pro", {"duration": 12, "resolution": "1080p"}, 6.00, False),
+        ("kwaivgi/kling-v3.0-pro", {"duration": 5, "generate_audio": False}, 0.56, False),
+        ("kwaivgi/kling-v3.0-pro", {"duration": 5, "generate_audio": True}, 0.84, False),
+        ("alibaba/wan-2.6", {"duration": 5, "resolution": "720p", "frame_images": [{}]}, 0.50, False),
+        (
+            "x-ai/grok-imagine-video",
+            {"duration": 5, "resolution": "480p", "frame_images": [{}]},
+            0.252,
+            False,
+        ),
+        ("runway/aleph-2", {"duration": 1}, 0.56, False),  # the minimum per generation
+        ("minimax/hailuo-2.3", {"duration": 6}, 0.4902, False),
+    ],
+)
+def test_estimates_from_the_catalogs_pricing_skus(
+    model: str, body: dict[str, Any], usd: float, upper: bool
+) -> None:
+    estimate = estimate_cost(SIM_MODELS[model], body)
+    assert estimate.usd == pytest.approx(usd), estimate
+    assert estimate.upper_bound is upper and estimate.reason is None
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "why"),
+    [
+        ("bytedance/seedance-2.0", {"duration": 5, "resolution": "720p"}, "video token"),
+        ("black-forest-labs/flux-video-upscale", {"upscale_factor": 2}, "megapixel"),
+        ("runway/aleph-2", {}, "no duration"),
+        ("google/veo-3.1", {"duration": 4, "resolution": "480p"}, "480p"),
+    ],
+)
+def test_no_estimate_rather_than_a_guess(model: str, body: dict[str, Any], why: str) -> None:
+    estimate = estimate_cost(SIM_MODELS[model], body)
+    assert estimate.usd is None and why in (estimate.reason or ""), estimate
+    assert "unknown" in estimate.describe()
+
+
+def test_models_shows_the_price_per_second(simulator: RunningSimulator) -> None:
+    result = run(simulator, "models")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert "720p,1080p: $0.40 with audio, $0.20 without; 4K: $0.60 with audio, $0.40 without" in rows[VEO]
+    assert rows["openai/sora-2-pro"].endswith("720p: $0.30; 1080p: $0.50")
+    assert rows["runway/gen-4.5"].endswith("$0.12")
+    assert rows["bytedance/seedance-2.0"].endswith("per video token (no estimate)")
+
+
+def test_submit_dry_run_validates_prints_body_and_estimate_and_sends_nothing(
+    simulator: RunningSimulator,
+) -> None:
+    args = ["submit", "a fox", "-m", VEO, "--duration", "4", "--resolution", "720p", "--no-audio"]
+    result = run(simulator, *args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["body"] == {
+        "model": VEO, "prompt": "a fox", "duration": 4, "resolution": "720p", "generate_audio": False,
+    }  # fmt: skip
+    assert document["estimate"]["usd"] == pytest.approx(0.80)
+    assert "estimated cost: $0.80" in result.stderr
+    bad = run(simulator, "submit", "a fox", "-m", VEO, "--duration", "5", "--dry-run")
+    assert bad.exit_code == 2 and len(error_lines(bad)) == 1  # validated against the catalog
+    assert simulator.state.counts()["submits"] == 0
+
+
+def test_submit_prints_the_estimate_then_sends(simulator: RunningSimulator) -> None:
+    result = run(simulator, "submit", "a fox", "-m", VEO, "--duration", "4", "--max-cost", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("estimated cost: at most $2.40"), lines
+    assert any(line.startswith("submitted job") for line in lines[1:])
+    assert simulator.state.counts()["submits"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["-m", VEO, "--duration", "8", "--max-cost", "1"], "above --max-cost $1.00"),
+        (["-m", "bytedance/seedance-2.0", "--duration", "5", "--max-cost", "100"], "cannot be estimated"),
+    ],
+)
+def test_max_cost_refuses_before_sending(simulator: RunningSimulator, args: list[str], fragment: str) -> None:
+    result = run(simulator, "submit", "a fox", *args)
+    assert result.exit_code == 2, result.output
+    [line] = error_lines(result)
+    assert fragment in line
+    assert simulator.state.counts()["submits"] == 0

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .._pricing import estimate_cost, price_rows
 from .._types import DownloadResult, VideoJob, VideoModel
 
 # OpenRouter's fields that are Unix seconds: printed (human and --json) as ISO 8601 UTC instead.
@@ -84,10 +85,40 @@ def models_table(models: Iterable[VideoModel]) -> str:
             _list(m.supported_aspect_ratios),
             _flag(m.generate_audio),
             _flag(m.seed),
+            price_text(m),
         ]
         for m in models
     ]
-    return _table(["ID", "DURATIONS", "RESOLUTIONS", "ASPECT RATIOS", "AUDIO", "SEED"], rows)
+    return _table(
+        ["ID", "DURATIONS", "RESOLUTIONS", "ASPECT RATIOS", "AUDIO", "SEED", "PRICE PER SECOND"], rows
+    )
+
+
+def usd(amount: float) -> str:
+    """`$0.40`, or all the digits a price has (`$0.0817`)."""
+    return f"${amount:.2f}" if round(amount, 2) == amount else f"${amount:.4g}"
+
+
+def price_text(model: VideoModel) -> str:
+    """The price per second, by resolution and audio where the SKUs distinguish them, e.g.
+    `720p,1080p: $0.40 with audio, $0.20 without; 4K: $0.60 with audio, $0.40 without`."""
+    rows = price_rows(model)
+    if rows is None:
+        reason = estimate_cost(model, {}).reason or ""
+        if "video token" in reason:
+            return "per video token (no estimate)"
+        if "megapixel" in reason:
+            return "per megapixel-second of input (no estimate)"
+        return "-" if not model.pricing_skus else "not per second (no estimate)"
+    groups: dict[tuple[str, ...] | None, list[str]] = {}
+    for row in rows:
+        price = usd(row.usd_per_second)
+        label = "" if row.audio is None else (" with audio" if row.audio else " without")
+        groups.setdefault(row.resolutions, []).append(price + label)
+    return "; ".join(
+        (f"{','.join(resolutions)}: " if resolutions else "") + ", ".join(prices)
+        for resolutions, prices in groups.items()
+    )
 
 
 def _when(unix: int | None) -> str:
@@ -141,6 +172,7 @@ def describe_model(model: VideoModel) -> str:
         ("creativity", _list(model.creativity) if model.creativity is not None else "-"),
         ("passthrough", _list(model.allowed_passthrough_parameters)),
     ]
+    rows.append(("price per second", price_text(model)))
     if model.pricing_skus:
         rows.extend((f"price {sku}", price) for sku, price in sorted(model.pricing_skus.items()))
     else:
