@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -460,9 +460,11 @@ class BaseClient:
         keyed: bool = True,
         json_body: Any = None,
         accept: str = "application/json",
+        extra_headers: dict[str, str] | None = None,
     ) -> httpx.Request:
         headers = self.headers_for(url, keyed=keyed)
         headers["Accept"] = accept
+        headers.update(extra_headers or {})
         base = self.timeout if accept == "application/json" else self.download_timeout
         return http.build_request(
             method, url, headers=headers, json=json_body, timeout=self.request_timeout(base)
@@ -479,7 +481,8 @@ class BaseClient:
         if target.scheme not in ("http", "https"):
             raise ResponseFormatError(f"redirect to unsupported URL {target}")
         accept = response.request.headers.get("accept", "*/*")
-        return self.build_request(http, "GET", target, keyed=keyed, accept=accept)
+        carried = {k: v for k, v in response.request.headers.items() if k.lower() in ("range", "if-range")}
+        return self.build_request(http, "GET", target, keyed=keyed, accept=accept, extra_headers=carried)
 
     # -- responses -----------------------------------------------------------------------------
 
@@ -553,6 +556,25 @@ def download_sources(client: BaseClient, job: VideoJob, index: int) -> list[Down
             keyed_url = candidate
     sources.append(DownloadSource(keyed_url or client.content_url(job.id, index), keyed=True))
     return sources
+
+
+def download_target(
+    dest: str | os.PathLike[str] | BinaryIO | None, job_id: str, index: int
+) -> tuple[str, BinaryIO | None]:
+    """The path a download goes to (its directory is created: the library does as told; the CLI
+    refuses a missing one with `check_dest_dir`), or `("-", stream)` for a binary stream."""
+    if dest is None or isinstance(dest, (str, os.PathLike)):
+        target = os.fspath(dest) if dest is not None else default_dest(job_id, index)
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        return target, None
+    return "-", dest
+
+
+def check_dest_dir(dest: str) -> None:
+    """A download goes into an existing directory: a missing one is named, never created silently."""
+    parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        raise ValidationError("dest", dest, f"directory {parent} does not exist (create it first): {dest}")
 
 
 def default_dest(job_id: str, index: int) -> str:

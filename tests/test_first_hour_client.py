@@ -6,7 +6,9 @@ for a condition, with a bound.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -19,11 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from support import RunningSimulator
 
-from openrouter_video import OpenRouterVideo, TransportError, VideoModel, estimate_cost
+from openrouter_video import AsyncOpenRouterVideo, OpenRouterVideo, TransportError, VideoModel, estimate_cost
 from openrouter_video._cli import cli
 from openrouter_video._simulator import CATALOG
 
@@ -354,3 +357,154 @@ def test_max_cost_refuses_before_sending(simulator: RunningSimulator, args: list
     [line] = error_lines(result)
     assert fragment in line
     assert simulator.state.counts()["submits"] == 0
+
+
+# -- 8. download -o pitfalls --------------------------------------------------------------------------
+
+
+def full_sha(sim: RunningSimulator, job_id: str) -> str:
+    response = httpx.get(f"{sim.admin_url}/jobs/{job_id}", timeout=30)
+    return str(response.json()["outputs"][0]["sha256"])
+
+
+class ContentTap:
+    """In front of the simulator: records each content request's Range header and answer status;
+    can cut the first answer after `cut_after` bytes, or ignore Range headers."""
+
+    def __init__(
+        self, sim: RunningSimulator, *, cut_after: int | None = None, ignore_range: bool = False
+    ) -> None:
+        self.seen: list[tuple[str | None, int]] = []
+        self.cut_after = cut_after
+        self.ignore_range = ignore_range
+        self.inner = sim.app.middleware_stack
+        assert self.inner is not None, "make one request first: the stack is built lazily"
+        sim.app.middleware_stack = self
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path.endswith("/content") or path.startswith("/storage/")):
+            await self.inner(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        range_header = headers.get(b"range")
+        if self.ignore_range:
+            scope = {
+                **scope,
+                "headers": [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")],
+            }
+        cut = self.cut_after if not self.seen else None
+        sent = {"bytes": 0}
+
+        async def tapped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.append((range_header.decode() if range_header else None, message["status"]))
+            if message["type"] == "http.response.body" and cut is not None:
+                sent["bytes"] += len(message.get("body", b""))
+                if sent["bytes"] > cut:
+                    raise ConnectionResetError("cut by the test")
+            await send(message)
+
+        await self.inner(scope, receive, tapped)
+
+
+def test_download_refuses_to_overwrite_without_force(simulator: RunningSimulator, tmp_path: Path) -> None:
+    job_id = completed_job(simulator)
+    out = tmp_path / "fox.mp4"
+    out.write_bytes(b"precious")
+    refused = run(simulator, "download", job_id, "-o", str(out))
+    assert refused.exit_code == 2, refused.output
+    [line] = error_lines(refused)
+    assert str(out) in line and "--force" in line
+    assert out.read_bytes() == b"precious"
+    forced = run(simulator, "download", job_id, "-o", str(out), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == full_sha(simulator, job_id)
+
+
+def test_download_to_dash_streams_to_stdout(
+    simulator: RunningSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = completed_job(simulator)
+    monkeypatch.chdir(tmp_path)
+    result = run(simulator, "download", job_id, "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    assert hashlib.sha256(result.stdout_bytes).hexdigest() == full_sha(simulator, job_id)
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+    assert f"sha256 {full_sha(simulator, job_id)}" in result.stderr
+
+
+def test_download_into_a_missing_directory_is_refused(simulator: RunningSimulator, tmp_path: Path) -> None:
+    job_id = completed_job(simulator)
+    missing = tmp_path / "no" / "such"
+    result = run(simulator, "download", job_id, "-o", str(missing / "fox.mp4"))
+    assert result.exit_code == 2, result.output
+    [line] = error_lines(result)
+    assert f"directory {missing} does not exist" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(
+    simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    job_id = completed_job(simulator, "a fox [sim:bytes=3000000]")
+    tap = ContentTap(simulator, cut_after=1_500_000)
+    out = tmp_path / "fox.mp4"
+    result = run(simulator, "download", job_id, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    first, second = tap.seen
+    assert first == (None, 200)
+    assert second[1] == 206 and second[0] is not None
+    offset = int(re.fullmatch(r"bytes=(\d+)-", second[0]).group(1))  # type: ignore[union-attr]
+    assert 0 < offset <= 1_500_000
+    sha = full_sha(simulator, job_id)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == sha and out.stat().st_size == 3_000_000
+    assert f"sha256 {sha}" in result.stdout  # the hash covers the whole file, the kept prefix too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fox.mp4"]
+
+
+def test_a_kept_part_is_resumed_by_the_next_run_or_fetched_whole_when_range_is_ignored(
+    simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    job_id = completed_job(simulator, "a fox [sim:bytes=600000]")
+    whole = tmp_path / "whole.mp4"
+    with OpenRouterVideo(api_key=simulator.api_key, base_url=simulator.api_base) as api:
+        api.download(job_id, dest=whole)
+    sha = full_sha(simulator, job_id)
+
+    def interrupted(name: str) -> Path:  # what an earlier, interrupted run left behind
+        out = tmp_path / name
+        Path(f"{out}.part").write_bytes(whole.read_bytes()[:250_000])
+        Path(f"{out}.part.json").write_text(json.dumps({"job_id": job_id, "size": 600_000, "etag": None}))
+        return out
+
+    tap = ContentTap(simulator)
+    out = interrupted("resumed.mp4")
+    result = run(simulator, "download", job_id, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert tap.seen == [("bytes=250000-", 206)]
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == sha and f"sha256 {sha}" in result.stdout
+
+    tap.ignore_range = True
+    tap.seen.clear()
+    out = interrupted("fallback.mp4")
+    result = run(simulator, "download", job_id, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert tap.seen == [("bytes=250000-", 200)]  # asked to resume, got the whole file: used it
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == sha and out.stat().st_size == 600_000
+    assert not Path(f"{out}.part").exists() and not Path(f"{out}.part.json").exists()
+
+
+def test_the_async_client_resumes_the_same_way(simulator: RunningSimulator, tmp_path: Path) -> None:
+    job_id = completed_job(simulator, "a fox [sim:bytes=3000000]")
+    tap = ContentTap(simulator, cut_after=1_500_000)
+    out = tmp_path / "fox.mp4"
+
+    async def download() -> Any:
+        async with AsyncOpenRouterVideo(api_key=simulator.api_key, base_url=simulator.api_base) as api:
+            return await api.download(job_id, dest=out)
+
+    result = asyncio.run(download())
+    assert [status for _, status in tap.seen] == [200, 206] and tap.seen[1][0] is not None
+    assert result.sha256 == full_sha(simulator, job_id) and result.bytes == 3_000_000
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == result.sha256

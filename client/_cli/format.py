@@ -184,5 +184,6 @@ def describe_model(model: VideoModel) -> str:
     return text
 
 
-def print_download(result: DownloadResult) -> None:
-    click.echo(f"{result.path}\t{result.bytes} bytes\tsha256 {result.sha256}")
+def print_download(result: DownloadResult, *, err: bool = False) -> None:
+    """Path, size and sha256 on stdout (on stderr when the video itself went to stdout)."""
+    click.echo(f"{result.path}\t{result.bytes} bytes\tsha256 {result.sha256}", err=err)

@@ -15,8 +15,8 @@ from .._pricing import CostEstimate, estimate_cost
 from .._validation import build_submit_body, check_capabilities, normalize_model_id
 from .._webhooks import WEBHOOK_PATH
 from .format import download_record, emit_json, job_record, print_download, usd
-from .jobs import download_with_progress, raise_if_unsuccessful, wait_with_display
-from .options import json_option, output_option, wait_options
+from .jobs import check_output, download_with_progress, raise_if_unsuccessful, wait_with_display
+from .options import force_option, json_option, output_option, wait_options
 from .receiver_link import receiver_callback_url, register_with_receiver
 from .state import PROG, CliState, pass_state
 
@@ -125,7 +125,8 @@ def _shortened(value: Any) -> Any:
 )
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job, then download the video.")
 @wait_options(only_with="--wait")
-@output_option("With --wait: file to write (default <job id>.mp4).")
+@output_option("With --wait: file to write (default <job id>.mp4; - for stdout).")
+@force_option()
 @json_option("Print the job record as JSON.")
 @pass_state
 def submit_cmd(
@@ -154,6 +155,7 @@ def submit_cmd(
     timeout: float,
     poll_interval: float,
     output: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Submit a video job. Prints the job id (stdout); with --wait, waits and downloads it.
@@ -179,6 +181,9 @@ def submit_cmd(
     """
     if output and not wait_:
         raise click.UsageError("-o/--output needs --wait (or use `openrouter-video download JOB -o FILE`)")
+    if output == "-" and as_json:
+        raise click.UsageError("--json cannot share stdout with -o - (the video)")
+    check_output(output, None, 0, force=force)  # before paying for a video that could not be saved
     fields: dict[str, Any] = {
         "duration": duration,
         "resolution": resolution,
@@ -230,8 +235,8 @@ def submit_cmd(
         if as_json:
             emit_json(job_record(final))
         raise_if_unsuccessful(final)
-    result = download_with_progress(state, api, final, index=0, dest=output)
+    result = download_with_progress(state, api, final, index=0, dest=output, force=force)
     if as_json:
         emit_json(job_record(final, download=download_record(result)))
     else:
-        print_download(result)
+        print_download(result, err=output == "-")
