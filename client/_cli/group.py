@@ -44,6 +44,10 @@ Exit codes:
 """
 
 BUILTIN_COMMANDS = (models_cmd, model_cmd, submit_cmd, status_cmd, wait_cmd, download_cmd, simulate_cmd)
+# Commands where SIGTERM means "stop, like Ctrl-C" (with the resume hint): not the servers.
+INTERRUPTIBLE_COMMANDS = frozenset(
+    str(c.name) for c in (models_cmd, model_cmd, submit_cmd, status_cmd, wait_cmd, download_cmd)
+)
 
 
 class PluginLoadError(click.ClickException):
@@ -127,13 +131,12 @@ class VideoGroup(click.Group):
         state = extra.pop("obj", None)
         if not isinstance(state, CliState):
             state = CliState()
-        with _sigterm_as_interrupt():
-            code = run_mapped(
-                lambda: super(VideoGroup, self).main(
-                    args, prog_name or PROG, complete_var, standalone_mode=False, obj=state, **extra
-                ),
-                state,
-            )
+        code = run_mapped(
+            lambda: super(VideoGroup, self).main(
+                args, prog_name or PROG, complete_var, standalone_mode=False, obj=state, **extra
+            ),
+            state,
+        )
         sys.exit(code)
 
 
@@ -143,7 +146,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (kill, systemd, a CI timeout) is handled as Ctrl-C: the resume hint and exit 130."""
+    """SIGTERM (kill, a CI timeout) is handled as Ctrl-C: the resume hint and exit 130.
+
+    Only for the client's own commands: servers (`simulate`, the receiver's `serve`) keep their
+    own SIGTERM handling (a graceful shutdown)."""
     try:
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     except ValueError:  # not the main thread: leave signals alone
@@ -183,8 +189,11 @@ def cli(
     state.base_url = base_url or None
     state.deadline = deadline
     state.verbose = verbose
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand in INTERRUPTIBLE_COMMANDS:
+        ctx.with_resource(_sigterm_as_interrupt())
     if verbose:
-        _log_to_stderr(click.get_current_context())
+        _log_to_stderr(ctx)
 
 
 for _command in BUILTIN_COMMANDS:
