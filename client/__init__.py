@@ -5,11 +5,11 @@
         job = api.wait(api.submit("a red fox in snow", model="google/veo-3.1", duration=4))
         api.download(job, dest="fox.mp4")
 
-The error tree is documented in `openrouter_video._exceptions`.
+The error tree is documented in `openrouter_video._exceptions`; cost estimates in `openrouter_video._pricing`.
 """
 
 from ._async_client import AsyncOpenRouterVideo
-from ._base import DEFAULT_BASE_URL, RetryPolicy, parse_retry_after
+from ._base import DEFAULT_BASE_URL, RetryEvent, RetryPolicy, parse_retry_after
 from ._client import OpenRouterVideo
 from ._exceptions import (
     VERIFY_REASONS,
@@ -40,6 +40,7 @@ from ._exceptions import (
     WebhookVerificationError,
 )
 from ._receiver_api import ReceiverClient
+from ._pricing import CostEstimate, PriceRow, estimate_cost, price_rows
 from ._types import (
     ALL_STATUSES,
     CANCELLED,
@@ -90,6 +91,7 @@ __all__ = [
     "APIError",
     "AsyncOpenRouterVideo",
     "AuthenticationError",
+    "CostEstimate",
     "DownloadError",
     "DownloadResult",
     "DownloadTooSlow",
@@ -107,9 +109,11 @@ __all__ = [
     "OutputGoneError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PriceRow",
     "RateLimitError",
     "ReceiverClient",
     "ResponseFormatError",
+    "RetryEvent",
     "RetryPolicy",
     "SubmissionOutcomeUnknown",
     "TransportError",
@@ -121,11 +125,13 @@ __all__ = [
     "WebhookEvent",
     "WebhookPayloadError",
     "WebhookVerificationError",
+    "estimate_cost",
     "idempotency_key",
     "is_loopback_host",
     "is_valid_job_id",
     "parse_event",
     "parse_retry_after",
+    "price_rows",
     "sign",
     "verify",
     "verify_signature",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -17,21 +18,30 @@ from ._base import (
     ProgressCallback,
     StatusCallback,
     WaitSchedule,
-    default_dest,
     download_sources,
-    error_from_response,
+    download_target,
     submit_failure,
     translate_transport_error,
 )
 from ._client import _TRANSIENT, VIDEO_ACCEPT, JobRef, _job_id
 from ._exceptions import (
+    APIError,
+    DownloadError,
     InsufficientStorageError,
     OpenRouterVideoError,
     ResponseFormatError,
     ValidationError,
 )
 from ._rate import Watchdog
-from ._sink import Batcher, DownloadSink, content_length
+from ._sink import (
+    Batcher,
+    DownloadSink,
+    content_span,
+    discard_partial,
+    range_headers,
+    resume_point,
+    stream_started,
+)
 from ._types import DownloadResult, VideoJob, VideoModel
 from ._urlguard import resolve
 from ._validation import (
@@ -86,10 +96,10 @@ class AsyncOpenRouterVideo(BaseClient):
                     return response
                 await response.aread()
                 await response.aclose()
-                error: OpenRouterVideoError = error_from_response(response, job_id=job_id)
+                error: OpenRouterVideoError = self.response_error(response, job_id=job_id)
             except httpx.HTTPError as exc:
                 error = translate_transport_error(exc, job_id=job_id)
-            delay = self.retry.plan(attempt, error, idempotent=idempotent)
+            delay = self.plan_retry(attempt, error, request, idempotent=idempotent)
             if delay is None:
                 raise error
             await asyncio.sleep(delay)
@@ -150,6 +160,7 @@ class AsyncOpenRouterVideo(BaseClient):
     async def submit(
         self, prompt: str | None = None, *, model: str, validate: bool = True, **fields: Any
     ) -> VideoJob:
+        self.require_key()
         body = build_submit_body(model=model, prompt=prompt, **fields)
         if validate:
             check_capabilities(body, await self.model(body["model"]))
@@ -201,22 +212,22 @@ class AsyncOpenRouterVideo(BaseClient):
         self,
         job: JobRef,
         index: int = 0,
-        dest: str | os.PathLike[str] | None = None,
+        dest: str | os.PathLike[str] | BinaryIO | None = None,
         *,
         progress: ProgressCallback | None = None,
         keep_free: int | None = None,
     ) -> DownloadResult:
+        target, stream = download_target(dest, _job_id(job), index)
         if not isinstance(job, VideoJob):
             job = await self.get(job)
-        target = os.fspath(dest) if dest is not None else default_dest(job.id, index)
         sources = download_sources(self, job, index)
         for position, source in enumerate(sources):
             try:
-                return await self._download_from(source, job.id, target, progress, keep_free)
+                return await self._download_from(source, job.id, target, progress, keep_free, stream)
             except (ValidationError, InsufficientStorageError):
                 raise
             except OpenRouterVideoError:
-                if position == len(sources) - 1:
+                if position == len(sources) - 1 or (stream is not None and stream_started(stream)):
                     raise
         raise AssertionError("unreachable: download_sources always yields a keyed source")
 
@@ -227,32 +238,60 @@ class AsyncOpenRouterVideo(BaseClient):
         dest: str,
         progress: ProgressCallback | None,
         keep_free: int | None,
+        stream: BinaryIO | None = None,
     ) -> DownloadResult:
         attempt = 0
         loop = asyncio.get_running_loop()
         while True:
-            response = await self._send(
-                lambda: self.build_request(
-                    self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT
-                ),
-                stream=True,
-                keyed=source.keyed,
-                job_id=job_id,
-                guard=True,
-            )
+            offset, etag = resume_point(dest, job_id) if stream is None else (0, None)
+            try:
+                response = await self._send(
+                    functools.partial(
+                        self.build_request,
+                        self._http,
+                        "GET",
+                        source.url,
+                        keyed=source.keyed,
+                        accept=VIDEO_ACCEPT,
+                        extra_headers=range_headers(offset, etag),
+                    ),
+                    stream=True,
+                    keyed=source.keyed,
+                    job_id=job_id,
+                    guard=True,
+                )
+            except APIError as exc:
+                if offset and exc.status_code == 416:  # the kept part is no use: start again
+                    discard_partial(dest)
+                    continue
+                raise
+            span = content_span(response, offset)
+            if span is None:
+                await response.aclose()
+                if not offset:
+                    raise DownloadError(f"unexpected partial content for job {job_id}", job_id=job_id)
+                discard_partial(dest)
+                continue
             try:
                 sink = await asyncio.to_thread(
-                    DownloadSink,
-                    dest,
-                    job_id,
-                    content_length(response),
-                    response.headers.get("content-type"),
-                    keep_free,
+                    functools.partial(
+                        DownloadSink,
+                        dest,
+                        job_id,
+                        span[1],
+                        response.headers.get("content-type"),
+                        keep_free,
+                        start=span[0],
+                        etag=response.headers.get("etag"),
+                        stream=stream,
+                    )
                 )
             except BaseException:
                 await response.aclose()
                 raise
-            rate = self.rate.guard(sink.expected, loop.time(), job_id=job_id)
+            rate = self.rate.guard(
+                None if sink.expected is None else sink.expected - span[0], loop.time(), job_id=job_id
+            )
             # The watchdog cuts a read that stalls completely; `feed` cuts a drip at its next byte.
             watchdog = Watchdog(rate)
             batcher = Batcher()
@@ -281,10 +320,11 @@ class AsyncOpenRouterVideo(BaseClient):
             except httpx.HTTPError as exc:
                 watchdog.disarm()
                 await _settle(writing)
+                await asyncio.to_thread(sink.keep, batcher.take())  # what arrived, for the resume
                 sink.abort()
                 error = translate_transport_error(exc, job_id=job_id)
-                delay = self.retry.plan(attempt, error, idempotent=True)
-                if delay is None:
+                delay = self.plan_retry(attempt, error, response.request, idempotent=True)
+                if delay is None or (stream is not None and sink.written):
                     raise error from exc
                 await asyncio.sleep(delay)
                 attempt += 1

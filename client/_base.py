@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -44,7 +44,11 @@ from ._urlguard import UrlGuard
 from ._validation import check_job_id, is_loopback_host
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
+# JSON calls answer in well under a second: a server that accepts but never answers is given up on
+# after `read` seconds, not a minute per attempt. Content downloads get a longer read timeout (a
+# slow but steady download is judged by the rate policy, not by this).
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=30.0, pool=5.0)
+DEFAULT_DOWNLOAD_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=5.0)
 USER_AGENT = "openrouter-video/0.1"
 MAX_REDIRECTS = 5
 # Bytes/s below which a download is cut (after a grace period): far below any real link, so only a
@@ -53,6 +57,29 @@ DEFAULT_MIN_RATE = 4 * 1024
 
 ProgressCallback = Callable[[int, "int | None"], None]
 StatusCallback = Callable[[VideoJob, float], None]
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """What `on_retry` hears before each retry: the request that failed, how, and what comes next."""
+
+    method: str
+    url: str
+    error: OpenRouterVideoError
+    attempt: int  # the attempt that failed, from 1
+    attempts: int  # the most attempts this request may get
+    delay: float  # seconds until the next one
+
+    def describe(self) -> str:
+        """One line for a person: what failed, attempt n of m, the wait."""
+        problem = " ".join(str(self.error).split())
+        return (
+            f"{self.method} {self.url} failed ({problem}); attempt {self.attempt} of {self.attempts}, "
+            f"retrying in {self.delay:.1f}s"
+        )
+
+
+RetryCallback = Callable[[RetryEvent], None]
 
 _UNSUCCESSFUL: dict[str, type[JobUnsuccessful]] = {
     FAILED: JobFailed,
@@ -63,10 +90,40 @@ _UNSUCCESSFUL: dict[str, type[JobUnsuccessful]] = {
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
+def _refused(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError) or "connection refused" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def translate_transport_error(exc: httpx.HTTPError, *, job_id: str | None = None) -> TransportError:
-    """The one place httpx exceptions become ours. `.request_sent` is False only when provably unsent."""
-    error = TransportError(f"{type(exc).__name__}: {exc or 'no answer from server'}", job_id=job_id)
+    """The one place httpx exceptions become ours. `.request_sent` is False only when provably unsent;
+    `.refused` is True when nothing listens at the address (the server is down or the URL is wrong)."""
+    try:
+        url: httpx.URL | None = exc.request.url
+    except RuntimeError:
+        url = None
+    refused = isinstance(exc, httpx.ConnectError) and _refused(exc)
+    if refused and url is not None:
+        message = f"connection refused by {url.host}:{origin(url)[2]} (is the server running? is the base URL right?)"
+    elif isinstance(exc, httpx.TimeoutException):
+        kind = {
+            httpx.ConnectTimeout: "no connection",
+            httpx.ReadTimeout: "no answer",
+            httpx.WriteTimeout: "could not send the request",
+            httpx.PoolTimeout: "no free connection",
+        }.get(type(exc), "timed out")
+        message = f"{type(exc).__name__}: {kind} in time" + (f" from {url}" if url is not None else "")
+    else:
+        message = f"{type(exc).__name__}: {exc or 'no answer from server'}"
+    error = TransportError(message, job_id=job_id)
     error.request_sent = not isinstance(exc, _NOT_SENT)
+    error.refused = refused
     error.__cause__ = exc
     return error
 
@@ -123,6 +180,12 @@ def error_from_response(response: httpx.Response, *, job_id: str | None = None) 
     )
 
 
+def _as_timeout(value: float | httpx.Timeout | None, default: httpx.Timeout) -> httpx.Timeout:
+    if isinstance(value, httpx.Timeout):
+        return value
+    return httpx.Timeout(value) if value is not None else default
+
+
 def origin(url: httpx.URL) -> tuple[str, str, int]:
     port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
     return (url.scheme, url.host.lower(), port)
@@ -136,6 +199,9 @@ class RetryPolicy:
     initial: float = 0.5
     cap: float = 30.0
     max_retry_after: float = 120.0
+    # A refused connection (nothing listening) is not worth a long loop: a couple of quick retries.
+    refused_retries: int = 2
+    refused_delay: float = 0.2
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         ceiling = min(self.cap, self.initial * (2**attempt))
@@ -152,6 +218,8 @@ class RetryPolicy:
         if isinstance(error, RateLimitError):
             return self.delay(attempt, retry_after)
         if isinstance(error, TransportError):
+            if error.refused:
+                return self.refused_delay if attempt < self.refused_retries else None
             if idempotent or not error.request_sent:
                 return self.delay(attempt)
             return None
@@ -233,6 +301,8 @@ class BaseClient:
         base_url: str | None = None,
         *,
         timeout: float | httpx.Timeout | None = None,
+        download_timeout: float | httpx.Timeout | None = None,
+        on_retry: RetryCallback | None = None,
         max_retries: int = 4,
         retry_initial: float = 0.5,
         retry_cap: float = 30.0,
@@ -246,11 +316,15 @@ class BaseClient:
         raw_base = base_url or os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = self._check_base_url(raw_base)
         self._origin = origin(self.base_url)
-        self.timeout = (
-            timeout
-            if isinstance(timeout, httpx.Timeout)
-            else (httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT)
-        )
+        # `timeout` is for the JSON calls, `download_timeout` for content downloads.
+        self.timeout = _as_timeout(timeout, DEFAULT_TIMEOUT)
+        self.download_timeout = _as_timeout(download_timeout, DEFAULT_DOWNLOAD_TIMEOUT)
+        # Told before each retry (the library prints nothing itself; the CLI prints a line).
+        self.on_retry = on_retry
+        # An overall deadline (time.monotonic()) for every request and retry, or None: requests get
+        # at most the time left, and no retry starts past it. See `set_deadline`.
+        self.deadline: float | None = None
+        self._deadline_seconds = 0.0
         self.retry = RetryPolicy(max_retries=max_retries, initial=retry_initial, cap=retry_cap)
         self.models_ttl = models_ttl
         # A download is cut when slower than `download_min_rate` bytes/s (0: never) for longer than
@@ -259,6 +333,41 @@ class BaseClient:
         # Signed URLs from events go to https on public addresses only (or the API's own host).
         self.url_guard = UrlGuard(self.base_url, allow_private=allow_private_urls)
         self._models_cache: tuple[float, dict[str, VideoModel]] | None = None
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """From now on, give up on any request (retries included) `seconds` from now; None: no deadline."""
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self._deadline_seconds = seconds or 0.0
+
+    def request_timeout(self, base: httpx.Timeout) -> httpx.Timeout:
+        """`base`, with no phase longer than the time left before the deadline."""
+        if self.deadline is None:
+            return base
+        left = max(0.001, self.deadline - time.monotonic())
+
+        def clamp(value: float | None) -> float:
+            return left if value is None else min(value, left)
+
+        return httpx.Timeout(
+            connect=clamp(base.connect), read=clamp(base.read), write=clamp(base.write), pool=clamp(base.pool)
+        )
+
+    def plan_retry(
+        self, attempt: int, error: OpenRouterVideoError, request: httpx.Request, *, idempotent: bool
+    ) -> float | None:
+        """The retry policy, bounded by the deadline; tells `on_retry` when there will be a retry."""
+        delay = self.retry.plan(attempt, error, idempotent=idempotent)
+        if delay is None:
+            return None
+        if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+            error.message = f"{error.message}; gave up at the {self._deadline_seconds:g}s deadline"
+            error.args = (error.message,)
+            return None
+        if self.on_retry is not None:
+            refused = isinstance(error, TransportError) and error.refused
+            attempts = 1 + (self.retry.refused_retries if refused else self.retry.max_retries)
+            self.on_retry(RetryEvent(request.method, str(request.url), error, attempt + 1, attempts, delay))
+        return delay
 
     def __repr__(self) -> str:
         key = "set" if self.api_key else "missing"
@@ -307,16 +416,40 @@ class BaseClient:
                 return candidate
         return self.job_url(job.id)
 
+    def require_key(self) -> str:
+        """The API key, or a ValidationError naming OPENROUTER_API_KEY before anything is sent."""
+        if not self.api_key:
+            raise ValidationError(
+                "api_key", None, "no API key: set OPENROUTER_API_KEY (or pass api_key= to the client)"
+            )
+        return self.api_key
+
     def headers_for(self, url: httpx.URL, *, keyed: bool) -> dict[str, str]:
         """The API key goes only to the configured API origin, whatever the URL came from."""
         headers = {"User-Agent": USER_AGENT}
         if keyed and self.is_api_origin(url):
-            if not self.api_key:
-                raise ValidationError(
-                    "api_key", None, "no API key: set OPENROUTER_API_KEY or pass api_key= to the client"
-                )
-            headers["Authorization"] = f"Bearer {self.api_key}"
+            headers["Authorization"] = f"Bearer {self.require_key()}"
         return headers
+
+    def base_url_hint(self) -> str | None:
+        """`…/api/v1` the base URL probably lacks (a bare 404 otherwise), or None when it has it."""
+        path = self.base_url.path.rstrip("/")
+        if path.endswith("/api/v1"):
+            return None
+        root = str(self.base_url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+        return f"{root}/api/v1" if path in ("", "/api") else f"{str(self.base_url).rstrip('/')}/api/v1"
+
+    def response_error(self, response: httpx.Response, *, job_id: str | None = None) -> APIError:
+        """`error_from_response`, plus the likely fix when a 404 comes from a base URL without /api/v1."""
+        error = error_from_response(response, job_id=job_id)
+        if error.status_code == 404 and self.is_api_origin(response.request.url):
+            suggestion = self.base_url_hint()
+            if suggestion is not None:
+                error.message = (
+                    f"{error.message} at {response.request.url}; the base URL {self.base_url} has no "
+                    f"/api/v1 (did you mean {suggestion}?)"
+                )
+        return error
 
     def build_request(
         self,
@@ -327,10 +460,15 @@ class BaseClient:
         keyed: bool = True,
         json_body: Any = None,
         accept: str = "application/json",
+        extra_headers: dict[str, str] | None = None,
     ) -> httpx.Request:
         headers = self.headers_for(url, keyed=keyed)
         headers["Accept"] = accept
-        return http.build_request(method, url, headers=headers, json=json_body)
+        headers.update(extra_headers or {})
+        base = self.timeout if accept == "application/json" else self.download_timeout
+        return http.build_request(
+            method, url, headers=headers, json=json_body, timeout=self.request_timeout(base)
+        )
 
     def redirect_request(
         self, http: httpx.Client | httpx.AsyncClient, response: httpx.Response, keyed: bool
@@ -343,7 +481,8 @@ class BaseClient:
         if target.scheme not in ("http", "https"):
             raise ResponseFormatError(f"redirect to unsupported URL {target}")
         accept = response.request.headers.get("accept", "*/*")
-        return self.build_request(http, "GET", target, keyed=keyed, accept=accept)
+        carried = {k: v for k, v in response.request.headers.items() if k.lower() in ("range", "if-range")}
+        return self.build_request(http, "GET", target, keyed=keyed, accept=accept, extra_headers=carried)
 
     # -- responses -----------------------------------------------------------------------------
 
@@ -417,6 +556,25 @@ def download_sources(client: BaseClient, job: VideoJob, index: int) -> list[Down
             keyed_url = candidate
     sources.append(DownloadSource(keyed_url or client.content_url(job.id, index), keyed=True))
     return sources
+
+
+def download_target(
+    dest: str | os.PathLike[str] | BinaryIO | None, job_id: str, index: int
+) -> tuple[str, BinaryIO | None]:
+    """The path a download goes to (its directory is created: the library does as told; the CLI
+    refuses a missing one with `check_dest_dir`), or `("-", stream)` for a binary stream."""
+    if dest is None or isinstance(dest, (str, os.PathLike)):
+        target = os.fspath(dest) if dest is not None else default_dest(job_id, index)
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        return target, None
+    return "-", dest
+
+
+def check_dest_dir(dest: str) -> None:
+    """A download goes into an existing directory: a missing one is named, never created silently."""
+    parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        raise ValidationError("dest", dest, f"directory {parent} does not exist (create it first): {dest}")
 
 
 def default_dest(job_id: str, index: int) -> str:

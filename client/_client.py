@@ -4,10 +4,11 @@ the same with asyncio)."""
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -18,13 +19,14 @@ from ._base import (
     ProgressCallback,
     StatusCallback,
     WaitSchedule,
-    default_dest,
     download_sources,
-    error_from_response,
+    download_target,
     submit_failure,
     translate_transport_error,
 )
 from ._exceptions import (
+    APIError,
+    DownloadError,
     InsufficientStorageError,
     OpenRouterVideoError,
     RateLimitError,
@@ -33,7 +35,15 @@ from ._exceptions import (
     UpstreamError,
     ValidationError,
 )
-from ._sink import Batcher, DownloadSink, content_length
+from ._sink import (
+    Batcher,
+    DownloadSink,
+    content_span,
+    discard_partial,
+    range_headers,
+    resume_point,
+    stream_started,
+)
 from ._types import DownloadResult, VideoJob, VideoModel
 from ._urlguard import resolve
 from ._validation import (
@@ -106,10 +116,10 @@ class OpenRouterVideo(BaseClient):
                     return response
                 response.read()
                 response.close()
-                error: OpenRouterVideoError = error_from_response(response, job_id=job_id)
+                error: OpenRouterVideoError = self.response_error(response, job_id=job_id)
             except httpx.HTTPError as exc:
                 error = translate_transport_error(exc, job_id=job_id)
-            delay = self.retry.plan(attempt, error, idempotent=idempotent)
+            delay = self.plan_retry(attempt, error, request, idempotent=idempotent)
             if delay is None:
                 raise error
             time.sleep(delay)
@@ -179,6 +189,7 @@ class OpenRouterVideo(BaseClient):
         request provably never reached OpenRouter, or on 429; any ambiguous failure raises
         `SubmissionOutcomeUnknown` instead of risking a second paid job.
         """
+        self.require_key()
         body = build_submit_body(model=model, prompt=prompt, **fields)
         if validate:
             check_capabilities(body, self.model(body["model"]))
@@ -238,7 +249,7 @@ class OpenRouterVideo(BaseClient):
         self,
         job: JobRef,
         index: int = 0,
-        dest: str | os.PathLike[str] | None = None,
+        dest: str | os.PathLike[str] | BinaryIO | None = None,
         *,
         progress: ProgressCallback | None = None,
         keep_free: int | None = None,
@@ -249,18 +260,21 @@ class OpenRouterVideo(BaseClient):
         API origin with the key. Checks the content is a video of the announced length (or, with
         no length announced, a complete MP4). With `keep_free`, raises InsufficientStorageError
         instead of leaving fewer than `keep_free` bytes free on the destination's filesystem.
+        An interrupted download keeps `dest.part` and the next one resumes it with a Range request
+        when the server allows (else downloads it all again). `dest`'s directory must exist. `dest`
+        may also be a writable binary stream (e.g. stdout): the bytes go straight to it.
         """
+        target, stream = download_target(dest, _job_id(job), index)
         if not isinstance(job, VideoJob):
             job = self.get(job)
-        target = os.fspath(dest) if dest is not None else default_dest(job.id, index)
         sources = download_sources(self, job, index)
         for position, source in enumerate(sources):
             try:
-                return self._download_from(source, job.id, target, progress, keep_free)
+                return self._download_from(source, job.id, target, progress, keep_free, stream)
             except (ValidationError, InsufficientStorageError):
                 raise
             except OpenRouterVideoError:
-                if position == len(sources) - 1:
+                if position == len(sources) - 1 or (stream is not None and stream_started(stream)):
                     raise
 
         raise AssertionError("unreachable: download_sources always yields a keyed source")
@@ -272,28 +286,58 @@ class OpenRouterVideo(BaseClient):
         dest: str,
         progress: ProgressCallback | None,
         keep_free: int | None,
+        stream: BinaryIO | None = None,
     ) -> DownloadResult:
         attempt = 0
         while True:
-            response = self._send(
-                lambda: self.build_request(
-                    self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT
-                ),
-                stream=True,
-                keyed=source.keyed,
-                job_id=job_id,
-                guard=True,
-            )
+            offset, etag = resume_point(dest, job_id) if stream is None else (0, None)
+            try:
+                response = self._send(
+                    functools.partial(
+                        self.build_request,
+                        self._http,
+                        "GET",
+                        source.url,
+                        keyed=source.keyed,
+                        accept=VIDEO_ACCEPT,
+                        extra_headers=range_headers(offset, etag),
+                    ),
+                    stream=True,
+                    keyed=source.keyed,
+                    job_id=job_id,
+                    guard=True,
+                )
+            except APIError as exc:
+                if offset and exc.status_code == 416:  # the kept part is no use: start again
+                    discard_partial(dest)
+                    continue
+                raise
+            span = content_span(response, offset)
+            if span is None:
+                response.close()
+                if not offset:
+                    raise DownloadError(f"unexpected partial content for job {job_id}", job_id=job_id)
+                discard_partial(dest)
+                continue
             try:
                 sink = DownloadSink(
-                    dest, job_id, content_length(response), response.headers.get("content-type"), keep_free
+                    dest,
+                    job_id,
+                    span[1],
+                    response.headers.get("content-type"),
+                    keep_free,
+                    start=span[0],
+                    etag=response.headers.get("etag"),
+                    stream=stream,
                 )
             except BaseException:
                 response.close()
                 raise
             # Fed per chunk: a slow drip is cut when its next byte arrives; a total stall is left
             # to the read timeout (a blocking read cannot be interrupted from here).
-            rate = self.rate.guard(sink.expected, time.monotonic(), job_id=job_id)
+            rate = self.rate.guard(
+                None if sink.expected is None else sink.expected - span[0], time.monotonic(), job_id=job_id
+            )
             batcher = Batcher()
             writing: concurrent.futures.Future[None] | None = None
             try:
@@ -318,10 +362,11 @@ class OpenRouterVideo(BaseClient):
                     progress(sink.written, sink.expected)
                 return sink.commit()
             except httpx.HTTPError as exc:
+                sink.keep(batcher.take())  # what arrived before the cut, for the resume
                 sink.abort()
                 error = translate_transport_error(exc, job_id=job_id)
-                delay = self.retry.plan(attempt, error, idempotent=True)
-                if delay is None:
+                delay = self.plan_retry(attempt, error, response.request, idempotent=True)
+                if delay is None or (stream is not None and sink.written):
                     raise error from exc
                 time.sleep(delay)
                 attempt += 1

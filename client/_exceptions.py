@@ -4,7 +4,7 @@
     ├── ValidationError                  bad input caught before any request was sent (`.field`, `.value`, `.allowed`)
     ├── WebhookVerificationError         a webhook failed verification (`.reason`, one of VERIFY_REASONS)
     ├── WebhookPayloadError              a correctly signed webhook whose body is not a valid event
-    ├── TransportError                   no HTTP answer (`.request_sent` False when provably never sent)
+    ├── TransportError                   no HTTP answer (`.request_sent` False when provably never sent, `.refused`)
     ├── SubmissionOutcomeUnknown         a submit may or may not have created a (billed) job
     ├── ResponseFormatError              OpenRouter answered, but not with what the API documents
     ├── DownloadError                    the content was not a video, or not the announced size
@@ -105,6 +105,7 @@ class TransportError(OpenRouterVideoError):
     """No HTTP answer was received (connection refused, timeout, broken connection)."""
 
     request_sent: bool = True
+    refused: bool = False  # the connection was refused: nothing listens at the address
 
 
 class SubmissionOutcomeUnknown(OpenRouterVideoError):

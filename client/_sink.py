@@ -1,13 +1,29 @@
-"""Writing a download to disk: the content checks, free space above the floor, hashing, atomic commit.
+"""Writing a download to disk: the content checks, free space above the floor, hashing, atomic commit,
+and resuming an interrupted download.
 
-Moved out of `_base` as it grew; the sync and async clients feed it the same way.
+Moved out of `_base` as it grew; the sync and async clients feed it the same way:
+
+1. `resume_point(dest, job_id)`: how many bytes of `<dest>.part` an earlier, interrupted download
+   of the same job kept (a `<dest>.part.json` beside it says whose they are), and its ETag.
+2. `range_headers(offset, etag)` go on the request; `content_span(response, offset)` says where the
+   answer starts: at `offset` for a 206 whose Content-Range matches, at 0 for a 200 (the server
+   ignored the Range: a full download), None for an answer that cannot be used.
+3. `DownloadSink(..., start=...)` keeps the first `start` bytes of the part (re-hashing them, so
+   the sha256 covers the whole file) and appends; `commit()` checks the final size and renames.
+   `abort()` keeps the part for a later resume unless its content was found wrong.
+
+A writable binary stream instead of a path (`-o -`) is written straight through: no part file,
+no resume, no rename.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import re
+from typing import BinaryIO
 
 import httpx
 
@@ -39,6 +55,9 @@ class DownloadSink:
 
     `write_batch` is meant to run in a worker thread while the caller receives the next batch:
     file writes and sha256 both release the GIL, so receiving and writing overlap on two cores.
+    With `start`, the first `start` bytes of an existing part are kept (and re-hashed) and the
+    stream is appended to them; `expected` is then the size of the whole file. With `stream`, the
+    bytes go to that binary stream instead (`dest` is only a label).
     """
 
     def __init__(
@@ -48,6 +67,10 @@ class DownloadSink:
         expected: int | None,
         content_type: str | None,
         keep_free: int | None = None,
+        *,
+        start: int = 0,
+        etag: str | None = None,
+        stream: BinaryIO | None = None,
     ) -> None:
         self.dest = dest
         self.part = dest + ".part"
@@ -55,18 +78,52 @@ class DownloadSink:
         self.expected = expected
         self.content_type = content_type
         self.keep_free = keep_free
+        self.stream = stream
         self.written = 0
         self.hash = hashlib.sha256()
         self._checked = False
+        self._bad = False  # the content itself was found wrong: the part is not worth keeping
         self._head = b""
         self._parent = os.path.dirname(os.path.abspath(dest))
-        os.makedirs(self._parent, exist_ok=True)
+        if stream is not None:
+            self._fh: BinaryIO = stream
+            return
         if keep_free is not None and expected is not None:
             # Refuse before the first byte: a download that cannot fit would only fill the disk.
-            check_room(self._parent, expected, keep_free, job_id=job_id)
-        self._fh = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in commit()/abort()
+            check_room(self._parent, expected - start, keep_free, job_id=job_id)
+        if start > 0:
+            self._fh = open(self.part, "r+b", buffering=0)  # noqa: SIM115 - closed in commit()/abort()
+            self._fh.truncate(start)
+            self._rehash(start)
+        else:
+            self._fh = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in commit()/abort()
+        with open(self.part + ".json", "w") as meta:
+            json.dump({"job_id": job_id, "size": expected, "etag": etag}, meta)
+
+    def _rehash(self, start: int) -> None:
+        """Hash (and sniff) the kept prefix, so the sha256 and the content check cover the whole file."""
+        self._fh.seek(0)
+        while self.written < start:
+            chunk = self._fh.read(min(CHUNK_SIZE, start - self.written))
+            if not chunk:
+                break
+            if not self._checked:
+                self._head += chunk[: _SNIFF - len(self._head)]
+                if len(self._head) >= _SNIFF:
+                    self._check_head()
+            self.hash.update(chunk)
+            self.written += len(chunk)
+        self._fh.seek(self.written)
 
     def write_batch(self, chunks: list[bytes]) -> None:
+        try:
+            self._write_batch(chunks)
+        except BaseException:
+            # A failed write may leave a gap: the part can no longer be resumed.
+            self._bad = True
+            raise
+
+    def _write_batch(self, chunks: list[bytes]) -> None:
         if self.keep_free is not None:
             # Stop before the write that would cross the floor: the size may not be announced, and
             # other downloads (or anything else) may be filling the disk at the same time.
@@ -88,6 +145,7 @@ class DownloadSink:
             self.hash.update(chunk)
             self.written += len(chunk)
         if self.expected is not None and self.written > self.expected:
+            self._bad = True
             raise DownloadError(
                 f"content of job {self.job_id} is longer than its Content-Length {self.expected}",
                 job_id=self.job_id,
@@ -96,6 +154,7 @@ class DownloadSink:
     def _check_head(self) -> None:
         self._checked = True
         if not looks_like_video(self.content_type, self._head):
+            self._bad = True
             raise DownloadError(
                 f"content of job {self.job_id} is not a video (Content-Type {self.content_type!r})",
                 job_id=self.job_id,
@@ -104,7 +163,7 @@ class DownloadSink:
     def commit(self) -> DownloadResult:
         if not self._checked:
             self._check_head()
-        if self.expected is None and self._head[4:8] in _VIDEO_MAGIC_OFFSET4:
+        if self.expected is None and self._head[4:8] in _VIDEO_MAGIC_OFFSET4 and self.stream is None:
             # No length to compare with (a body ended by the connection closing): a cut connection
             # looks like a normal end, so the MP4's own box sizes must add up to what arrived.
             with open(self.part, "rb") as fh:
@@ -121,18 +180,97 @@ class DownloadSink:
                 job_id=self.job_id,
             )
         if self.written == 0:
+            self._bad = True
             raise DownloadError(f"content of job {self.job_id} is empty", job_id=self.job_id)
+        if self.stream is not None:
+            self.stream.flush()
+            return DownloadResult(self.dest, self.written, self.hash.hexdigest(), self.content_type)
         os.fsync(self._fh.fileno())
         self._fh.close()
         os.replace(self.part, self.dest)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.part + ".json")
         _fsync_dir(os.path.dirname(os.path.abspath(self.dest)))
         return DownloadResult(self.dest, self.written, self.hash.hexdigest(), self.content_type)
 
+    def keep(self, chunks: list[bytes]) -> None:
+        """After a cut connection: write what arrived, so a resume starts after it (errors ignored:
+        the content checks then decide in `abort` whether the part is kept)."""
+        if self.stream is not None or self._fh.closed or self._bad or not chunks:
+            return
+        with contextlib.suppress(Exception):
+            self.write_batch(chunks)
+
     def abort(self) -> None:
+        """Stop; keep the part for a resume (`resume_point`) unless its content was wrong or empty."""
+        if self.stream is not None:
+            return
         if not self._fh.closed:
             self._fh.close()
+        if self._bad or self.written == 0:
+            discard_partial(self.dest)
+
+
+def stream_started(stream: BinaryIO) -> bool:
+    """Whether bytes already went to `stream` (then another source cannot start it over)."""
+    try:
+        return stream.tell() > 0
+    except (OSError, ValueError, AttributeError):
+        return True  # a pipe: assume so, rather than write a second copy after a partial one
+
+
+def discard_partial(dest: str) -> None:
+    """Remove what an interrupted download of `dest` kept."""
+    for path in (dest + ".part", dest + ".part.json"):
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.part)
+            os.unlink(path)
+
+
+def resume_point(dest: str, job_id: str) -> tuple[int, str | None]:
+    """Bytes of `<dest>.part` kept by an interrupted download of this job (0: none), and its ETag."""
+    try:
+        with open(dest + ".part.json") as fh:
+            meta = json.load(fh)
+        size = os.path.getsize(dest + ".part")
+    except (OSError, ValueError):
+        return 0, None
+    if not isinstance(meta, dict) or meta.get("job_id") != job_id:
+        return 0, None
+    total = meta.get("size")
+    if isinstance(total, int) and size >= total:
+        return 0, None  # nothing left to fetch, or not the same file: start again
+    etag = meta.get("etag")
+    return size, etag if isinstance(etag, str) else None
+
+
+def range_headers(offset: int, etag: str | None) -> dict[str, str]:
+    """Ask for the rest of the file from `offset` (only if it is still the same file, when known)."""
+    if offset <= 0:
+        return {}
+    headers = {"Range": f"bytes={offset}-"}
+    if etag and not etag.startswith("W/"):
+        headers["If-Range"] = etag
+    return headers
+
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
+
+
+def content_span(response: httpx.Response, offset: int) -> tuple[int, int | None] | None:
+    """Where the response body starts in the file and the file's full size (None: unknown).
+
+    A 206 must cover exactly `offset` to the end; a 200 is the whole file (a server that ignores
+    Range, or an If-Range that no longer matches). None: the answer cannot be used as it is.
+    """
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+        if offset <= 0 or not match:
+            return None
+        first, last, total = (int(g) for g in match.groups())
+        if first != offset or last != total - 1:
+            return None
+        return offset, total
+    return 0, content_length(response)
 
 
 class Batcher:

@@ -37,7 +37,7 @@ class LocalContentStore:
         removed = 0
         for directory, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.endswith(".part"):
+                if name.endswith((".part", ".part.json")):  # a kept partial download and its note
                     os.unlink(os.path.join(directory, name))
                     removed += 1
         return removed

@@ -213,11 +213,13 @@ def test_models_table_and_json(simulator: RunningSimulator) -> None:
     table = run(simulator, "models")
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["ID", "DURATIONS", "RESOLUTIONS", "ASPECT", "RATIOS", "AUDIO", "SEED"]
+    assert lines[0].split() == [
+        "ID", "DURATIONS", "RESOLUTIONS", "ASPECT", "RATIOS", "AUDIO", "SEED", "PRICE", "PER", "SECOND"
+    ]  # fmt: skip
     ids = [line.split()[0] for line in lines[1:]]
     assert ids == sorted(m["id"] for m in CATALOG)
     veo = next(line for line in lines if line.startswith(VEO + " "))
-    assert veo.split() == [VEO, "4,6,8", "720p,1080p,4K", "16:9,9:16", "yes", "yes"]
+    assert veo.split()[:6] == [VEO, "4,6,8", "720p,1080p,4K", "16:9,9:16", "yes", "yes"]
     lite = next(line for line in lines if line.startswith("google/veo-3.1-lite "))
     assert lite.split()[1] == "4,6,8"  # the catalog lists [8, 4, 6]: shown sorted
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .format import describe_model, emit_json, models_table
+from .format import describe_model, emit_json, models_table, with_iso_times
 from .options import json_option
 from .state import CliState, pass_state
 
@@ -20,9 +20,9 @@ def models_cmd(state: CliState, as_json: bool) -> None:
       openrouter-video models
       openrouter-video models --json | jq -r '.[].id'
     """
-    models = sorted(state.client().models(), key=lambda m: m.id)
+    models = sorted(state.one_shot_client().models(), key=lambda m: m.id)
     if as_json:
-        emit_json([m.raw for m in models])
+        emit_json([with_iso_times(m.raw) for m in models])
         return
     click.echo(models_table(models))
 
@@ -39,8 +39,8 @@ def model_cmd(state: CliState, model_id: str, as_json: bool) -> None:
       openrouter-video model google/veo-3.1
       openrouter-video model google/veo-3.1 --json
     """
-    model = state.client().model(model_id)
+    model = state.one_shot_client().model(model_id)
     if as_json:
-        emit_json(model.raw)
+        emit_json(with_iso_times(model.raw))
     else:
         click.echo(describe_model(model))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 from collections.abc import Iterable
@@ -9,12 +10,32 @@ from typing import Any
 
 import click
 
+from .._pricing import estimate_cost, price_rows
 from .._types import DownloadResult, VideoJob, VideoModel
+
+# OpenRouter's fields that are Unix seconds: printed (human and --json) as ISO 8601 UTC instead.
+UNIX_TIME_FIELDS = ("expires_at", "created")
+
+
+def iso_utc(unix: float) -> str:
+    """`2026-12-04T10:00:00Z`: the one time format the client CLI prints (raises on out-of-range)."""
+    return _dt.datetime.fromtimestamp(int(unix), tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_iso_times(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an API object with its Unix-seconds fields as ISO 8601 UTC (others untouched)."""
+    out = dict(record)
+    for name in UNIX_TIME_FIELDS:
+        value = out.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            with contextlib.suppress(OverflowError, OSError, ValueError):
+                out[name] = iso_utc(value)
+    return out
 
 
 def job_record(job: VideoJob, **extra: Any) -> dict[str, Any]:
-    """The machine-readable form of a job: OpenRouter's own fields, plus ours."""
-    record = dict(job.raw)
+    """The machine-readable form of a job: OpenRouter's own fields (times as ISO 8601), plus ours."""
+    record = with_iso_times(job.raw)
     record.setdefault("id", job.id)
     record.setdefault("status", job.status)
     record.update(extra)
@@ -64,20 +85,49 @@ def models_table(models: Iterable[VideoModel]) -> str:
             _list(m.supported_aspect_ratios),
             _flag(m.generate_audio),
             _flag(m.seed),
+            price_text(m),
         ]
         for m in models
     ]
-    return _table(["ID", "DURATIONS", "RESOLUTIONS", "ASPECT RATIOS", "AUDIO", "SEED"], rows)
+    return _table(
+        ["ID", "DURATIONS", "RESOLUTIONS", "ASPECT RATIOS", "AUDIO", "SEED", "PRICE PER SECOND"], rows
+    )
+
+
+def usd(amount: float) -> str:
+    """`$0.40`, or all the digits a price has (`$0.0817`)."""
+    return f"${amount:.2f}" if round(amount, 2) == amount else f"${amount:.4g}"
+
+
+def price_text(model: VideoModel) -> str:
+    """The price per second, by resolution and audio where the SKUs distinguish them, e.g.
+    `720p,1080p: $0.40 with audio, $0.20 without; 4K: $0.60 with audio, $0.40 without`."""
+    rows = price_rows(model)
+    if rows is None:
+        reason = estimate_cost(model, {}).reason or ""
+        if "video token" in reason:
+            return "per video token (no estimate)"
+        if "megapixel" in reason:
+            return "per megapixel-second of input (no estimate)"
+        return "-" if not model.pricing_skus else "not per second (no estimate)"
+    groups: dict[tuple[str, ...] | None, list[str]] = {}
+    for row in rows:
+        price = usd(row.usd_per_second)
+        label = "" if row.audio is None else (" with audio" if row.audio else " without")
+        groups.setdefault(row.resolutions, []).append(price + label)
+    return "; ".join(
+        (f"{','.join(resolutions)}: " if resolutions else "") + ", ".join(prices)
+        for resolutions, prices in groups.items()
+    )
 
 
 def _when(unix: int | None) -> str:
     if unix is None:
         return "-"
     try:
-        stamp = _dt.datetime.fromtimestamp(unix, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return iso_utc(unix)
     except (OverflowError, OSError, ValueError):
         return str(unix)
-    return f"{stamp} ({unix})"
 
 
 def describe_job(job: VideoJob) -> str:
@@ -122,6 +172,7 @@ def describe_model(model: VideoModel) -> str:
         ("creativity", _list(model.creativity) if model.creativity is not None else "-"),
         ("passthrough", _list(model.allowed_passthrough_parameters)),
     ]
+    rows.append(("price per second", price_text(model)))
     if model.pricing_skus:
         rows.extend((f"price {sku}", price) for sku, price in sorted(model.pricing_skus.items()))
     else:
@@ -133,5 +184,6 @@ def describe_model(model: VideoModel) -> str:
     return text
 
 
-def print_download(result: DownloadResult) -> None:
-    click.echo(f"{result.path}\t{result.bytes} bytes\tsha256 {result.sha256}")
+def print_download(result: DownloadResult, *, err: bool = False) -> None:
+    """Path, size and sha256 on stdout (on stderr when the video itself went to stdout)."""
+    click.echo(f"{result.path}\t{result.bytes} bytes\tsha256 {result.sha256}", err=err)

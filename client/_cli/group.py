@@ -8,9 +8,11 @@ implementations through a second group, `openrouter_video.local_commands`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import click
@@ -20,7 +22,7 @@ from .errors import EXIT_API, run_mapped
 from .jobs import download_cmd, status_cmd, wait_cmd
 from .receiver_cmds import RECORDS_COMMANDS
 from .simulate import simulate_cmd
-from .state import PROG, CliState, pass_state
+from .state import ONE_SHOT_DEADLINE, PROG, CliState, pass_state
 from .submit import submit_cmd
 
 PLUGIN_GROUP = "openrouter_video.commands"
@@ -53,6 +55,10 @@ BUILTIN_COMMANDS = (
     download_cmd,
     simulate_cmd,
     *RECORDS_COMMANDS,  # jobs, deliveries, reprocess: over HTTP, or the receiver's local implementations
+)
+# Commands where SIGTERM means "stop, like Ctrl-C" (with the resume hint): not the servers.
+INTERRUPTIBLE_COMMANDS = frozenset(
+    str(c.name) for c in (models_cmd, model_cmd, submit_cmd, status_cmd, wait_cmd, download_cmd, *RECORDS_COMMANDS)
 )
 
 
@@ -146,6 +152,27 @@ class VideoGroup(click.Group):
         sys.exit(code)
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (kill, a CI timeout) is handled as Ctrl-C: the resume hint and exit 130.
+
+    Only for the client's own commands: servers (`simulate`, the receiver's `serve`) keep their
+    own SIGTERM handling (a graceful shutdown)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @click.group(cls=VideoGroup, help=GROUP_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--api-key", envvar="OPENROUTER_API_KEY", show_envvar=True, default=None, help="OpenRouter API key."
@@ -157,15 +184,28 @@ class VideoGroup(click.Group):
     default=None,
     help="API base URL (default https://openrouter.ai/api/v1).",
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help=f"Overall time limit of models, model and status, retries included (default {ONE_SHOT_DEADLINE:g}).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log HTTP requests and show tracebacks on errors.")
 @click.version_option(package_name="openrouter-video", prog_name=PROG)
 @pass_state
-def cli(state: CliState, api_key: str | None, base_url: str | None, verbose: bool) -> None:
+def cli(
+    state: CliState, api_key: str | None, base_url: str | None, deadline: float | None, verbose: bool
+) -> None:
     state.api_key = api_key or None
     state.base_url = base_url or None
+    state.deadline = deadline
     state.verbose = verbose
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand in INTERRUPTIBLE_COMMANDS:
+        ctx.with_resource(_sigterm_as_interrupt())
     if verbose:
-        _log_to_stderr(click.get_current_context())
+        _log_to_stderr(ctx)
 
 
 for _command in BUILTIN_COMMANDS:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
+from typing import BinaryIO
 
 import click
 
 from .._base import default_dest, finish
 from .._client import OpenRouterVideo
+from .._exceptions import ValidationError
 from .._types import DownloadResult, VideoJob
 from .display import DownloadProgress, StatusDisplay
 from .format import describe_job, download_record, emit_json, job_record, print_download
-from .options import job_argument, json_option, output_option, wait_options
+from .options import force_option, job_argument, json_option, output_option, wait_options
 from .state import PROG, CliState, pass_state
 
 
@@ -31,10 +34,30 @@ def wait_with_display(
         )
 
 
+def check_output(dest: str | None, job_id: str | None, index: int, *, force: bool) -> None:
+    """Refuse, before anything is sent, to overwrite a file (without --force) or to create directories."""
+    if dest == "-" or (dest is None and job_id is None):
+        return
+    target = dest or default_dest(str(job_id), index)
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise ValidationError("output", target, f"directory {parent} does not exist; create it first")
+    if os.path.exists(target) and not force:
+        raise ValidationError("output", target, f"{target} already exists; use --force to overwrite it")
+
+
 def download_with_progress(
-    state: CliState, api: OpenRouterVideo, job: VideoJob | str, *, index: int, dest: str | None
+    state: CliState,
+    api: OpenRouterVideo,
+    job: VideoJob | str,
+    *,
+    index: int,
+    dest: str | None,
+    force: bool = False,
 ) -> DownloadResult:
+    """Download with a progress bar on stderr; `dest` "-" streams the bytes to stdout."""
     job_id = job.id if isinstance(job, VideoJob) else job
+    check_output(dest, job_id, index, force=force)
     state.working_on(
         job_id,
         f"{PROG} download {job_id}"
@@ -42,8 +65,11 @@ def download_with_progress(
         + (f" -o {dest}" if dest else ""),
     )
     target = dest or default_dest(job_id, index)
-    progress = DownloadProgress(f"downloading {os.path.basename(target)}")
+    progress = DownloadProgress(f"downloading {'to stdout' if target == '-' else os.path.basename(target)}")
     try:
+        if target == "-":
+            stdout: BinaryIO = sys.stdout.buffer
+            return api.download(job, index, stdout, progress=progress)
         return api.download(job, index, target, progress=progress)
     finally:
         progress.finish()
@@ -65,7 +91,7 @@ def status_cmd(state: CliState, job_id: str, as_json: bool) -> None:
       openrouter-video status Nxff2D1Z6w4Zk9iNuZam
       openrouter-video status Nxff2D1Z6w4Zk9iNuZam --json | jq -r .status
     """
-    job = state.client().get(job_id)
+    job = state.one_shot_client(keyed=True).get(job_id)
     if as_json:
         emit_json(job_record(job))
     else:
@@ -87,7 +113,7 @@ def wait_cmd(state: CliState, job_id: str, timeout: float, poll_interval: float,
       openrouter-video wait Nxff2D1Z6w4Zk9iNuZam
       openrouter-video wait Nxff2D1Z6w4Zk9iNuZam --timeout 600 --json
     """
-    api = state.client()
+    api = state.keyed_client()
     final = wait_with_display(state, api, job_id, timeout=timeout, poll_interval=poll_interval)
     if as_json:
         emit_json(job_record(final))
@@ -101,19 +127,31 @@ def wait_cmd(state: CliState, job_id: str, timeout: float, poll_interval: float,
 @click.command("download")
 @job_argument()
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which output.")
-@output_option("File to write (default <job id>.mp4).")
+@output_option("File to write (default <job id>.mp4; - for stdout).")
+@force_option()
 @json_option("Print path, bytes and sha256 as JSON.")
 @pass_state
-def download_cmd(state: CliState, job_id: str, index: int, output: str | None, as_json: bool) -> None:
+def download_cmd(
+    state: CliState, job_id: str, index: int, output: str | None, force: bool, as_json: bool
+) -> None:
     """Download a completed job's video. Prints the path, size and sha256.
+
+    An existing file is not overwritten without --force, and the directory must exist. An
+    interrupted download leaves FILE.part: running the command again resumes it.
 
     \b
     Examples:
       openrouter-video download Nxff2D1Z6w4Zk9iNuZam
       openrouter-video download Nxff2D1Z6w4Zk9iNuZam --index 1 -o second.mp4
+      openrouter-video download Nxff2D1Z6w4Zk9iNuZam -o - | ffprobe -
     """
-    result = download_with_progress(state, state.client(), job_id, index=index, dest=output)
+    if output == "-" and as_json:
+        raise click.UsageError("--json cannot share stdout with -o - (the video)")
+    check_output(output, job_id, index, force=force)
+    result = download_with_progress(
+        state, state.keyed_client(), job_id, index=index, dest=output, force=force
+    )
     if as_json:
         emit_json({"id": job_id, "index": index, **download_record(result)})
     else:
-        print_download(result)
+        print_download(result, err=output == "-")

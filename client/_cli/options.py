@@ -42,6 +42,11 @@ def output_option(help: str) -> Callable[[F], F]:
     return click.option("-o", "--output", type=click.Path(dir_okay=False), help=help)
 
 
+def force_option() -> Callable[[F], F]:
+    """`--force`: overwrite an existing output file."""
+    return click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
+
+
 def wait_options(only_with: str | None = None) -> Callable[[F], F]:
     """`--timeout` and `--poll-interval` for waiting on a job.
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from typing import Any
 
 import click
 
-from .._validation import normalize_model_id
+from .._client import OpenRouterVideo
+from .._exceptions import ValidationError
+from .._pricing import CostEstimate, estimate_cost
+from .._validation import build_submit_body, check_capabilities, normalize_model_id
 from .._webhooks import WEBHOOK_PATH
-from .format import download_record, emit_json, job_record, print_download
-from .jobs import download_with_progress, raise_if_unsuccessful, wait_with_display
-from .options import json_option, output_option, wait_options
+from .format import download_record, emit_json, job_record, print_download, usd
+from .jobs import check_output, download_with_progress, raise_if_unsuccessful, wait_with_display
+from .options import force_option, json_option, output_option, wait_options
 from .receiver_link import receiver_callback_url, register_with_receiver
 from .state import PROG, CliState, pass_state
 
@@ -34,6 +38,49 @@ def parse_provider_options(values: Iterable[str]) -> dict[str, dict[str, Any]] |
             value = raw
         options.setdefault(slug.strip(), {"parameters": {}})["parameters"][key.strip()] = value
     return options or None
+
+
+def _estimate(api: OpenRouterVideo, body: dict[str, Any], *, validate: bool) -> CostEstimate:
+    """Check `body` against the catalog (unless --no-validate) and estimate its cost."""
+    try:
+        entry = api.model(body["model"])
+    except ValidationError:
+        if validate:
+            raise
+        return CostEstimate(body["model"], None, "the model is not in the catalog")
+    if validate:
+        check_capabilities(body, entry)
+    return estimate_cost(entry, body)
+
+
+def _check_max_cost(estimate: CostEstimate, max_cost: float | None) -> None:
+    if max_cost is None:
+        return
+    if estimate.usd is None:
+        raise ValidationError(
+            "max_cost",
+            max_cost,
+            f"refusing to submit with --max-cost: the cost cannot be estimated ({estimate.reason})",
+        )
+    if estimate.usd > max_cost:
+        raise ValidationError(
+            "max_cost",
+            max_cost,
+            f"refusing to submit: the estimated cost {usd(estimate.usd)}"
+            f"{' (at most)' if estimate.upper_bound else ''} is above --max-cost {usd(max_cost)}",
+        )
+
+
+def _shortened(value: Any) -> Any:
+    """The body as printed by --dry-run: inline images as `data:…;base64,… (N chars)`."""
+    if isinstance(value, dict):
+        return {k: _shortened(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shortened(v) for v in value]
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 120:
+        head = value.split(",", 1)[0]
+        return f"{head},... ({len(value)} chars)"
+    return value
 
 
 @click.command("submit")
@@ -65,9 +112,21 @@ def parse_provider_options(values: Iterable[str]) -> dict[str, dict[str, Any]] |
 @click.option("--previous-job", help="Continue a completed job (models that support it).")
 @click.option("--session-id", help="Observability grouping id.")
 @click.option("--no-validate", is_flag=True, help="Skip the client-side check against the model catalog.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate, then print the request body and its estimated cost; send nothing.",
+)
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0),
+    metavar="USD",
+    help="Refuse (exit 2) when the estimated cost is above USD or cannot be estimated.",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job, then download the video.")
 @wait_options(only_with="--wait")
-@output_option("With --wait: file to write (default <job id>.mp4).")
+@output_option("With --wait: file to write (default <job id>.mp4; - for stdout).")
+@force_option()
 @json_option("Print the job record as JSON.")
 @pass_state
 def submit_cmd(
@@ -90,10 +149,13 @@ def submit_cmd(
     previous_job: str | None,
     session_id: str | None,
     no_validate: bool,
+    dry_run: bool,
+    max_cost: float | None,
     wait_: bool,
     timeout: float,
     poll_interval: float,
     output: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Submit a video job. Prints the job id (stdout); with --wait, waits and downloads it.
@@ -101,6 +163,8 @@ def submit_cmd(
     \b
     Examples:
       openrouter-video submit "a red fox in snow" --model google/veo-3.1 --duration 4
+      openrouter-video submit "a red fox in snow" -m google/veo-3.1 --duration 4 --dry-run
+      openrouter-video submit "a red fox in snow" -m google/veo-3.1 --duration 8 --max-cost 2
       openrouter-video submit "the fox runs" -m google/veo-3.1 --first-frame fox.png --wait -o fox.mp4
       openrouter-video submit "city at night" -m google/veo-3.1 \\
           --provider-option google-vertex.negativePrompt=blurry --json
@@ -109,9 +173,17 @@ def submit_cmd(
     With RECEIVER_PUBLIC_URL set, the job's webhook goes to <RECEIVER_PUBLIC_URL>/webhooks/openrouter
     (unless --callback-url is given); with RECEIVER_URL and RECEIVER_API_TOKEN set, the job is
     registered with the receiver after the submit.
+
+    \b
+    The estimated cost (from the model's pricing SKUs) is printed on stderr before sending; it is
+    "at most" when the request leaves the duration, resolution or audio open, and unknown for
+    models priced per video token or per megapixel (then --max-cost refuses).
     """
     if output and not wait_:
         raise click.UsageError("-o/--output needs --wait (or use `openrouter-video download JOB -o FILE`)")
+    if output == "-" and as_json:
+        raise click.UsageError("--json cannot share stdout with -o - (the video)")
+    check_output(output, None, 0, force=force)  # before paying for a video that could not be saved
     fields: dict[str, Any] = {
         "duration": duration,
         "resolution": resolution,
@@ -130,7 +202,16 @@ def submit_cmd(
         "session_id": session_id,
     }
     fields = {k: v for k, v in fields.items() if v is not None}
-    api = state.client()
+    api = state.client() if dry_run else state.keyed_client()
+    body = build_submit_body(model=model, prompt=prompt, **fields)
+    estimate = _estimate(api, body, validate=not no_validate)
+    if dry_run:
+        emit_json({"body": _shortened(body), "estimate": dataclasses.asdict(estimate)})
+    click.echo(estimate.describe(), err=True)
+    _check_max_cost(estimate, max_cost)
+    if dry_run:
+        click.echo("dry run: nothing was sent", err=True)
+        return
     state.submitting = True
     job = api.submit(prompt, model=model, validate=not no_validate, **fields)
     state.submitting = False
@@ -154,8 +235,8 @@ def submit_cmd(
         if as_json:
             emit_json(job_record(final))
         raise_if_unsuccessful(final)
-    result = download_with_progress(state, api, final, index=0, dest=output)
+    result = download_with_progress(state, api, final, index=0, dest=output, force=force)
     if as_json:
         emit_json(job_record(final, download=download_record(result)))
     else:
-        print_download(result)
+        print_download(result, err=output == "-")
