@@ -650,9 +650,11 @@ def test_webhook_is_signed_and_verifies(
     else:
         assert list(payload["data"]) == ["id", "status", "generation_id", "model", "error"]
         assert payload["data"]["error"] == "Content policy violation"
-    time.sleep(0.1)
-    assert len(rec.received) == 1
-    [attempt] = httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"]
+    # The simulator logs an attempt once it has the answer: after the recorder saw the request.
+    [attempt] = wait_for(
+        lambda: httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"]
+    )
+    assert len(rec.received) == 1  # that one attempt succeeded, so nothing else is coming
     assert attempt["status"] == 204 and attempt["attempt"] == 1 and attempt["url"] == hook
     assert attempt["headers"][SIGNATURE_HEADER] == headers[SIGNATURE_HEADER.lower()]
 
@@ -683,7 +685,13 @@ def test_webhook_retries_until_success(
     assert {h[IDEMPOTENCY_HEADER.lower()] for h, _ in deliveries} == {f"{job_id}-completed"}
     for headers, body in deliveries:
         verify(simulator.secret, body, headers)
-    log = httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"]
+    log = wait_for(
+        lambda: (
+            (d := httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"])
+            and len(d) == 3
+            and d
+        )
+    )
     assert [(a["attempt"], a["status"]) for a in log] == [(1, 500), (2, 503), (3, 204)]
     assert log[1]["time"] - log[0]["time"] >= simulator.config.webhook_backoff * 0.9
 
@@ -702,7 +710,12 @@ def test_webhook_copies_are_delivered_concurrently(
     rec, hook = recorder
     job_id = submit(simulator, {**VEO, "callback_url": hook, "prompt": "x [sim:copies=3]"})["id"]
     deliveries = rec.wait(3)
-    time.sleep(0.1)
+    # Once the simulator has logged the three answered copies, no other delivery is coming.
+    wait_for(
+        lambda: (
+            len(httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"]) == 3
+        )
+    )
     assert len(rec.received) == 3
     assert {h[IDEMPOTENCY_HEADER.lower()] for h, _ in deliveries} == {f"{job_id}-completed"}
     assert len({b for _, b in deliveries}) == 1
@@ -714,7 +727,7 @@ def test_webhook_drop_delivers_nothing(
     rec, hook = recorder
     job_id = submit(simulator, {**VEO, "callback_url": hook}, **{"X-Simulator-Webhook": "drop"})["id"]
     assert wait_status(simulator, job_id)["status"] == "completed"
-    time.sleep(0.2)
+    time.sleep(0.2)  # the window is the thing under test: nothing at all arrives (no condition to wait for)
     assert rec.received == []
     assert httpx.get(f"{simulator.admin_url}/deliveries").json()["data"] == []
 
