@@ -39,8 +39,8 @@ from ._exceptions import (
     WebhookPayloadError,
     WebhookVerificationError,
 )
-from ._receiver_api import ReceiverClient
 from ._pricing import CostEstimate, PriceRow, estimate_cost, price_rows
+from ._receiver_api import ReceiverClient
 from ._types import (
     ALL_STATUSES,
     CANCELLED,

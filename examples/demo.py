@@ -212,10 +212,10 @@ def _run(sim_base: str, api_key: str, rx_url: str, auth: dict, root: Path) -> in
     if wrong:
         print(f"demo: unexpected outcome for {', '.join(wrong)}", file=sys.stderr)
         return 1
-    print(
-        f"\nall done in {time.monotonic() - started:.1f}s; query it yourself with the API token, e.g. "
-        f"GET {rx_url}/jobs (servers stopped now)"
-    )
+    data_dir = (root / "receiver").relative_to(Path.cwd())
+    print(f"\nall done in {time.monotonic() - started:.1f}s. The records stay on disk; look at them with:")
+    print(f"  openrouter-video jobs list --data-dir {data_dir}")
+    print(f"  openrouter-video jobs show JOB_ID --data-dir {data_dir}")
     return 0
 
 

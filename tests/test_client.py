@@ -154,7 +154,7 @@ def test_models_are_typed_and_cached(simulator: RunningSimulator) -> None:
 def test_models_cache_expires(simulator: RunningSimulator) -> None:
     with api(simulator, models_ttl=0.05) as client:
         client.models()
-        time.sleep(0.1)
+        time.sleep(0.1)  # the TTL running out is the thing under test
         client.models()
     assert counts(simulator)["models"] == 2
 

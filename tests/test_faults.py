@@ -26,6 +26,7 @@ from receiver_support import (
     receiver_settings,
     running_receiver,
     signed_event,
+    wait_applied,
     wait_until,
 )
 
@@ -178,6 +179,8 @@ def test_sigkill_mid_burst_loses_no_acknowledged_delivery(tmp_path, simulator) -
         assert refused == [] and unanswered == 0
         assert all(again[key] == "duplicate" for key in acked)
         assert all(again[key] == "duplicate" for key in stored)
+        # The deliveries first stored just now are applied in the background: wait for that, not time.
+        wait_applied(settings, timeout=30)
         with contextlib.closing(connect(settings.db_path)) as conn:
             assert conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == len(deliveries)
             statuses = {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM jobs GROUP BY 1")}
@@ -283,8 +286,8 @@ def test_full_disk_answers_503_keeps_nothing_half_written_and_recovers_by_itself
             acknowledged = 200 in [a["status"] for a in sim_deliveries(simulator, job.id)]
             assert {d["idempotency_key"] for d in rx.deliveries()} <= {f"{job.id}-completed"}
             assert {j["id"] for j in rx.get("/jobs").json()["jobs"]} <= {job.id}
-            if acknowledged:
-                assert rx.job(job.id) is not None
+            if acknowledged:  # stored before the 200; the job appears once the applier has run
+                wait_until(lambda: rx.job(job.id) is not None, timeout=20, what="the acknowledged job")
             assert all(rx.job(f"jobFull{i}") is None for i in range(len(refused)))
 
             # Phase 2: some room, but not enough for the video. The redelivered webhook is stored;
@@ -299,7 +302,7 @@ def test_full_disk_answers_503_keeps_nothing_half_written_and_recovers_by_itself
                 assert record["outputs"][0]["state"] in ("pending", "downloading"), record["outputs"]
                 assert rx.get(f"/jobs/{job.id}/content").status_code == 404
                 assert not os.path.exists(final)
-                time.sleep(0.1)
+                time.sleep(0.1)  # a 3 s window of observation is the thing under test
             # Waiting for room is the receiver's problem: it says so, and uses up none of the attempts.
             waiting = rx.wait_job(
                 job.id, lambda j: "waiting for disk space" in (j["outputs"][0]["error"] or ""), timeout=20
@@ -447,7 +450,7 @@ def test_webhook_copies_delivered_concurrently_and_late_are_applied_once(tmp_pat
         record = rx.wait_downloaded(job.id)
         wait_until(lambda: len(sim_deliveries(simulator, job.id)) == 25, timeout=20, what="25 copies")
         assert {a["status"] for a in sim_deliveries(simulator, job.id)} == {200}
-        time.sleep(0.3)
+        wait_applied(settings)  # every copy is answered: the one stored is applied before we look
         assert rx.delivery_count() == 1
         assert [e["kind"] for e in rx.job(job.id)["events"]] == ["status", "downloaded"]
         assert sim_stats(simulator)["content"] == 1
@@ -468,7 +471,7 @@ def test_webhook_copies_delivered_concurrently_and_late_are_applied_once(tmp_pat
             )
             body, headers = signed_event(simulator.secret, {**data, **extra, "status": status}, key=key)
             assert httpx.post(rx.webhook_url, content=body, headers=headers).status_code == 200
-        time.sleep(0.3)
+        wait_applied(settings)  # the late events are stored, then applied in the background
         after = rx.job(job.id)
         assert after["status"] == "completed" and after["outputs"] == record["outputs"]
         assert [e["kind"] for e in after["events"]] == ["status", "downloaded", "stale", "stale"]
@@ -539,6 +542,11 @@ def test_secret_rotation_accepts_both_live_secrets_and_nothing_else(tmp_path, si
             "signed with the new secret", model="google/veo-3.1", duration=4, callback_url=hook
         )
         assert downloaded(after.id)["source"] == "webhook"
+        # The simulator logs an attempt after its answer arrives, which can be after the download.
+        wait_until(
+            lambda: sim_deliveries(simulator, before.id) and sim_deliveries(simulator, after.id),
+            what="the simulator's delivery logs",
+        )
         assert {
             a["status"] for a in sim_deliveries(simulator, before.id) + sim_deliveries(simulator, after.id)
         } == {200}

@@ -272,7 +272,7 @@ def drip_app(bodies: dict[str, bytes], hits: list[str]) -> Starlette:
         async def drip():
             for i in range(len(body)):
                 yield body[i : i + 1]
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the drip is the thing under test
 
         return StreamingResponse(drip(), media_type="video/mp4", headers={"Content-Length": str(len(body))})
 

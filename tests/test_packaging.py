@@ -38,7 +38,10 @@ def test_the_wheel_has_one_namespace_and_a_client_that_needs_only_httpx_and_clic
         meta = email.parser.Parser().parsestr(zf.read(metadata).decode())
         names = set(zf.namelist())
     assert {t for t in tops if not t.endswith(".dist-info")} == {"openrouter_video"}
-    assert "openrouter_video/receiver/app.py" in names and "openrouter_video/_simulator/sample.mp4" in names
+    assert (
+        "openrouter_video/receiver/app.py" in names
+        and "openrouter_video/_simulator/samples/1280x720.mp4" in names
+    )
     required = sorted(
         r.split(">")[0].split(";")[0].strip() for r in meta.get_all("Requires-Dist") if "extra" not in r
     )

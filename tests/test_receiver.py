@@ -139,7 +139,8 @@ def test_duplicate_storm_gives_one_event_and_one_download(receiver, simulator, a
     outcomes = [a.json()["outcome"] for a in answers]
     assert outcomes.count("accepted") == 1 and outcomes.count("duplicate") == 63
     record = receiver.wait_downloaded(job.id)
-    time.sleep(0.5)  # give a second, wrong download time to happen
+    receiver.applied()  # nothing left to apply (the 63 duplicates were never stored)...
+    time.sleep(0.5)  # ...and a window for a second, wrong download to show: the absence is under test
     assert receiver.delivery_count() == 1
     assert [e["kind"] for e in receiver.job(job.id)["events"]] == ["status", "downloaded"]
     assert sim_stats(simulator)["content"] == 1

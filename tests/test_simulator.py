@@ -26,7 +26,9 @@ from support import RunningSimulator, UvicornThread, fast_simulator_config, runn
 
 from openrouter_video._exceptions import WebhookVerificationError
 from openrouter_video._simulator import CATALOG, SimulatorConfig
+from openrouter_video._simulator._catalog import dimensions
 from openrouter_video._simulator._mp4 import free_box_header, iter_content, sample_size
+from openrouter_video._simulator._video import SAMPLES_DIR, VideoSpec, retime, video_bytes, video_for
 from openrouter_video._webhooks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify, verify_signature
 
 JOB_ID_RE = re.compile(r"^gen-vid-\d{10}-[A-Za-z0-9]{20}$")
@@ -394,13 +396,98 @@ def test_content_is_a_decodable_mp4_of_the_requested_size(simulator: RunningSimu
     assert boxes.index("moov") < boxes.index("mdat") and boxes[-1] == "free"
     with av.open(io.BytesIO(data)) as container:
         frame = next(container.decode(video=0))
-        assert (frame.width, frame.height) == (64, 64)
+        assert (frame.width, frame.height) == (1280, 720)  # Veo 3.1's defaults: 720p 16:9, 4 s
     again = httpx.get(done["unsigned_urls"][0], headers=simulator.headers).content
     assert again == data
     other = submit(simulator, None, **{"X-Simulator-Bytes": str(size)})["id"]
     wait_status(simulator, other)
     other_data = httpx.get(f"{simulator.api_base}/videos/{other}/content", headers=simulator.headers).content
     assert len(other_data) == size and other_data != data
+
+
+def decoded(data: bytes) -> tuple[float, int, int, int, float]:
+    """(duration s, width, height, frames decoded, time of the last frame) of an MP4."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        assert container.duration is not None and stream.time_base is not None
+        last = float(frames[-1].pts * stream.time_base)
+        return container.duration / 1e6, frames[0].width, frames[0].height, len(frames), last
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"model": "google/veo-3.1", "resolution": "720p", "aspect_ratio": "16:9", "duration": 4},
+            (1280, 720, 4),
+        ),
+        (
+            {"model": "google/veo-3.1", "resolution": "1080p", "aspect_ratio": "9:16", "duration": 8},
+            (1080, 1920, 8),
+        ),
+        ({"model": "openai/sora-2-pro", "size": "1792x1024", "duration": 12}, (1792, 1024, 12)),
+        (
+            {"model": "bytedance/seedance-2.0", "resolution": "480p", "aspect_ratio": "1:1", "duration": 15},
+            (480, 480, 15),
+        ),
+        ({"model": "google/veo-3.1-lite"}, (1280, 720, 8)),  # the model's first listed values
+        ({"model": "minimax/hailuo-3", "aspect_ratio": "21:9", "duration": 5}, (3360, 1440, 5)),
+    ],
+)
+def test_the_video_has_the_requested_duration_and_frame_size(
+    simulator: RunningSimulator, body: dict[str, Any], expected: tuple[int, int, int]
+) -> None:
+    job_id = submit(simulator, {**body, "prompt": "a fox [sim:bytes=300000]"})["id"]
+    done = wait_status(simulator, job_id)
+    url = done["unsigned_urls"][0]
+    data = httpx.get(url, headers=simulator.headers).content
+    width, height, seconds = expected
+    duration, w, h, frames, last = decoded(data)
+    assert (w, h) == (width, height) and duration == seconds
+    assert frames == 12 and last == pytest.approx(seconds * 11 / 12)  # evenly over the whole length
+    record = admin_job(simulator, job_id)
+    assert record["video"] == {"width": width, "height": height, "seconds": seconds}
+    assert len(data) == 300000 and hashlib.sha256(data).hexdigest() == record["outputs"][0]["sha256"]
+    etag = httpx.head(url, headers=simulator.headers).headers["etag"]
+    part = httpx.get(url, headers={**simulator.headers, "Range": "bytes=100-2999", "If-Range": etag})
+    assert part.status_code == 206 and part.content == data[100:3000]
+    assert httpx.get(url, headers=simulator.headers).content == data
+
+
+def test_every_frame_size_the_catalog_allows_has_its_own_sample_and_they_stay_small() -> None:
+    for model in CATALOG:
+        for tier in model["supported_resolutions"] or []:
+            for ratio in model["supported_aspect_ratios"] or []:
+                spec = video_for(model, resolution=tier, aspect_ratio=ratio)
+                assert (spec.width, spec.height) == dimensions(tier, ratio)
+        for size in model["supported_sizes"] or []:
+            spec = video_for(model, size=size)
+            assert f"{spec.width}x{spec.height}" == size
+    assert sum(p.stat().st_size for p in SAMPLES_DIR.glob("*.mp4")) < 300_000
+    # A size no sample has (a null catalog list let it through) gets the nearest in shape.
+    assert video_for({"id": "x"}, size="1000x1000", duration=3) == VideoSpec(1080, 1080, 3)
+
+
+def test_retiming_is_exact_and_refuses_what_it_cannot_do() -> None:
+    one = video_bytes(VideoSpec(640, 480, 1))
+    assert decoded(one)[:4] == (1.0, 640, 480, 12)
+    assert decoded(retime(one, 20))[:4] == (20.0, 640, 480, 12)
+    assert len(retime(one, 20)) == len(one)  # only header fields change
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError):
+            retime(one, bad)  # type: ignore[arg-type]
+
+
+def test_bytes_too_small_for_the_requested_video_is_a_400(simulator: RunningSimulator) -> None:
+    big = {"model": "google/veo-3.1", "resolution": "4K", "aspect_ratio": "16:9", "duration": 4}
+    small = sample_size(VideoSpec(3840, 2160, 4)) + 3
+    response = httpx.post(
+        f"{simulator.api_base}/videos",
+        json={**big, "prompt": f"x [sim:bytes={small}]"},
+        headers=simulator.headers,
+    )
+    assert response.status_code == 400 and "bytes" in response.json()["error"]["message"]
 
 
 def test_multiple_outputs_and_index_errors(simulator: RunningSimulator) -> None:
@@ -563,9 +650,11 @@ def test_webhook_is_signed_and_verifies(
     else:
         assert list(payload["data"]) == ["id", "status", "generation_id", "model", "error"]
         assert payload["data"]["error"] == "Content policy violation"
-    time.sleep(0.1)
-    assert len(rec.received) == 1
-    [attempt] = httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"]
+    # The simulator logs an attempt once it has the answer: after the recorder saw the request.
+    [attempt] = wait_for(
+        lambda: httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"]
+    )
+    assert len(rec.received) == 1  # that one attempt succeeded, so nothing else is coming
     assert attempt["status"] == 204 and attempt["attempt"] == 1 and attempt["url"] == hook
     assert attempt["headers"][SIGNATURE_HEADER] == headers[SIGNATURE_HEADER.lower()]
 
@@ -596,7 +685,13 @@ def test_webhook_retries_until_success(
     assert {h[IDEMPOTENCY_HEADER.lower()] for h, _ in deliveries} == {f"{job_id}-completed"}
     for headers, body in deliveries:
         verify(simulator.secret, body, headers)
-    log = httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"]
+    log = wait_for(
+        lambda: (
+            (d := httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"])
+            and len(d) == 3
+            and d
+        )
+    )
     assert [(a["attempt"], a["status"]) for a in log] == [(1, 500), (2, 503), (3, 204)]
     assert log[1]["time"] - log[0]["time"] >= simulator.config.webhook_backoff * 0.9
 
@@ -615,7 +710,12 @@ def test_webhook_copies_are_delivered_concurrently(
     rec, hook = recorder
     job_id = submit(simulator, {**VEO, "callback_url": hook, "prompt": "x [sim:copies=3]"})["id"]
     deliveries = rec.wait(3)
-    time.sleep(0.1)
+    # Once the simulator has logged the three answered copies, no other delivery is coming.
+    wait_for(
+        lambda: (
+            len(httpx.get(f"{simulator.admin_url}/deliveries", params={"job_id": job_id}).json()["data"]) == 3
+        )
+    )
     assert len(rec.received) == 3
     assert {h[IDEMPOTENCY_HEADER.lower()] for h, _ in deliveries} == {f"{job_id}-completed"}
     assert len({b for _, b in deliveries}) == 1
@@ -627,7 +727,7 @@ def test_webhook_drop_delivers_nothing(
     rec, hook = recorder
     job_id = submit(simulator, {**VEO, "callback_url": hook}, **{"X-Simulator-Webhook": "drop"})["id"]
     assert wait_status(simulator, job_id)["status"] == "completed"
-    time.sleep(0.2)
+    time.sleep(0.2)  # the window is the thing under test: nothing at all arrives (no condition to wait for)
     assert rec.received == []
     assert httpx.get(f"{simulator.admin_url}/deliveries").json()["data"] == []
 

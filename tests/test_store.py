@@ -143,7 +143,7 @@ def test_a_backlog_drains_while_deliveries_keep_arriving(tmp_path, simulator) ->
             )
             assert http.post(receiver.webhook_url, content=body, headers=headers).status_code == 200
             sent += 1
-            time.sleep(0.01)
+            time.sleep(0.01)  # pacing the stream is the thing under test
         with contextlib.closing(receiver.db()) as conn:
             assert records.pending_count(conn) < 50  # drained during the stream, not after it
         receiver.applied(timeout=10)

@@ -58,7 +58,8 @@ BUILTIN_COMMANDS = (
 )
 # Commands where SIGTERM means "stop, like Ctrl-C" (with the resume hint): not the servers.
 INTERRUPTIBLE_COMMANDS = frozenset(
-    str(c.name) for c in (models_cmd, model_cmd, submit_cmd, status_cmd, wait_cmd, download_cmd, *RECORDS_COMMANDS)
+    str(c.name)
+    for c in (models_cmd, model_cmd, submit_cmd, status_cmd, wait_cmd, download_cmd, *RECORDS_COMMANDS)
 )
 
 

@@ -14,12 +14,21 @@ import click
     "--webhook-secret",
     envvar="OPENROUTER_WEBHOOK_SECRET",
     show_envvar=True,
-    help="Secret to sign webhooks with.",
+    help="Secret to sign webhooks with (default: none, webhooks are sent unsigned).",
 )
-@click.option("--api-key", "sim_api_key", help="The API key the simulator accepts.")
-@click.option("--workspace-webhook-url", help="Default webhook URL for jobs without callback_url.")
-@click.option("--pending", type=click.FloatRange(min=0), help="Seconds a job stays pending.")
-@click.option("--in-progress", type=click.FloatRange(min=0), help="Seconds a job stays in_progress.")
+@click.option(
+    "--api-key", "sim_api_key", help="The API key the simulator accepts (default: any non-empty key)."
+)
+@click.option(
+    "--workspace-webhook-url",
+    help="Default webhook URL for jobs without callback_url (default: none, no webhook for them).",
+)
+@click.option(
+    "--pending", type=click.FloatRange(min=0), show_default="2", help="Seconds a job stays pending."
+)
+@click.option(
+    "--in-progress", type=click.FloatRange(min=0), show_default="5", help="Seconds a job stays in_progress."
+)
 @click.option(
     "--log-level",
     default="info",
@@ -40,7 +49,7 @@ def simulate_cmd(
 
     \b
     Examples:
-      openrouter-video simulate --port 8080 --webhook-secret whsec_dev --pending 2 --in-progress 5
+      openrouter-video simulate --port 8080 --webhook-secret whsec-dev --pending 2 --in-progress 5
       OPENROUTER_BASE_URL=http://127.0.0.1:8080/api/v1 openrouter-video models
     """
     try:

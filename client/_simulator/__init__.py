@@ -11,7 +11,8 @@ Routes (bearer auth: the configured `api_key`, or any non-empty key if none is s
 Jobs are `pending` for `pending_seconds`, `in_progress` for `in_progress_seconds`, then end with
 their outcome. At that moment a webhook is POSTed to `callback_url` (else the workspace URL),
 signed with `webhook_secret` like OpenRouter does, and retried with backoff on failure.
-Every output is a real tiny H.264 MP4 padded with an ISO-BMFF `free` box to the requested size.
+Every output is a real tiny H.264 MP4 of the requested frame size and duration (else the model's
+defaults; see `_video`), padded with an ISO-BMFF `free` box to the requested size.
 
 Knobs. The same names work globally (faults JSON / `SimulatorConfig.faults`) and per job, as a
 prompt marker `[sim:name=value, name2=value2]` or a header `X-Simulator-Name: value` (underscores
@@ -22,7 +23,7 @@ as dashes, e.g. `X-Simulator-In-Progress`); a header beats a marker, both beat t
     copies       deliver the webhook N times, concurrently
     delay        seconds to wait after the terminal status before delivering
     outputs      number of outputs (1..16)
-    bytes        size of each output (the bare sample size, or at least sample size + 8)
+    bytes        size of each output (the bare video's size, or at least that + 8)
     gone         true: content answers 410 (global value is read live, so it hits finished jobs too)
     pending      seconds in `pending`
     in_progress  seconds in `in_progress`

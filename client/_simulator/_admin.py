@@ -88,7 +88,10 @@ async def job_detail(request: Request) -> Response:
     hashes: list[str | None] = [None] * job.outputs
     if request.query_params.get("hash", "1") not in ("0", "false", "no"):
         # Hashing a multi-GB output takes seconds: keep the event loop free meanwhile.
-        hashes = [await run_in_threadpool(content_sha256, job.id, i, job.bytes) for i in range(job.outputs)]
+        hashes = [
+            await run_in_threadpool(content_sha256, job.id, i, job.bytes, job.video)
+            for i in range(job.outputs)
+        ]
     return JSONResponse(admin_view(job, state.config, hashes))
 
 

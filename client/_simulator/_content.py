@@ -77,13 +77,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 async def _paced(
-    job_id: str, index: int, size: int, start: int, stop: int, rate: Callable[[], float | None]
+    job: Job, index: int, start: int, stop: int, rate: Callable[[], float | None]
 ) -> AsyncIterator[bytes | memoryview]:
     """Stream pieces, sleeping to keep under `rate()` bytes/s (re-read live) when set."""
     initial = rate()
     chunk = CHUNK if not initial else int(min(CHUNK, max(1024, initial / 20)))
     sent, began = 0, time.monotonic()
-    for piece in iter_content(job_id, index, size, start, stop, chunk=chunk):
+    for piece in iter_content(job.id, index, job.bytes, start, stop, chunk=chunk, video=job.video):
         yield piece
         limit = rate()
         sent += len(piece)
@@ -96,7 +96,7 @@ async def _paced(
 def content_response(request: Request, job: Job, index: int, rate: Callable[[], float | None]) -> Response:
     """200 (or 206 for a Range) with exact Content-Length; HEAD sends headers only."""
     size = job.bytes
-    tag = etag(job.id, index, size)
+    tag = etag(job.id, index, size, job.video)
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": tag,
@@ -116,5 +116,5 @@ def content_response(request: Request, job: Job, index: int, rate: Callable[[], 
     headers["Content-Length"] = str(stop - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="video/mp4")
-    stream = _paced(job.id, index, size, start, stop, rate)
+    stream = _paced(job, index, start, stop, rate)
     return StreamingResponse(stream, status_code=status, headers=headers, media_type="video/mp4")

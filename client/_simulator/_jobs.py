@@ -15,8 +15,11 @@ from typing import Any
 
 from .._types import CANCELLED, COMPLETED, EXPIRED, FAILED, IN_PROGRESS, PENDING
 from ._config import Faults, SimulatorConfig
+from ._knobs import KnobError
+from ._mp4 import check_size
 from ._pricing import estimate_cost
 from ._validate import VideoRequest
+from ._video import DEFAULT_VIDEO, VideoSpec, video_for
 
 ERROR_TEXT = {
     FAILED: "Content policy violation",
@@ -62,6 +65,8 @@ class Job:
     rate: float | None = None
     """Per-job content throttle (bytes/s); None follows the live global `Faults.rate`."""
     overrides: dict[str, Any] = field(default_factory=dict)
+    video: VideoSpec = DEFAULT_VIDEO
+    """Frame size and length of every output (from the request, else the model's defaults)."""
 
     @property
     def runtime(self) -> float:
@@ -117,6 +122,12 @@ def build_job(
         return default if value is None else value
 
     outcome = knob("outcome")
+    video = video_for(request.model, request.duration, request.resolution, request.aspect_ratio, request.size)
+    size = int(knob("bytes", config.content_bytes))
+    try:
+        check_size(size, video)
+    except ValueError as exc:
+        raise KnobError(f"simulator knob bytes={size}: {exc}") from None
     return Job(
         id=new_job_id(wall),
         model=request.model_id,
@@ -132,13 +143,14 @@ def build_job(
         copies=int(knob("copies")),
         delay=float(knob("delay")),
         outputs=int(knob("outputs")),
-        bytes=int(knob("bytes", config.content_bytes)),
+        bytes=size,
         signed_url_ttl=int(config.signed_url_ttl),
         generation_id=f"gen-{int(wall)}-{_random_alnum()}",
         cost=estimate_cost(request) if outcome == COMPLETED else None,
         gone=overrides.get("gone"),
         rate=overrides.get("rate"),
         overrides=dict(overrides),
+        video=video,
     )
 
 

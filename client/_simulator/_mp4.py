@@ -1,7 +1,8 @@
 """The bytes the simulator serves as a video: a real tiny MP4, padded to any requested size.
 
-Layout of every output: `sample.mp4` (a valid faststart MP4, `moov` before `mdat`), then one
-top-level ISO-BMFF `free` box filling the file up to the requested size. Players and demuxers skip
+Layout of every output: the job's video (`_video.video_bytes`: a valid faststart MP4, `moov`
+before `mdat`, of the requested frame size and length), then one top-level ISO-BMFF `free` box
+filling the file up to the requested size. Players and demuxers skip
 `free` boxes, so the padded file still opens and decodes. The padding is a deterministic function
 of (job id, output index): a 64 KiB block of chained sha256 digests, repeated. So different jobs
 differ, the same job is byte-identical on every download, any byte range can be produced without
@@ -14,9 +15,9 @@ import hashlib
 import struct
 from collections.abc import Iterator
 from functools import lru_cache
-from pathlib import Path
 
-SAMPLE_PATH = Path(__file__).with_name("sample.mp4")
+from ._video import DEFAULT_VIDEO, VideoSpec, video_bytes
+
 BLOCK = 64 * 1024
 """Size of the repeated padding block."""
 CHUNK = 512 * 1024
@@ -29,30 +30,33 @@ _LARGE_BOX_HEADER = 16
 _MAX_32BIT_BOX = 0xFFFFFFFF
 
 
-@lru_cache(maxsize=1)
-def sample_bytes() -> bytes:
-    """The committed sample video (read once)."""
-    return SAMPLE_PATH.read_bytes()
+def sample_bytes(video: VideoSpec = DEFAULT_VIDEO) -> bytes:
+    """The bare video (no padding)."""
+    return video_bytes(video)
 
 
-def sample_size() -> int:
-    return len(sample_bytes())
+def sample_size(video: VideoSpec = DEFAULT_VIDEO) -> int:
+    return len(video_bytes(video))
 
 
-def check_size(size: int) -> int:
+def check_size(size: int, video: VideoSpec | None = None) -> int:
     """Return `size` if an output can have exactly that many bytes, else raise ValueError.
 
-    A `free` box needs at least 8 bytes, so sizes between the sample size and sample size + 8
-    (exclusive) cannot be padded exactly.
+    A `free` box needs at least 8 bytes, so sizes between the video's own size and that + 8
+    (exclusive) cannot be padded exactly. Without `video`, only the type and the upper bound are
+    checked (the video is known once the request is).
     """
-    base = sample_size()
     if isinstance(size, bool) or not isinstance(size, int):
         raise ValueError(f"bytes must be an integer, got {size!r}")
     if size > MAX_SIZE:
         raise ValueError(f"bytes must be at most {MAX_SIZE}, got {size}")
+    if video is None:
+        return size
+    base = sample_size(video)
     if size != base and size < base + _BOX_HEADER:
         raise ValueError(
-            f"bytes must be {base} (the bare sample) or at least {base + _BOX_HEADER}, got {size}"
+            f"bytes must be {base} (the bare {video.width}x{video.height} {video.seconds} s video) "
+            f"or at least {base + _BOX_HEADER}, got {size}"
         )
     return size
 
@@ -64,9 +68,9 @@ def free_box_header(box_size: int) -> bytes:
     return struct.pack(">I4sQ", 1, b"free", box_size)
 
 
-def _head(size: int) -> bytes:
-    """Sample plus the padding box header: everything before the padding payload."""
-    sample = sample_bytes()
+def _head(size: int, video: VideoSpec) -> bytes:
+    """Video plus the padding box header: everything before the padding payload."""
+    sample = video_bytes(video)
     pad = size - len(sample)
     if pad <= 0:
         return sample
@@ -89,7 +93,13 @@ def padding_block(job_id: str, index: int) -> bytes:
 
 
 def iter_content(
-    job_id: str, index: int, size: int, start: int = 0, stop: int | None = None, chunk: int = CHUNK
+    job_id: str,
+    index: int,
+    size: int,
+    start: int = 0,
+    stop: int | None = None,
+    chunk: int = CHUNK,
+    video: VideoSpec = DEFAULT_VIDEO,
 ) -> Iterator[bytes | memoryview]:
     """Yield bytes `[start, stop)` of the output, in pieces of at most `chunk` bytes.
 
@@ -97,7 +107,7 @@ def iter_content(
     """
     stop = size if stop is None else min(stop, size)
     chunk = max(1, chunk)
-    head = _head(size)
+    head = _head(size, video)
     pos = start
     view: memoryview | None = None
     while pos < stop:
@@ -116,43 +126,15 @@ def iter_content(
 
 
 @lru_cache(maxsize=256)
-def content_sha256(job_id: str, index: int, size: int) -> str:
+def content_sha256(job_id: str, index: int, size: int, video: VideoSpec = DEFAULT_VIDEO) -> str:
     """sha256 hex digest of a whole output (cached; about 1 s per GB the first time)."""
     digest = hashlib.sha256()
-    for piece in iter_content(job_id, index, size, chunk=4 * 1024 * 1024):
+    for piece in iter_content(job_id, index, size, chunk=4 * 1024 * 1024, video=video):
         digest.update(piece)
     return digest.hexdigest()
 
 
-def etag(job_id: str, index: int, size: int) -> str:
-    """A strong ETag: the content is a pure function of these three values."""
-    return '"' + hashlib.sha256(f"{job_id}/{index}/{size}".encode()).hexdigest()[:32] + '"'
-
-
-def write_sample(path: Path | str = SAMPLE_PATH, seconds: int = 1, fps: int = 12, side: int = 64) -> int:
-    """Regenerate the sample video with PyAV (h264 if available, else mpeg4); return its size.
-
-    Only needed to rebuild `sample.mp4`; the simulator itself never imports PyAV.
-    """
-    import av  # test/dev dependency only
-
-    codec = next((c for c in ("libx264", "h264", "mpeg4") if c in av.codecs_available), "mpeg4")
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width = stream.height = side
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "35", "preset": "veryslow"}
-        for i in range(seconds * fps):
-            pixels = bytearray()
-            for y in range(side):
-                for x in range(side):
-                    pixels += bytes(((x * 4 + i * 16) % 256, (y * 4) % 256, (i * 20) % 256))
-            frame = av.VideoFrame(side, side, "rgb24")
-            frame.planes[0].update(bytes(pixels))
-            for packet in stream.encode(frame.reformat(format="yuv420p")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    sample_bytes.cache_clear()
-    return Path(path).stat().st_size
+def etag(job_id: str, index: int, size: int, video: VideoSpec = DEFAULT_VIDEO) -> str:
+    """A strong ETag: the content is a pure function of these values."""
+    key = f"{job_id}/{index}/{size}/{video.width}x{video.height}/{video.seconds}"
+    return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'

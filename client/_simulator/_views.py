@@ -90,5 +90,6 @@ def admin_view(job: Job, config: SimulatorConfig, hashes: list[str | None]) -> d
         "cost": job.cost,
         "overrides": job.overrides,
         "request": job.body,
+        "video": job.video.to_dict(),
         "outputs": [{"index": i, "size": job.bytes, "sha256": hashes[i]} for i in range(job.outputs)],
     }
