@@ -16,7 +16,7 @@ WAIT_TIMEOUT = 1200.0
 WAIT_FIRST_INTERVAL = 2.0
 
 
-def _stacked(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+def stacked(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     """Apply `decorators` as if written one above the other (so options keep their help order)."""
 
     def apply(function: F) -> F:
@@ -56,7 +56,7 @@ def wait_options(only_with: str | None = None) -> Callable[[F], F]:
     def help_text(text: str) -> str:
         return f"With {only_with}: {text[0].lower()}{text[1:]}" if only_with else text
 
-    return _stacked(
+    return stacked(
         click.option(
             "--timeout",
             type=click.FloatRange(min=0),

@@ -21,7 +21,7 @@ from .._exceptions import APIError, NotFoundError, OpenRouterVideoError, Transpo
 from .._receiver_api import ReceiverClient
 from .._types import ALL_STATUSES
 from .errors import EXIT_API, one_line
-from .options import json_option
+from .options import json_option, stacked
 from .records import print_deliveries, print_job, print_jobs, print_reprocessed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,17 +69,8 @@ def load_local(name: str) -> click.Command | str:
 # -- where to ask: options and the choice between HTTP and the local database ----------------------
 
 
-def _stacked(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    def apply(function: F) -> F:
-        for decorator in reversed(decorators):
-            function = decorator(function)
-        return function
-
-    return apply
-
-
 def target_options() -> Callable[[F], F]:
-    return _stacked(
+    return stacked(
         click.option(
             "--receiver",
             "receiver_url",
@@ -102,7 +93,7 @@ def target_options() -> Callable[[F], F]:
 
 
 def paging_options(what: str) -> Callable[[F], F]:
-    return _stacked(
+    return stacked(
         click.option(
             "--limit",
             default=50,
