@@ -707,6 +707,9 @@ def test_subprocess_sigint_during_wait(simulator: RunningSimulator) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal: a suite started in the background (`make test &`, a CI step
+        # without job control) inherits SIGINT ignored, and the CLI would never see it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stderr is not None
