@@ -1,0 +1,173 @@
+"""The receiver's typed records: what the stores return and what the decisions take and give.
+
+Plain frozen dataclasses, no I/O: every storage backend returns these (never rows or dicts) and the
+HTTP edge shapes them into the typed contract (`receiver.contract`). Times are unix seconds (float);
+the edge turns them into ISO 8601.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Decision = Literal["create", "advance", "same", "stale", "conflict"]
+DeliveryState = Literal["pending", "applied", "failed", "test"]
+OutputState = Literal["pending", "downloading", "done", "failed", "gone", "deleted"]
+
+
+# -- what is stored and read back --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified webhook delivery as received (raw body and relevant headers), before it is stored."""
+
+    idempotency_key: str
+    body: bytes
+    headers: dict[str, str]
+    received_at: float
+    signed_at: int | None
+    remote_addr: str | None = None
+    replay_key: bytes | None = None  # hash of signed timestamp + body: the same signed request seen again
+    selftest_job: str | None = None  # a `webhook test` delivery (its synthetic job id): stored as 'test'
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedDelivery:
+    """What storing a delivery did: kept it (pending, with its id) or found its key already stored."""
+
+    duplicate: bool
+    delivery_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A stored delivery as shown: never its body or its headers (the signature is one)."""
+
+    id: int
+    idempotency_key: str
+    job_id: str | None
+    event_type: str | None
+    status: str | None
+    received_at: float
+    remote_addr: str | None
+    state: DeliveryState
+    error: str | None
+    applied_at: float | None
+    body_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    index: int
+    state: OutputState
+    attempts: int
+    bytes: int | None
+    sha256: str | None
+    error: str | None
+    updated_at: float
+    content_key: str | None = None  # where the content store keeps it (done outputs); never a local path
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    at: float
+    source: str
+    kind: str
+    status: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    model: str | None
+    prompt: str | None
+    status: str
+    created_at: float
+    submitted_at: float | None
+    first_seen_at: float
+    updated_at: float
+    terminal_at: float | None
+    source: str
+    registered: bool
+    error: str | None
+    cost: float | None
+    generation_id: str | None
+    outputs: tuple[OutputRecord, ...] = ()  # filled by `Jobs.get`, empty in listings
+    events: tuple[EventRecord, ...] = ()  # filled by `Jobs.get`, empty in listings
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What a listing of jobs may be narrowed by (all optional); newest first, keyset paginated."""
+
+    status: str | None = None
+    model: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing and the cursor of the next (None: the last page)."""
+
+    items: list[Any]
+    cursor: str | None
+
+
+# -- work claimed by a worker under a lease ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadClaim:
+    """An output claimed for download: its job's upstream view (urls, for the client) comes along."""
+
+    job_id: str
+    index: int
+    attempts: int  # attempts before this one
+    upstream: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PollClaim:
+    """A job claimed for one fallback poll; `PollQueue.schedule` records the outcome and frees it."""
+
+    job_id: str
+    submitted_at: float | None
+    created_at: float
+    poll_attempts: int
+
+
+# -- what applying work did --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    decision: Decision
+    previous: str | None
+    outputs_queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedDelivery:
+    """A stored delivery taken out of `pending`: applied to its job, or failed (kept, with the reason)."""
+
+    delivery_id: int
+    idempotency_key: str
+    received_at: float
+    job_id: str | None
+    status: str | None
+    decision: Decision | None
+    error: str | None
+    outputs_queued: int = 0
+
+    @property
+    def applied(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBatch:
+    deliveries: list[AppliedDelivery]
+    seconds: float  # time spent applying them (not waiting for the commit): the applier paces itself by it

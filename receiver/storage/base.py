@@ -1,0 +1,243 @@
+"""The storage seam: what the receiver needs of a store, split by who uses it.
+
+Every backend (SQLite in the data dir, PostgreSQL) implements all five interfaces; the decisions
+(what an event does to a job, what a poll answer changes, the retry plan of a download) are pure
+code in `receiver.domain`, which a backend calls between reading the current state and storing the
+decided change, in one transaction. A backend stores; it never decides.
+
+Who uses what:
+
+- `DeliveryLog`: the webhook intake (record, the only thing a 2xx waits for), the applier (apply
+  pending deliveries, each claimed by one worker), the query API (list, reprocess).
+- `Jobs`: the query API and the CLI (read, list, register, delete), retention.
+- `DownloadQueue`: the fetcher. Outputs are claimed by a worker id under a lease it renews; only the
+  claimant records the outcome; a claim whose lease ran out is free again (its worker died).
+- `PollQueue`: the fallback poller. A job is claimed for one poll (worker id, lease) so that two
+  replicas never poll the same job at the same time; `schedule` records the outcome and frees it.
+- `Health`: readiness and metrics.
+
+`Wakeups` lets a worker sleep until there may be work (an in-process event for SQLite, LISTEN/NOTIFY
+for PostgreSQL, so a download queued by one replica wakes the fetchers of the others).
+
+Errors: a store that cannot commit raises `StoreUnavailable` (nothing of the write was kept); a
+cursor it did not issue raises ValueError. Nothing else escapes a backend: driver exceptions are
+translated in the backend.
+
+Content (the videos) is a separate seam: `ContentStore`, local folder or S3. Records hold its
+content key (`<job_id>/<index>.mp4`), never a local path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from openrouter_video import VideoJob
+
+from ..domain.model import (
+    AppliedBatch,
+    AppliedDelivery,
+    ApplyResult,
+    Delivery,
+    DownloadClaim,
+    JobFilter,
+    JobRecord,
+    Page,
+    PollClaim,
+    RecordedDelivery,
+)
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+    from ..retention import Policy, Pruned
+
+
+class StoreUnavailable(Exception):
+    """The store could not commit (disk full, database down, I/O error): nothing of the write was kept."""
+
+
+class DeliveryLog(Protocol):
+    async def record(self, delivery: Delivery) -> RecordedDelivery:
+        """Keep a verified delivery once per idempotency key (and replay key), as `pending`. Committed
+        before it returns: the webhook's 2xx waits for this and nothing else."""
+        ...
+
+    async def apply_pending(self, limit: int, *, isolate: bool = False) -> AppliedBatch:
+        """Claim up to `limit` pending deliveries (no other worker gets them), apply each to its job,
+        oldest first; `isolate`: one that raises is marked failed with the reason, the rest go on."""
+        ...
+
+    async def apply_pending_for_job(self, job_id: str) -> list[AppliedDelivery]:
+        """Apply one job's pending deliveries now (a query must show an acknowledged delivery)."""
+        ...
+
+    async def reprocess(self, delivery_ids: list[int] | None) -> list[AppliedDelivery]:
+        """Apply stored deliveries not applied (all, or those ids), each isolated."""
+        ...
+
+    async def page(self, *, state: str | None, cursor: str | None, limit: int) -> Page:
+        """Newest first; `state`: a delivery state or `unprocessed` (failed or pending). Page of
+        DeliveryRecord."""
+        ...
+
+    async def pending_count(self) -> int: ...
+
+
+class Jobs(Protocol):
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The record with its outputs and events (None: no such job)."""
+        ...
+
+    async def page(self, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
+        """Newest first (created_at, id), keyset paginated; a Page of JobRecord without outputs/events."""
+        ...
+
+    async def register(
+        self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
+    ) -> bool:
+        """Track a submitted job (idempotent, webhook first or not); True if the record is new."""
+        ...
+
+    async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None: ...
+
+    async def delete(self, job_id: str) -> list[str] | None:
+        """Delete a job record with its events and outputs; the content keys it held (None: no job)."""
+        ...
+
+    async def counts_by_status(self) -> dict[str, int]: ...
+
+    async def prune(self, policy: Policy, now: float) -> Pruned:
+        """Apply the retention policy to the records; the caller deletes `Pruned` content after."""
+        ...
+
+
+class DownloadQueue(Protocol):
+    lease: float  # seconds a claim lasts without renewal
+
+    async def claim(self, now: float, limit: int) -> list[DownloadClaim]:
+        """Due outputs (pending past their next attempt, or under a lease that ran out) for this worker."""
+        ...
+
+    async def renew(self, outputs: list[tuple[str, int]]) -> int:
+        """Extend this worker's leases on `outputs`; how many it still holds."""
+        ...
+
+    async def recover(self) -> int:
+        """Claims known dead now (SQLite under the data-dir lock: every other worker's); else 0."""
+        ...
+
+    async def finish(self, job_id: str, index: int, *, content_key: str, size: int, sha256: str) -> bool:
+        """Record a download done; False (nothing recorded) when this worker no longer holds the claim."""
+        ...
+
+    async def retry(
+        self, job_id: str, index: int, *, next_at: float, error: str, count_attempt: bool = True
+    ) -> bool: ...
+
+    async def end(self, job_id: str, index: int, *, state: Literal["gone", "failed"], error: str) -> bool: ...
+
+    async def content_key(self, job_id: str, index: int) -> str | None:
+        """The content key of a done output (None: not downloaded)."""
+        ...
+
+    async def depth(self) -> int:
+        """Outputs pending or downloading."""
+        ...
+
+    async def next_due(self) -> float | None:
+        """When the next output falls due (a next attempt, or a lease running out)."""
+        ...
+
+
+class PollQueue(Protocol):
+    async def claim(self, now: float, limit: int) -> list[PollClaim]:
+        """Jobs due for a fallback poll, claimed by this worker under a lease."""
+        ...
+
+    async def apply_poll(self, job: VideoJob) -> ApplyResult:
+        """Move the job forward by what the poll answered (same decisions as a webhook)."""
+        ...
+
+    async def schedule(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
+        """The next poll (None: no more; a terminal job is never polled again); frees the claim."""
+        ...
+
+    async def not_found_upstream(self, job_id: str, detail: str) -> None: ...
+
+
+class Health(Protocol):
+    async def check_writable(self) -> None:
+        """Exercise the path a delivery takes (write a delivery row, roll it back); raise if it fails."""
+        ...
+
+    def writes_waiting(self) -> int:
+        """Writes queued right now (how hard the store is pushed; the applier yields to intake)."""
+        ...
+
+
+class Wakeups(Protocol):
+    def notify(self, topic: Literal["deliveries", "downloads"]) -> None:
+        """Work of this kind may be waiting (in this process; a backend may tell other replicas too)."""
+        ...
+
+    async def wait(self, topic: Literal["deliveries", "downloads"], timeout: float) -> bool:
+        """Sleep until `notify(topic)` (here or, for PostgreSQL, on any replica) or the timeout; True if woken."""
+        ...
+
+
+@dataclass(frozen=True)
+class ContentInfo:
+    size: int
+    etag: str | None = None  # e.g. the sha256, or the object store's ETag
+
+
+class ContentStore(Protocol):
+    """Where downloaded videos live (a local folder, or an S3 bucket), keyed `<job_id>/<index>.mp4`."""
+
+    def key(self, job_id: str, index: int) -> str:
+        """The content key of an output (job id validated: it never escapes the store's root)."""
+        ...
+
+    async def sink(self, key: str) -> object:
+        """A target the client's `download` streams into: a path for the local store (atomic rename,
+        resumable `.part`), an `openrouter_video.AsyncDownloadTarget` for S3 (multipart upload, only
+        completed once every check passed). The caller passes it to `download(..., dest)`."""
+        ...
+
+    async def stat(self, key: str) -> ContentInfo | None: ...
+
+    async def response(self, key: str, headers: Mapping[str, str], *, filename: str) -> Response | None:
+        """The HTTP answer serving `key` (Range honoured; or a redirect to a short-lived presigned URL
+        when the store is set to): None when there is no such content."""
+        ...
+
+    async def delete(self, keys: list[str]) -> int:
+        """Remove content (and any partial of it); the bytes freed (0 where the store cannot tell)."""
+        ...
+
+    async def sweep_partials(self, older_than: float | None = None) -> int:
+        """Remove leftovers of interrupted downloads (`.part` files, abandoned multipart uploads)
+        started before `older_than` (None: all, for a store one process serves alone). Never served."""
+        ...
+
+    def free_bytes(self) -> int | None:
+        """Room left for videos (None: not a concern, an object store)."""
+        ...
+
+
+@dataclass
+class Stores:
+    """The configured stores, opened by `receiver.storage.open_stores` for the app and every CLI command."""
+
+    deliveries: DeliveryLog
+    jobs: Jobs
+    downloads: DownloadQueue
+    polls: PollQueue
+    health: Health
+    wakeups: Wakeups
+    content: ContentStore
+    worker: str  # the worker id every claim of this process is made under
+
+    async def close(self) -> None: ...
