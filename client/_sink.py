@@ -28,7 +28,7 @@ from typing import BinaryIO
 import httpx
 
 from ._exceptions import DownloadError, InsufficientStorageError
-from ._mp4check import mp4_structure_problem
+from ._mp4check import Mp4Walker
 from ._storage import check_room
 from ._types import DownloadResult
 
@@ -84,6 +84,7 @@ class DownloadSink:
         self._checked = False
         self._bad = False  # the content itself was found wrong: the part is not worth keeping
         self._head = b""
+        self._mp4 = Mp4Walker()  # the box structure, checked as the bytes pass (no re-read at the end)
         self._parent = os.path.dirname(os.path.abspath(dest))
         if stream is not None:
             self._fh: BinaryIO = stream
@@ -112,6 +113,7 @@ class DownloadSink:
                 if len(self._head) >= _SNIFF:
                     self._check_head()
             self.hash.update(chunk)
+            self._mp4.feed(chunk)
             self.written += len(chunk)
         self._fh.seek(self.written)
 
@@ -143,6 +145,7 @@ class DownloadSink:
             while view:
                 view = view[self._fh.write(view) :]
             self.hash.update(chunk)
+            self._mp4.feed(chunk)
             self.written += len(chunk)
         if self.expected is not None and self.written > self.expected:
             self._bad = True
@@ -166,8 +169,7 @@ class DownloadSink:
         if self.expected is None and self._head[4:8] in _VIDEO_MAGIC_OFFSET4 and self.stream is None:
             # No length to compare with (a body ended by the connection closing): a cut connection
             # looks like a normal end, so the MP4's own box sizes must add up to what arrived.
-            with open(self.part, "rb") as fh:
-                problem = mp4_structure_problem(fh, self.written)
+            problem = self._mp4.problem()
             if problem:
                 raise DownloadError(
                     f"content of job {self.job_id} is an incomplete MP4 ({self.written} bytes, no "
