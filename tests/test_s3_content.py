@@ -361,15 +361,14 @@ def test_a_client_leaving_mid_stream_does_not_hold_the_object_open(
 ) -> None:
     video = mp4("jobLeave1", 30 * MiB)
     s3_server.client().put_object(Bucket=bucket_of(s3_env), Key="videos/jobLeave1/0.mp4", Body=video)
-    with serving(s3_env) as base:
+    with serving(s3_env, max_connections=2) as base:  # a pool of 2 S3 connections
         for _ in range(5):
             with httpx.stream("GET", f"{base}/jobLeave1/0.mp4", timeout=30) as response:
                 assert response.status_code == 200
                 next(response.iter_bytes())  # read a little, then hang up
-        # Each abandoned stream released its S3 connection: a full read still works, promptly.
-        started = time.monotonic()
+        # Each abandoned stream gave its S3 connection back: with 2 in the pool, a leak would
+        # leave none for this read.
         assert httpx.get(f"{base}/jobLeave1/0.mp4", timeout=30).content == video
-        assert time.monotonic() - started < 20
 
 
 def test_redirect_to_a_presigned_url_works_without_credentials_and_expires(

@@ -3,7 +3,7 @@
 Entry point, imported lazily by the storage factory (`receiver.storage`):
 
     store = await open_s3(url, env=None, *, redirect=None, presign_ttl=None,
-                          part_size=8 MiB, parts_in_flight=2)     -> S3ContentStore
+                          part_size=8 MiB, parts_in_flight=2, max_connections=64) -> S3ContentStore
     ...
     await store.close()
 
@@ -209,6 +209,7 @@ async def open_s3(
     presign_ttl: int | None = None,
     part_size: int = 8 * MiB,
     parts_in_flight: int = 2,
+    max_connections: int = 64,
 ) -> S3ContentStore:
     """Open the bucket of `url` with the endpoint, region and credentials of `env` (see the module
     docstring); raises ValueError for a malformed setting, S3Unavailable when S3 cannot be used."""
@@ -233,7 +234,8 @@ async def open_s3(
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=5,
         read_timeout=60,
-        max_pool_connections=64,
+        # Shared by uploads (downloads x parts in flight) and the videos being served.
+        max_pool_connections=max_connections,
     )
     stack = AsyncExitStack()
     client = await stack.enter_async_context(
