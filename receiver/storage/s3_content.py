@@ -143,7 +143,13 @@ class S3ContentStore:
         names = {self.object_name(key) for key in keys}
         if not names:
             return 0
-        sizes = await asyncio.gather(*(self._head(name) for name in names))
+        limit = asyncio.Semaphore(16)  # a retention prune may delete thousands: not all at once
+
+        async def head(name: str) -> dict[str, Any] | None:
+            async with limit:
+                return await self._head(name)
+
+        sizes = await asyncio.gather(*(head(name) for name in names))
         freed = sum(int(head["ContentLength"]) for head in sizes if head is not None)
         ordered = sorted(names)
         for at in range(0, len(ordered), 1000):  # DeleteObjects takes up to 1000 keys
