@@ -31,7 +31,7 @@ class PostgresStores:
     ) -> None:
         self.db = db
         self.worker = worker
-        self.deliveries = DeliveryPages(db)
+        self.deliveries = DeliveryPages(db, wakeups)
         self.jobs = JobReads(db)
         self.downloads = Downloads(db, worker=worker, lease=lease)
         self.polls = PollClaims(db, worker=worker, lease=poll_lease)
@@ -65,7 +65,7 @@ async def open_postgres(
     except BaseException:
         await db.close()
         raise
-    wakeups = Wakeups(url)
+    wakeups = Wakeups(url, db)
     if listen:
         wakeups.start()
     return PostgresStores(db, wakeups, worker=worker or new_worker_id(), lease=lease, poll_lease=poll_lease)

@@ -8,15 +8,15 @@ from typing import Any
 from ...domain.model import Delivery, DeliveryRecord, Page, RecordedDelivery
 from ...records import DELIVERY_STATES, UNPROCESSED, decode_delivery_cursor
 from ._db import Conn, Database
+from .wakeups import Wakeups
 
 # One statement, so one round trip and its own transaction, committed before the answer. No conflict
 # target: ON CONFLICT DO NOTHING then covers every unique constraint, the idempotency key and the
-# replay key alike (a target names one, and the other would raise). The NOTIFY rides in the same
-# transaction, only when a row was kept: another replica's applier wakes once it is committed.
+# replay key alike (a target names one, and the other would raise). Other replicas' appliers are
+# told after the commit (wakeups.py says why not inside it).
 _RECORD = (
-    "WITH kept AS (INSERT INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, "
-    "body, replay_key) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id) "
-    "SELECT id, pg_notify('deliveries', '') FROM kept"
+    "INSERT INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, replay_key) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id"
 )
 # A `webhook test` delivery: kept for the record as 'test', never applied, no job, nobody to wake.
 _RECORD_SELFTEST = (
@@ -34,8 +34,9 @@ _MAX_ID = 2**63 - 1
 class DeliveryPages:
     """The recording and reading half of the DeliveryLog."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, wakeups: Wakeups) -> None:
         self._db = db
+        self._wakeups = wakeups
 
     async def record(self, delivery: Delivery) -> RecordedDelivery:
         headers = json.dumps(delivery.headers)
@@ -71,7 +72,10 @@ class DeliveryPages:
             return RecordedDelivery(duplicate=False, delivery_id=int(row["id"]))
 
         # Idempotent: replayed after a dropped connection, a committed first try answers "duplicate".
-        return await self._db.run(insert, idempotent=True)
+        recorded = await self._db.run(insert, idempotent=True)
+        if not recorded.duplicate and delivery.selftest_job is None:
+            self._wakeups.announce("deliveries")
+        return recorded
 
     async def page(self, *, state: str | None, cursor: str | None, limit: int) -> Page:
         before = decode_delivery_cursor(cursor) if cursor else None
