@@ -1,0 +1,71 @@
+"""The PostgreSQL job store (RECEIVER_DATABASE_URL=postgresql://...), for several receiver replicas.
+
+`open_postgres` connects, migrates (safe when replicas start at once) and returns the store objects
+of `receiver.storage.base` (all but the content store, which is its own seam). psycopg 3 with its
+pool: async, LISTEN/NOTIFY as an async iterator, server-side parameter binding.
+"""
+
+from __future__ import annotations
+
+from ...store import new_worker_id
+from ..base import StoreUnavailable
+from ._db import Database
+from .deliveries import DeliveryPages
+from .health import Health
+from .jobs import JobReads
+from .queues import Downloads, PollClaims
+from .schema import migrate
+from .wakeups import Wakeups
+
+__all__ = ["PostgresStores", "StoreUnavailable", "open_postgres"]
+
+DOWNLOAD_LEASE = 60.0  # seconds a download claim lasts without renewal (renewed at a third of it)
+POLL_LEASE = 60.0  # seconds a fallback poll's claim lasts (a poll is one request upstream)
+
+
+class PostgresStores:
+    """The store objects on one pool, and the LISTEN connection of this process."""
+
+    def __init__(
+        self, db: Database, wakeups: Wakeups, *, worker: str, lease: float, poll_lease: float
+    ) -> None:
+        self.db = db
+        self.worker = worker
+        self.deliveries = DeliveryPages(db, wakeups)
+        self.jobs = JobReads(db)
+        self.downloads = Downloads(db, worker=worker, lease=lease)
+        self.polls = PollClaims(db, worker=worker, lease=poll_lease)
+        self.health = Health(db)
+        self.wakeups = wakeups
+
+    async def close(self) -> None:
+        await self.wakeups.close()
+        await self.db.close()
+
+
+async def open_postgres(
+    url: str,
+    *,
+    worker: str | None = None,
+    lease: float = DOWNLOAD_LEASE,
+    poll_lease: float = POLL_LEASE,
+    pool_size: int = 10,
+    timeout: float = 5.0,
+    listen: bool = True,
+) -> PostgresStores:
+    """Connect to `url`, migrate the schema, and return the stores (StoreUnavailable: cannot connect).
+
+    `timeout`: how long an operation waits for a connection before StoreUnavailable (the intake's 503).
+    `listen`: hold a LISTEN connection for wakeups (a CLI command does not need one).
+    """
+    db = Database(url, max_size=pool_size, timeout=timeout)
+    await db.open()
+    try:
+        await db.run(migrate)
+    except BaseException:
+        await db.close()
+        raise
+    wakeups = Wakeups(url, db)
+    if listen:
+        wakeups.start()
+    return PostgresStores(db, wakeups, worker=worker or new_worker_id(), lease=lease, poll_lease=poll_lease)

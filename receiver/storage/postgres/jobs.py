@@ -1,0 +1,198 @@
+"""Jobs on PostgreSQL: read (one round trip for a record with its outputs and events), list, delete,
+count, prune. Registering a job goes through the domain's plan (`applying.py`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ...domain.model import EventRecord, JobFilter, JobRecord, OutputRecord, Page
+from ...records import decode_cursor, encode_cursor
+from ...retention import DAY, Policy, Pruned
+from ._db import Conn, Database
+from ._locks import lock_jobs
+
+JOB_COLUMNS = (
+    "id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
+    "source, registered, error, cost, generation_id"
+)
+# The record, its outputs and its events in one statement: one round trip, one snapshot.
+_GET = (
+    f"SELECT {JOB_COLUMNS}, "
+    "(SELECT coalesce(json_agg(o ORDER BY o.index), '[]') FROM (SELECT idx AS index, state, attempts, bytes, "
+    "sha256, error, updated_at, content_key FROM outputs WHERE job_id = j.id) AS o) AS outputs, "
+    "(SELECT coalesce(json_agg(e ORDER BY e.id), '[]') FROM (SELECT id, at, source, kind, status, detail "
+    "FROM job_events WHERE job_id = j.id) AS e) AS events "
+    "FROM jobs AS j WHERE id = %s"
+)
+
+
+def job_record(row: dict[str, Any]) -> JobRecord:
+    outputs = tuple(OutputRecord(**o) for o in row.pop("outputs", None) or ())
+    events = tuple(
+        EventRecord(e["at"], e["source"], e["kind"], e["status"], e["detail"])
+        for e in row.pop("events", None) or ()
+    )
+    return JobRecord(**row, outputs=outputs, events=events)
+
+
+async def add_event(
+    conn: Conn,
+    job_id: str,
+    at: float,
+    source: str,
+    kind: str,
+    status: str | None = None,
+    detail: str | None = None,
+    delivery_id: int | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO job_events (job_id, at, source, kind, status, detail, delivery_id) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (job_id, at, source, kind, status, detail, delivery_id),
+    )
+
+
+async def delete_job_rows(conn: Conn, job_ids: list[str]) -> list[str]:
+    """Delete jobs with their outputs and events (the caller holds their locks); their content keys."""
+    rows = await (
+        await conn.execute("DELETE FROM outputs WHERE job_id = ANY(%s) RETURNING content_key", (job_ids,))
+    ).fetchall()
+    await conn.execute("DELETE FROM job_events WHERE job_id = ANY(%s)", (job_ids,))
+    await conn.execute("DELETE FROM jobs WHERE id = ANY(%s)", (job_ids,))
+    return [r["content_key"] for r in rows if r["content_key"]]
+
+
+class JobReads:
+    """The Jobs interface but for `register` (which decides, through the plan)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        async def read(conn: Conn) -> dict[str, Any] | None:
+            return await (await conn.execute(_GET, (job_id,))).fetchone()
+
+        row = await self._db.run(read, idempotent=True)
+        return job_record(row) if row else None
+
+    async def page(self, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
+        where: list[str] = []
+        params: list[Any] = []
+        if filters.status:
+            where.append("status = %s")
+            params.append(filters.status)
+        if filters.model:
+            where.append("model = %s")
+            params.append(filters.model)
+        if filters.since is not None:
+            where.append("created_at >= %s")
+            params.append(filters.since)
+        if filters.until is not None:
+            where.append("created_at < %s")
+            params.append(filters.until)
+        if cursor:
+            created_at, after_id = decode_cursor(cursor)
+            where.append("(created_at, id) < (%s, %s)")
+            params += [created_at, after_id]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT %s"
+
+        async def read(conn: Conn) -> list[dict[str, Any]]:
+            return await (await conn.execute(sql, (*params, limit + 1))).fetchall()
+
+        rows = await self._db.run(read, idempotent=True)
+        items = [job_record(row) for row in rows[:limit]]
+        last = items[-1] if items else None
+        next_cursor = encode_cursor(last.created_at, last.id) if last and len(rows) > limit else None
+        return Page(items, next_cursor)
+
+    async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None:
+        async def insert(conn: Conn) -> None:
+            await add_event(conn, job_id, time.time(), source, kind, None, detail)
+
+        await self._db.run(insert)
+
+    async def delete(self, job_id: str) -> list[str] | None:
+        async def delete(conn: Conn) -> list[str] | None:
+            await lock_jobs(conn, [job_id])
+            found = await (
+                await conn.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+            ).fetchone()
+            if found is None:
+                return None
+            return await delete_job_rows(conn, [job_id])
+
+        return await self._db.transaction(delete)
+
+    async def counts_by_status(self) -> dict[str, int]:
+        async def read(conn: Conn) -> dict[str, int]:
+            rows = await (
+                await conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+            ).fetchall()
+            return {r["status"]: int(r["n"]) for r in rows}
+
+        return await self._db.run(read, idempotent=True)
+
+    async def prune(self, policy: Policy, now: float) -> Pruned:
+        return await self._db.transaction(lambda conn: prune(conn, policy, now))
+
+
+async def prune(conn: Conn, policy: Policy, now: float) -> Pruned:
+    """receiver/retention.py's policy on PostgreSQL, in the caller's transaction; `files` are content keys."""
+    pruned = Pruned()
+    if policy.video_days is not None:
+        why = (
+            f"deleted by retention: downloaded over {policy.video_days:g} days ago (RECEIVER_RETENTION_DAYS)"
+        )
+        rows = await (
+            await conn.execute(
+                "UPDATE outputs AS o SET state = 'deleted', error = %(why)s, updated_at = %(now)s, "
+                "content_key = NULL FROM (SELECT job_id, idx, content_key FROM outputs WHERE state = 'done' "
+                "AND updated_at < %(cutoff)s FOR UPDATE) AS old WHERE o.job_id = old.job_id AND o.idx = old.idx "
+                "RETURNING old.job_id, old.idx, old.content_key",
+                {"why": why, "now": now, "cutoff": now - policy.video_days * DAY},
+            )
+        ).fetchall()
+        rows.sort(key=lambda r: (r["job_id"], r["idx"]))
+        if rows:
+            await conn.execute(
+                "INSERT INTO job_events (job_id, at, source, kind, detail) "
+                "SELECT job_id, %s, 'retention', 'video_deleted', detail FROM unnest(%s::text[], %s::text[]) "
+                "AS t(job_id, detail)",
+                (now, [r["job_id"] for r in rows], [f"output {r['idx']}: {why}" for r in rows]),
+            )
+        pruned.videos = len(rows)
+        pruned.files += [r["content_key"] for r in rows if r["content_key"]]
+    if policy.record_days is not None:
+        old = (
+            "updated_at < %(cutoff)s AND next_poll_at IS NULL AND NOT EXISTS (SELECT 1 FROM outputs o WHERE "
+            "o.job_id = jobs.id AND o.state IN ('pending', 'downloading'))"
+        )
+        cutoff = {"cutoff": now - policy.record_days * DAY}
+        candidates = [
+            r["id"] for r in await (await conn.execute(f"SELECT id FROM jobs WHERE {old}", cutoff)).fetchall()
+        ]
+        if candidates:
+            await lock_jobs(conn, candidates)
+            # Still old once locked (a webhook may have revived one in between).
+            still = await (
+                await conn.execute(
+                    f"SELECT id FROM jobs WHERE id = ANY(%(ids)s) AND {old}", {**cutoff, "ids": candidates}
+                )
+            ).fetchall()
+            ids = [r["id"] for r in still]
+            pruned.files += await delete_job_rows(conn, ids)
+            pruned.jobs = len(ids)
+    if policy.delivery_days is not None:
+        row = await (
+            await conn.execute(
+                "WITH gone AS (DELETE FROM deliveries WHERE state != 'pending' AND received_at < %s "
+                "RETURNING octet_length(body) + length(headers) AS size) "
+                "SELECT count(*) AS n, coalesce(sum(size), 0) AS size FROM gone",
+                (now - policy.delivery_days * DAY,),
+            )
+        ).fetchone()
+        if row:
+            pruned.deliveries, pruned.delivery_bytes = int(row["n"]), int(row["size"])
+    return pruned
