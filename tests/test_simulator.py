@@ -848,6 +848,54 @@ def test_request_counters(simulator: RunningSimulator) -> None:
     assert httpx.delete(f"{simulator.admin_url}/stats").json()["requests"]["polls"] == 0
 
 
+def test_served_bodies_are_counted_started_and_completed_per_output(simulator: RunningSimulator) -> None:
+    size = 600_000
+    job_id = submit(simulator, {**VEO, "prompt": f"x [sim:pending=0, in_progress=0, bytes={size}]"})["id"]
+    url = f"{simulator.api_base}/videos/{job_id}/content"
+    assert len(httpx.get(url, headers=simulator.headers).content) == size
+    ranged = httpx.get(url, headers={**simulator.headers, "Range": "bytes=100-"})
+    assert ranged.status_code == 206
+    httpx.head(url, headers=simulator.headers)  # headers only: no body served
+    # A client that hangs up after the first bytes: started, never completed.
+    simulator.config.faults.update({"rate": 100_000})
+    with httpx.stream("GET", url, headers=simulator.headers) as response:
+        next(response.iter_raw(1024))
+    key = f"{job_id}/0"
+
+    def cut_off() -> dict | None:
+        stats = httpx.get(f"{simulator.admin_url}/stats", params={"detail": 1}).json()["served"]
+        return stats if stats["by_output"][key]["in_flight"] == 0 else None
+
+    served = wait_for(cut_off, timeout=10)
+    item = served["by_output"][key]
+    assert (item["started"], item["completed"], item["ranges"], item["size"]) == (3, 2, 1, size)
+    assert 2 * size - 100 < item["bytes_sent"] < 3 * size
+    assert served["outputs"] == 1 and served["started"] == 3 and served["completed"] == 2
+    assert "by_output" not in httpx.get(f"{simulator.admin_url}/stats").json()["served"]
+    assert httpx.delete(f"{simulator.admin_url}/stats").json()["served"]["started"] == 0
+
+
+def test_polls_in_flight_per_job_show_two_pollers_at_once(simulator: RunningSimulator) -> None:
+    first, second = submit(simulator)["id"], submit(simulator)["id"]
+    assert httpx.post(f"{simulator.admin_url}/faults", json={"poll_latency": 0.3}).status_code == 200
+    for bad in (-1, 61, "x", True):
+        assert httpx.post(f"{simulator.admin_url}/faults", json={"poll_latency": bad}).status_code == 400
+
+    async def polls() -> None:
+        async with httpx.AsyncClient(base_url=simulator.api_base, headers=simulator.headers) as client:
+            await asyncio.gather(client.get(f"/videos/{first}"), client.get(f"/videos/{first}"))
+            await client.get(f"/videos/{second}")
+            await client.get(f"/videos/{second}")
+
+    started = time.monotonic()
+    asyncio.run(polls())
+    assert time.monotonic() - started >= 0.9  # each poll was held 0.3 s
+    polled = httpx.get(f"{simulator.admin_url}/stats", params={"detail": 1}).json()["polled"]
+    assert polled["by_job"][first] == {"count": 2, "in_flight": 0, "max_concurrent": 2}
+    assert polled["by_job"][second] == {"count": 2, "in_flight": 0, "max_concurrent": 1}
+    assert (polled["jobs"], polled["polls"], polled["max_concurrent"]) == (2, 4, 2)
+
+
 def test_shutdown_cancels_pending_webhooks() -> None:
     config = fast_simulator_config(pending_seconds=60, workspace_webhook_url="http://127.0.0.1:9/hook")
     with running_simulator(config) as sim:

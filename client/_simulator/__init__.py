@@ -36,6 +36,8 @@ Global-only faults (JSON for `POST /_simulator/faults`, merged into the current 
         as content); `retry_after` (seconds, fractions allowed) adds a `Retry-After` header.
     submit_disconnects: N            the next N valid submits close the connection without an answer
     disconnect_creates_job: true     whether such a dropped submit still created its job
+    poll_latency: 0.2                hold every poll this many seconds before answering (polls of one
+                                     job by two workers at once then overlap: see the admin stats)
 
 Admin endpoints (no auth, only when `config.admin`): see `_admin`.
 """

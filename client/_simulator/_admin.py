@@ -5,7 +5,8 @@ GET             /_simulator/jobs        all jobs, short form
 GET             /_simulator/jobs/{id}   internal state, outputs with size and sha256 (?hash=0 skips it)
 POST            /_simulator/jobs/{id}   change a job at runtime: {"gone": bool|null, "rate": n|null}
 GET/DELETE      /_simulator/deliveries  webhook attempt log (?job_id=...) / clear it
-GET/DELETE      /_simulator/stats       request counters per endpoint kind / reset them
+GET/DELETE      /_simulator/stats       request counters per endpoint kind, bodies served and polls in
+                                        flight (totals; per output and per job with ?detail=1) / reset
 """
 
 from __future__ import annotations
@@ -107,9 +108,17 @@ async def stats(request: Request) -> Response:
     state = _state(request)
     if request.method == "DELETE":
         state.reset_counts()
-    return JSONResponse(
-        {"requests": state.counts(), "jobs": len(state.jobs), "pending_deliveries": state.pending_deliveries}
-    )
+    body: dict[str, Any] = {
+        "requests": state.counts(),
+        "jobs": len(state.jobs),
+        "pending_deliveries": state.pending_deliveries,
+        "served": state.served.totals(),
+        "polled": state.polled.totals(),
+    }
+    if request.query_params.get("detail", "0") not in ("0", "false", "no"):
+        body["served"]["by_output"] = state.served.snapshot()
+        body["polled"]["by_job"] = state.polled.snapshot()
+    return JSONResponse(body)
 
 
 def admin_routes() -> list[BaseRoute]:

@@ -114,11 +114,20 @@ async def poll(request: Request) -> Response:
     state = _state(request)
     state.count("polls")
     check_auth(request, state.config)
-    rule = state.config.faults.take_error("poll")
-    if rule is not None:
-        raise injected_error(rule)
-    job = _job(state, request.path_params["job_id"])
-    return JSONResponse(poll_body(job, job.status(), state.config, state.signer))
+    job_id = request.path_params["job_id"]
+    # Counted while in flight (held `poll_latency` seconds): two pollers of one job at once show up.
+    state.polled.enter(job_id)
+    try:
+        latency = state.config.faults.poll_latency
+        if latency:
+            await asyncio.sleep(latency)
+        rule = state.config.faults.take_error("poll")
+        if rule is not None:
+            raise injected_error(rule)
+        job = _job(state, job_id)
+        return JSONResponse(poll_body(job, job.status(), state.config, state.signer))
+    finally:
+        state.polled.leave(job_id)
 
 
 async def content(request: Request) -> Response:
@@ -131,7 +140,7 @@ async def content(request: Request) -> Response:
     job = _job(state, request.path_params["job_id"])
     index = parse_index(request.query_params.get("index"))
     check_downloadable(job, index, job.is_gone(state.config.faults))
-    return content_response(request, job, index, lambda: job.content_rate(state.config.faults))
+    return content_response(request, job, index, lambda: job.content_rate(state.config.faults), state.served)
 
 
 async def signed_content(request: Request) -> Response:
@@ -150,7 +159,7 @@ async def signed_content(request: Request) -> Response:
         raise ApiError(403, problem)
     job = _job(state, job_id)
     check_downloadable(job, index, job.is_gone(state.config.faults))
-    return content_response(request, job, index, lambda: job.content_rate(state.config.faults))
+    return content_response(request, job, index, lambda: job.content_rate(state.config.faults), state.served)
 
 
 def api_routes() -> list[BaseRoute]:

@@ -79,6 +79,9 @@ class Faults:
     """The next N valid submits drop the connection after reading the request, without an answer."""
     disconnect_creates_job: bool = True
     """Whether a dropped submit still creates its job (the dangerous 'outcome unknown' case)."""
+    poll_latency: float = 0.0
+    """Seconds every poll is held before its answer (read live): polls of one job by two workers at
+    once then overlap, and the admin stats count them (`max_concurrent`)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +144,10 @@ def _parse_fault(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise KnobError(f"submit_disconnects must be a non-negative integer, got {value!r}")
         return value
+    if name == "poll_latency":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
+            raise KnobError(f"poll_latency must be a number of seconds from 0 to 60, got {value!r}")
+        return float(value)
     if name == "disconnect_creates_job":
         if not isinstance(value, bool):
             raise KnobError(f"disconnect_creates_job must be true or false, got {value!r}")
@@ -176,6 +183,9 @@ class SimulatorConfig:
     """Delay before the first retry; doubles after each failed attempt."""
     webhook_timeout: float = 10.0
     """Per-attempt timeout of a webhook POST."""
+    webhook_cafile: str | None = None
+    """CA bundle (PEM) trusted for https webhook targets, e.g. a local TLS proxy's own certificate;
+    None = the system's default trust store."""
     admin: bool = True
     """Mount the `/_simulator/*` admin endpoints (decided when the app is created)."""
     catalog: list[dict[str, Any]] | None = None

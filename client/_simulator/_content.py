@@ -17,6 +17,7 @@ from .._types import COMPLETED
 from ._http import ApiError
 from ._jobs import Job
 from ._mp4 import CHUNK, etag, iter_content
+from ._traffic import OutputTraffic
 
 
 class RangeNotSatisfiable(Exception):
@@ -77,24 +78,47 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 async def _paced(
-    job: Job, index: int, start: int, stop: int, rate: Callable[[], float | None]
+    job: Job,
+    index: int,
+    start: int,
+    stop: int,
+    rate: Callable[[], float | None],
+    served: OutputTraffic | None = None,
 ) -> AsyncIterator[bytes | memoryview]:
-    """Stream pieces, sleeping to keep under `rate()` bytes/s (re-read live) when set."""
+    """Stream pieces, sleeping to keep under `rate()` bytes/s (re-read live) when set.
+
+    `served` counts the body: started here, completed only once the last piece was handed over (a
+    client that hangs up or dies first leaves it started, not completed)."""
     initial = rate()
     chunk = CHUNK if not initial else int(min(CHUNK, max(1024, initial / 20)))
     sent, began = 0, time.monotonic()
-    for piece in iter_content(job.id, index, job.bytes, start, stop, chunk=chunk, video=job.video):
-        yield piece
-        limit = rate()
-        sent += len(piece)
-        wait = began + sent / limit - time.monotonic() if limit else 0.0
-        # Always yield to the loop: a fast reader never pauses the transport, and other requests
-        # (polls, webhooks, admin) must keep running during a multi-GB download.
-        await asyncio.sleep(max(0.0, wait))
+    key = served.start(job.id, index, job.bytes, partial=(start, stop) != (0, job.bytes)) if served else ""
+    completed = False
+    try:
+        for piece in iter_content(job.id, index, job.bytes, start, stop, chunk=chunk, video=job.video):
+            yield piece
+            limit = rate()
+            sent += len(piece)
+            if served:
+                served.sent(key, len(piece))
+            wait = began + sent / limit - time.monotonic() if limit else 0.0
+            # Always yield to the loop: a fast reader never pauses the transport, and other requests
+            # (polls, webhooks, admin) must keep running during a multi-GB download.
+            await asyncio.sleep(max(0.0, wait))
+        completed = True
+    finally:
+        if served:
+            served.finish(key, completed=completed)
 
 
-def content_response(request: Request, job: Job, index: int, rate: Callable[[], float | None]) -> Response:
-    """200 (or 206 for a Range) with exact Content-Length; HEAD sends headers only."""
+def content_response(
+    request: Request,
+    job: Job,
+    index: int,
+    rate: Callable[[], float | None],
+    served: OutputTraffic | None = None,
+) -> Response:
+    """200 (or 206 for a Range) with exact Content-Length; HEAD sends headers only (not counted)."""
     size = job.bytes
     tag = etag(job.id, index, size, job.video)
     headers = {
@@ -116,5 +140,5 @@ def content_response(request: Request, job: Job, index: int, rate: Callable[[], 
     headers["Content-Length"] = str(stop - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="video/mp4")
-    stream = _paced(job, index, start, stop, rate)
+    stream = _paced(job, index, start, stop, rate, served)
     return StreamingResponse(stream, status_code=status, headers=headers, media_type="video/mp4")

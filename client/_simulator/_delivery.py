@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -81,7 +82,10 @@ class WebhookSender:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             # trust_env=False: never route loopback deliveries through an environment proxy.
-            self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+            verify: ssl.SSLContext | bool = True
+            if self._config.webhook_cafile:
+                verify = ssl.create_default_context(cafile=self._config.webhook_cafile)
+            self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False, verify=verify)
         return self._client
 
     async def deliver(self, job: Job, body: bytes) -> None:

@@ -17,6 +17,7 @@ from ._catalog import CATALOG
 from ._config import SimulatorConfig
 from ._delivery import DeliveryLog, WebhookSender
 from ._jobs import Job, JobStore
+from ._traffic import OutputTraffic, PollTraffic
 from ._urls import UrlSigner
 from ._views import webhook_body
 
@@ -38,6 +39,8 @@ class SimulatorState:
         self._tasks: set[asyncio.Task[None]] = set()
         self._counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
+        self.served = OutputTraffic()
+        self.polled = PollTraffic()
 
     @property
     def catalog(self) -> list[dict[str, Any]]:
@@ -55,6 +58,8 @@ class SimulatorState:
     def reset_counts(self) -> None:
         with self._count_lock:
             self._counts.clear()
+        self.served.clear()
+        self.polled.clear()
 
     def add_job(self, job: Job) -> None:
         """Store the job and, if it has a webhook target, schedule its delivery task."""
