@@ -4,7 +4,8 @@ container files and env.example.
 
 The nginx config under test is rendered from deploy/nginx/openrouter-video.conf by substituting only
 ports, certificate paths, the upstream port and the ACME webroot (each substitution is counted, so a
-changed file fails loudly instead of being silently skipped). The Caddyfile runs as shipped, with
+changed file fails loudly instead of being silently skipped; tests/nginx_support.py, shared with the
+replica test). The Caddyfile runs as shipped, with
 its SITE_ADDRESS/UPSTREAM placeholders set and test-only global options (ports, local CA) prepended.
 
 nginx and openssl are required in CI (.ci/run installs them); elsewhere the tests that need them
@@ -30,6 +31,14 @@ from typing import Any
 
 import httpx
 import pytest
+from nginx_support import (
+    DEPLOY,
+    ROOT,
+    find_tool,
+    require_tool,
+    running_nginx,
+    stop_process,
+)
 from receiver_support import AUTH, ReceiverProcess, free_port, receiver_settings, signed_event, wait_until
 from support import running_simulator
 
@@ -38,39 +47,15 @@ from openrouter_video.receiver import records
 from openrouter_video.receiver._db import connect
 from openrouter_video.receiver.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-DEPLOY = ROOT / "deploy"
-NGINX_SITE = DEPLOY / "nginx" / "openrouter-video.conf"
 CADDYFILE = DEPLOY / "caddy" / "Caddyfile"
 UNIT = DEPLOY / "systemd" / "openrouter-video.service"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 COMPOSE = DEPLOY / "docker" / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / "env.example"
 
-IN_CI = bool(os.environ.get("CI"))
 CAP = Settings.__dataclass_fields__["max_body_bytes"].default  # the receiver's default body cap (1 MiB)
 FORGED_XFF = "203.0.113.9"
 UNTRUSTED_SOURCE = "127.0.0.2"  # a loopback address that is not a trusted proxy
-
-
-def find_tool(name: str) -> str | None:
-    return shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
-    )
-
-
-def require_tool(name: str) -> str:
-    """nginx/openssl: CI must have them (.ci/run installs them), so there a missing one fails."""
-    path = find_tool(name)
-    if path is None:
-        message = (
-            f"`{name}` is not installed: the deployment tests run the shipped config in real {name} "
-            f"(apt-get install nginx-light openssl; .ci/run does this)"
-        )
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def cli_command() -> list[str]:
@@ -82,38 +67,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "RECEIVER_"))}
     env.update(extra)
     return env
-
-
-def substitute(text: str, replacements: list[tuple[str, str, int]], source: Path) -> str:
-    for old, new, count in replacements:
-        found = text.count(old)
-        assert found == count, (
-            f"{source.relative_to(ROOT)}: expected {count} x {old!r}, found {found}; "
-            f"update tests/test_deploy.py's rendering together with the file"
-        )
-        text = text.replace(old, new)
-    return text
-
-
-def wait_port(port: int, process: subprocess.Popen, log: Path, what: str, host: str = "127.0.0.1") -> None:
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"{what} exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return True
-        return False
-
-    wait_until(up, timeout=15, interval=0.05, what=f"{what} on port {port}")
-
-
-def stop_process(process: subprocess.Popen | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 # -- the stack: receiver process, self-signed certificate, nginx from the shipped site config ----------
@@ -152,119 +105,28 @@ class Stack:
             return records.get_job(conn, job_id)
 
 
-def make_certificate(directory: Path) -> tuple[str, str]:
-    openssl = require_tool("openssl")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return str(cert), str(key)
-
-
-def render_nginx_site(
-    *, https_port: int, http_port: int, upstream_port: int, cert: str, key: str, acme_root: Path
-) -> str:
-    return substitute(
-        NGINX_SITE.read_text(),
-        [
-            ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;", 1),
-            ("listen [::]:443 ssl;", "# (IPv6 listen dropped by the test)", 1),
-            ("listen 80;", f"listen 127.0.0.1:{http_port};", 1),
-            ("listen [::]:80;", "# (IPv6 listen dropped by the test)", 1),
-            ("/etc/letsencrypt/live/hooks.example.com/fullchain.pem", cert, 1),
-            ("/etc/letsencrypt/live/hooks.example.com/privkey.pem", key, 1),
-            ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};", 1),
-            ("root /var/www/letsencrypt;", f"root {acme_root};", 1),
-        ],
-        NGINX_SITE,
-    )
-
-
-def nginx_main_conf(prefix: Path, site: Path) -> str:
-    # Only the process-wide parts a distribution's nginx.conf provides; the site file is included as is.
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the 0700 pytest temp dirs
-    temp = "\n".join(
-        f"    {kind}_temp_path {prefix}/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return (
-        f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n"
-        f"events {{ worker_connections 256; }}\n"
-        f"http {{\n    access_log {prefix}/access.log;\n    default_type application/octet-stream;\n"
-        f"{temp}\n    include {site};\n}}\n"
-    )
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
-    nginx = require_tool("nginx")
+    require_tool("nginx")
     tmp = tmp_path_factory.mktemp("deploy")
-    cert, key = make_certificate(tmp)
     with running_simulator() as sim:
         settings = receiver_settings(str(tmp / "data"), sim)
         receiver = ReceiverProcess(
             settings, extra_args=["--host", "127.0.0.1", "--trusted-proxies", "127.0.0.1"]
         )
-        process = None
         try:
             receiver.start()
-            prefix = tmp / "nginx"
-            acme_root = tmp / "acme"
-            (acme_root / ".well-known" / "acme-challenge").mkdir(parents=True)
-            prefix.mkdir()
-            https_port, http_port = free_port(), free_port()
-            site = prefix / "openrouter-video.conf"
-            site.write_text(
-                render_nginx_site(
-                    https_port=https_port,
-                    http_port=http_port,
-                    upstream_port=receiver.port,
-                    cert=cert,
-                    key=key,
-                    acme_root=acme_root,
+            with running_nginx(tmp, [receiver.port]) as nginx:
+                yield Stack(
+                    receiver=receiver,
+                    secret=sim.secret,
+                    cert=nginx.cert,
+                    https_port=nginx.https_port,
+                    http_port=nginx.http_port,
+                    acme_root=nginx.acme_root,
+                    tmp=tmp,
                 )
-            )
-            conf = prefix / "nginx.conf"
-            conf.write_text(nginx_main_conf(prefix, site))
-            base = [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", str(prefix / "error.log")]
-            check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
-            assert check.returncode == 0, f"nginx -t refused the rendered config:\n{check.stderr}"
-            log = prefix / "nginx.out"
-            with open(log, "wb") as out:
-                process = subprocess.Popen([*base, "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT)
-            wait_port(https_port, process, prefix / "error.log", "nginx")
-            wait_port(http_port, process, prefix / "error.log", "nginx")
-            yield Stack(
-                receiver=receiver,
-                secret=sim.secret,
-                cert=cert,
-                https_port=https_port,
-                http_port=http_port,
-                acme_root=acme_root,
-                tmp=tmp,
-            )
         finally:
-            stop_process(process)
             receiver.stop()
 
 
