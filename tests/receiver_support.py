@@ -165,9 +165,11 @@ class ReceiverProcess:
         port: int | None = None,
         log_path: str | None = None,
         extra_args: tuple[str, ...] | list[str] = (),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.extra_args = list(extra_args)
+        self.extra_env = dict(extra_env or {})  # e.g. RECEIVER_DATABASE_URL, RECEIVER_CONTENT_URL, AWS_*
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or os.path.join(settings.data_dir, f"receiver-{self.port}.log")
@@ -198,6 +200,7 @@ class ReceiverProcess:
                 "RECEIVER_VERIFY_REGISTRATIONS": "1" if s.verify_registrations else "0",
             }
         )
+        env.update(self.extra_env)
         return env
 
     def start(self) -> ReceiverProcess:
