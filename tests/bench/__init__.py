@@ -6,6 +6,8 @@
 4. download of a 2 GB simulated video: client vs curl, peak memory of the client
 5. query API on 1,000,000 job records
 6. end to end on the simulator: webhook sent -> MP4 fsynced, p50/p99
+7. PostgreSQL (fsync on): durable webhook acks/s with one and two replicas vs pgbench's one-row INSERT
+8. S3 (SeaweedFS): a 1 GiB video stored through the receiver vs aws s3 cp, peak memory of both
 
 Every benchmark runs its servers as subprocesses on loopback, is bounded in time and size, and
 removes its processes and files. See `__main__.py` for the options.

@@ -1,7 +1,8 @@
 """Run the benchmarks and print one table: `python -m tests.bench [--only 1,3] [--quick]`.
 
     --only 1,3   run only these benchmarks (numbers as in tests/bench/__init__.py)
-    --quick      smaller sizes for a smoke run: 5 s loads, 100k records, 200 MB download, 30 jobs
+    --quick      smaller sizes for a smoke run: 5 s loads, 100k records, 200 MB download, 30 jobs,
+                 200 MiB into S3
     --strict     exit 1 if any figure misses its target (default: exit 1 only if a benchmark errors)
     --profile D  sample the receiver with py-spy during benchmarks 1 and 2; raw stacks go to D/
     --python-load  use the Python load generator instead of wrk for 1 and 2 (the fallback when wrk
@@ -63,6 +64,18 @@ def _e2e(ctx: Context) -> None:
     bench_e2e(ctx)
 
 
+def _postgres(ctx: Context) -> None:
+    from .scaleout import bench_postgres
+
+    bench_postgres(ctx, _wrk(ctx))
+
+
+def _s3(ctx: Context) -> None:
+    from .scaleout import bench_s3
+
+    bench_s3(ctx)
+
+
 BENCHMARKS: dict[str, tuple[str, Callable[[Context], None]]] = {
     "1": ("durable webhook intake vs bare endpoint", _intake),
     "2": ("forged flood + genuine deliveries", _flood),
@@ -70,6 +83,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Context], None]]] = {
     "4": ("download vs curl, peak memory", _download),
     "5": ("query API on 1M records", _query),
     "6": ("end to end on the simulator", _e2e),
+    "7": ("PostgreSQL: durable acks/s, 1 and 2 replicas, vs pgbench", _postgres),
+    "8": ("S3: a video stored through the receiver vs aws s3 cp, peak memory", _s3),
 }
 
 
@@ -120,7 +135,7 @@ def render_commands(ctx: Context, only: list[str], quick: bool) -> str:
         "## Benchmarks",
         "",
         "```sh",
-        "make bench                                   # all six (a few minutes); prints one table",
+        "make bench                                   # all eight (several minutes); prints one table",
         "make bench BENCH_ARGS='--only 1,3 --quick'   # a subset, smaller sizes (smoke run)",
         " ".join([".venv/bin/python -m tests.bench", *flags]) + "   # what produced this table",
         "# also: --strict (exit 1 on a miss), --profile DIR (py-spy the receiver in 1 and 2), --python-load",
