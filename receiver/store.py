@@ -190,7 +190,7 @@ class SQLiteJobStore:
         return await self._writer.run(records.delete_job, job_id)
 
     async def prune(self, policy: retention.Policy, now: float) -> retention.Pruned:
-        """The retention policy applied to the records; the caller removes `Pruned.files` after."""
+        """The retention policy applied to the records; the caller removes `Pruned.content_keys` after."""
         return await self._writer.run(retention.prune, policy, now)
 
     async def claim_downloads(self, now: float, limit: int) -> list[dict[str, Any]]:
