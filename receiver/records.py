@@ -7,7 +7,6 @@ machine live in `receiver.states`; this module only applies them.
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import time
@@ -24,6 +23,15 @@ from .domain.events import (
     storable_key,
 )
 from .domain.model import AppliedDelivery, ApplyResult, Delivery, RecordedDelivery
+from .domain.pages import (
+    DELIVERY_STATES,
+    DOWNLOAD_STATES,
+    UNPROCESSED,
+    check_delivery_state,
+    decode_cursor,
+    decode_delivery_cursor,
+    encode_cursor,
+)
 from .domain.plan import (
     JOB_STATE_COLUMNS,
     MAX_OUTPUTS_PER_JOB,
@@ -36,6 +44,12 @@ from .domain.plan import (
 )
 
 __all__ = [
+    "DELIVERY_STATES",
+    "DOWNLOAD_STATES",
+    "UNPROCESSED",
+    "decode_cursor",
+    "decode_delivery_cursor",
+    "encode_cursor",
     "MAX_OUTPUTS_PER_JOB",
     "MAX_STORED_KEY",
     "SELFTEST_HEADER",
@@ -47,10 +61,6 @@ __all__ = [
     "is_selftest",
     "storable_key",
 ]
-
-# `deleted`: done once, its file removed by the retention policy (RECEIVER_RETENTION_DAYS); the
-# output's `updated_at` says when and its `error` why.
-DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "gone", "deleted")
 
 
 # -- storing decided changes -------------------------------------------------------------------
@@ -329,8 +339,6 @@ DELIVERY_COLUMNS = (
     "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
     "length(body) AS body_bytes"
 )  # what is shown of a delivery: never its body or its headers (the signature is one)
-DELIVERY_STATES = ("pending", "applied", "failed", "test")  # test: a `webhook test` delivery
-UNPROCESSED = "unprocessed"  # a state filter: failed or pending
 
 
 def list_deliveries(
@@ -359,8 +367,7 @@ def page_deliveries(
         )
         params = params * 2
     elif state is not None:
-        if state not in DELIVERY_STATES:
-            raise ValueError(f"state must be one of {', '.join((*DELIVERY_STATES, UNPROCESSED))}")
+        check_delivery_state(state)
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ? {where} ORDER BY id DESC LIMIT ?"
         params = [state, *params]
     else:
@@ -368,12 +375,6 @@ def page_deliveries(
     rows = [dict(r) for r in conn.execute(sql, (*params, limit + 1)).fetchall()]
     next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
     return rows[:limit], next_cursor
-
-
-def decode_delivery_cursor(cursor: str) -> int:
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
-        raise ValueError("bad cursor")
-    return int(cursor)
 
 
 # -- registration and fallback polling ---------------------------------------------------------
@@ -600,22 +601,6 @@ def output_path(conn: sqlite3.Connection, job_id: str, index: int) -> str | None
         "SELECT path FROM outputs WHERE job_id = ? AND idx = ? AND state = 'done'", (job_id, index)
     ).fetchone()
     return row["path"] if row else None
-
-
-def encode_cursor(created_at: float, job_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at, job_id]).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(created_at, (int, float)) or not isinstance(job_id, str):
-            raise ValueError("bad cursor")
-        job_id.encode("utf-8")
-        return float(created_at), job_id
-    except (TypeError, OverflowError, UnicodeEncodeError):  # e.g. a bare number, 10**400, a lone surrogate
-        raise ValueError("bad cursor") from None
 
 
 def list_jobs(

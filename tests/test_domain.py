@@ -31,6 +31,14 @@ from openrouter_video.receiver.domain.events import (
     storable_key,
 )
 from openrouter_video.receiver.domain.model import PollClaim
+from openrouter_video.receiver.domain.pages import (
+    DELIVERY_STATES,
+    UNPROCESSED,
+    check_delivery_state,
+    decode_cursor,
+    decode_delivery_cursor,
+    encode_cursor,
+)
 from openrouter_video.receiver.domain.plan import (
     MAX_OUTPUTS_PER_JOB,
     JobState,
@@ -452,3 +460,26 @@ def test_retention_cutoffs() -> None:
     assert policy.video_cutoff(10 * DAY) == 8 * DAY and policy.record_cutoff(10 * DAY) is None
     assert policy.delivery_cutoff(DAY) == DAY / 2 and not policy.empty and Policy().empty
     assert "over 2 days ago" in policy.video_deleted_reason()
+
+
+# -- listings ----------------------------------------------------------------------------------
+
+
+@given(st.floats(0, 2e9), st.text(min_size=1, max_size=40).filter(lambda t: storable(t) == t))
+def test_a_job_cursor_round_trips(created_at: float, job_id: str) -> None:
+    assert decode_cursor(encode_cursor(created_at, job_id)) == (created_at, job_id)
+
+
+@pytest.mark.parametrize("cursor", ["", "x", "MTIz", "WzEwKio0MDAsICJhIl0", "²"])
+def test_a_cursor_no_listing_returned_is_refused(cursor: str) -> None:
+    with pytest.raises(ValueError):
+        decode_cursor(cursor)
+    with pytest.raises(ValueError, match="bad cursor"):
+        decode_delivery_cursor(cursor)
+
+
+def test_delivery_state_filters() -> None:
+    assert DELIVERY_STATES == ("pending", "applied", "failed", "test") and UNPROCESSED not in DELIVERY_STATES
+    check_delivery_state(UNPROCESSED)
+    with pytest.raises(ValueError, match="state must be one of"):
+        check_delivery_state("nope")
