@@ -7,13 +7,13 @@ pool: async, LISTEN/NOTIFY as an async iterator, server-side parameter binding.
 
 from __future__ import annotations
 
-from ...store import new_worker_id
-from ..base import StoreUnavailable
+from ..base import StoreUnavailable, new_worker_id
 from ._db import Database
-from .deliveries import DeliveryPages
+from .applying import DeliveryLog
 from .health import Health
-from .jobs import JobReads
-from .queues import Downloads, PollClaims
+from .jobs import Jobs
+from .polls import Polls
+from .queues import Downloads
 from .schema import migrate
 from .wakeups import Wakeups
 
@@ -31,10 +31,10 @@ class PostgresStores:
     ) -> None:
         self.db = db
         self.worker = worker
-        self.deliveries = DeliveryPages(db, wakeups)
-        self.jobs = JobReads(db)
+        self.deliveries = DeliveryLog(db, wakeups)
+        self.jobs = Jobs(db)
         self.downloads = Downloads(db, worker=worker, lease=lease)
-        self.polls = PollClaims(db, worker=worker, lease=poll_lease)
+        self.polls = Polls(db, worker=worker, lease=poll_lease)
         self.health = Health(db)
         self.wakeups = wakeups
 
