@@ -7,6 +7,8 @@ pool: async, LISTEN/NOTIFY as an async iterator, server-side parameter binding.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..base import StoreUnavailable, new_worker_id
 from ._db import Database
 from .applying import DeliveryLog
@@ -69,3 +71,16 @@ async def open_postgres(
     if listen:
         wakeups.start()
     return PostgresStores(db, wakeups, worker=worker or new_worker_id(), lease=lease, poll_lease=poll_lease)
+
+
+if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface in storage/base.py
+    from .. import base
+
+    def _conforms(stores: PostgresStores) -> None:
+        deliveries: base.DeliveryLog = stores.deliveries
+        jobs: base.Jobs = stores.jobs
+        downloads: base.DownloadQueue = stores.downloads
+        polls: base.PollQueue = stores.polls
+        health: base.Health = stores.health
+        wakeups: base.Wakeups = stores.wakeups
+        del deliveries, jobs, downloads, polls, health, wakeups
