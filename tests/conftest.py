@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from s3_server import s3_env, s3_server  # noqa: F401 - fixtures: a session SeaweedFS, a fresh bucket per test
 from support import RunningSimulator, running_simulator
 
 
