@@ -5,7 +5,9 @@
         job = api.wait(api.submit("a red fox in snow", model="google/veo-3.1", duration=4))
         api.download(job, dest="fox.mp4")
 
-The error tree is documented in `openrouter_video._exceptions`; cost estimates in `openrouter_video._pricing`.
+The error tree is documented in `openrouter_video._exceptions`; cost estimates in `openrouter_video._pricing`;
+downloading into something that is not a file (an object store) with `AsyncDownloadTarget` in
+`openrouter_video._target`.
 """
 
 from ._async_client import AsyncOpenRouterVideo
@@ -41,6 +43,7 @@ from ._exceptions import (
 )
 from ._pricing import CostEstimate, PriceRow, estimate_cost, price_rows
 from ._receiver_api import ReceiverClient
+from ._target import AsyncDownloadTarget
 from ._types import (
     ALL_STATUSES,
     CANCELLED,
@@ -89,6 +92,7 @@ __all__ = [
     "VERIFY_REASONS",
     "WEBHOOK_PATH",
     "APIError",
+    "AsyncDownloadTarget",
     "AsyncOpenRouterVideo",
     "AuthenticationError",
     "CostEstimate",

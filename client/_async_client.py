@@ -36,12 +36,14 @@ from ._rate import Watchdog
 from ._sink import (
     Batcher,
     DownloadSink,
+    TargetSink,
     content_span,
     discard_partial,
     range_headers,
     resume_point,
     stream_started,
 )
+from ._target import AsyncDownloadTarget
 from ._types import DownloadResult, VideoJob, VideoModel
 from ._urlguard import resolve
 from ._validation import (
@@ -212,11 +214,16 @@ class AsyncOpenRouterVideo(BaseClient):
         self,
         job: JobRef,
         index: int = 0,
-        dest: str | os.PathLike[str] | BinaryIO | None = None,
+        dest: str | os.PathLike[str] | BinaryIO | AsyncDownloadTarget | None = None,
         *,
         progress: ProgressCallback | None = None,
         keep_free: int | None = None,
     ) -> DownloadResult:
+        """As `OpenRouterVideo.download`; `dest` may also be an `AsyncDownloadTarget` (an object store
+        upload, say): streamed into with the same checks, never resumed, committed only once they
+        all passed (`keep_free` does not apply to it)."""
+        if isinstance(dest, AsyncDownloadTarget):
+            return await self._download_to_target(job, index, dest, progress)
         target, stream = download_target(dest, _job_id(job), index)
         if not isinstance(job, VideoJob):
             job = await self.get(job)
@@ -332,6 +339,90 @@ class AsyncOpenRouterVideo(BaseClient):
                 too_slow = watchdog.translate(exc)
                 await _settle(writing)
                 sink.abort()
+                if too_slow is not None:
+                    raise too_slow from None
+                raise
+            finally:
+                await response.aclose()
+
+    async def _download_to_target(
+        self, job: JobRef, index: int, target: AsyncDownloadTarget, progress: ProgressCallback | None
+    ) -> DownloadResult:
+        if not isinstance(job, VideoJob):
+            job = await self.get(job)
+        sources = download_sources(self, job, index)
+        for position, source in enumerate(sources):
+            try:
+                return await self._download_into(source, job.id, target, progress)
+            except ValidationError:
+                raise
+            except OpenRouterVideoError:
+                if position == len(sources) - 1:
+                    raise
+        raise AssertionError("unreachable: download_sources always yields a keyed source")
+
+    async def _download_into(
+        self,
+        source: DownloadSource,
+        job_id: str,
+        target: AsyncDownloadTarget,
+        progress: ProgressCallback | None,
+    ) -> DownloadResult:
+        """One source into a target: every attempt from byte 0 (a target cannot be resumed)."""
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            response = await self._send(
+                functools.partial(
+                    self.build_request, self._http, "GET", source.url, keyed=source.keyed, accept=VIDEO_ACCEPT
+                ),
+                stream=True,
+                keyed=source.keyed,
+                job_id=job_id,
+                guard=True,
+            )
+            span = content_span(response, 0)
+            if span is None:  # a 206 to a request without Range
+                await response.aclose()
+                raise DownloadError(f"unexpected partial content for job {job_id}", job_id=job_id)
+            sink = TargetSink(target, job_id, span[1], response.headers.get("content-type"))
+            rate = self.rate.guard(sink.expected, loop.time(), job_id=job_id)
+            watchdog = Watchdog(rate)
+            batcher = Batcher()
+            writing: asyncio.Future[None] | None = None
+            try:
+                await sink.start()
+                # As for a file: one batch goes to the target while the next one is received.
+                async for chunk in response.aiter_bytes():
+                    rate.feed(len(chunk), loop.time())
+                    batch = batcher.add(chunk)
+                    if batch is not None:
+                        if writing is not None:
+                            await writing
+                            if progress:
+                                progress(sink.written, sink.expected)
+                        writing = asyncio.ensure_future(sink.write_batch(batch))
+                if writing is not None:
+                    await writing
+                await sink.write_batch(batcher.take())
+                if progress:
+                    progress(sink.written, sink.expected)
+                watchdog.disarm()
+                return await sink.commit()
+            except httpx.HTTPError as exc:
+                watchdog.disarm()
+                await _settle(writing)
+                await sink.abort()
+                error = translate_transport_error(exc, job_id=job_id)
+                delay = self.plan_retry(attempt, error, response.request, idempotent=True)
+                if delay is None:
+                    raise error from exc
+                await asyncio.sleep(delay)
+                attempt += 1
+            except BaseException as exc:
+                too_slow = watchdog.translate(exc)
+                await _settle(writing)
+                await sink.abort()
                 if too_slow is not None:
                     raise too_slow from None
                 raise

@@ -39,6 +39,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._rate import RatePolicy
+from ._target import AsyncDownloadTarget
 from ._types import CANCELLED, COMPLETED, EXPIRED, FAILED, VideoJob, VideoModel
 from ._urlguard import UrlGuard
 from ._validation import check_job_id, is_loopback_host
@@ -563,6 +564,11 @@ def download_target(
 ) -> tuple[str, BinaryIO | None]:
     """The path a download goes to (its directory is created: the library does as told; the CLI
     refuses a missing one with `check_dest_dir`), or `("-", stream)` for a binary stream."""
+    if isinstance(dest, AsyncDownloadTarget):
+        # Its methods are coroutines: written to as a stream, every write would be lost unawaited.
+        raise ValidationError(
+            "dest", dest, "an AsyncDownloadTarget is written by AsyncOpenRouterVideo.download only"
+        )
     if dest is None or isinstance(dest, (str, os.PathLike)):
         target = os.fspath(dest) if dest is not None else default_dest(job_id, index)
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)

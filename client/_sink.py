@@ -14,10 +14,14 @@ Moved out of `_base` as it grew; the sync and async clients feed it the same way
 
 A writable binary stream instead of a path (`-o -`) is written straight through: no part file,
 no resume, no rename.
+
+An `AsyncDownloadTarget` (`_target`) instead of a path goes through `TargetSink`: the same checks,
+no part file and no resume (a retry starts it over from byte 0), commit only once they all passed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -28,8 +32,9 @@ from typing import BinaryIO
 import httpx
 
 from ._exceptions import DownloadError, InsufficientStorageError
-from ._mp4check import mp4_structure_problem
+from ._mp4check import Mp4Walker
 from ._storage import check_room
+from ._target import AsyncDownloadTarget
 from ._types import DownloadResult
 
 CHUNK_SIZE = 1024 * 1024
@@ -84,6 +89,7 @@ class DownloadSink:
         self._checked = False
         self._bad = False  # the content itself was found wrong: the part is not worth keeping
         self._head = b""
+        self._mp4 = Mp4Walker()  # the box structure, checked as the bytes pass (no re-read at the end)
         self._parent = os.path.dirname(os.path.abspath(dest))
         if stream is not None:
             self._fh: BinaryIO = stream
@@ -112,6 +118,7 @@ class DownloadSink:
                 if len(self._head) >= _SNIFF:
                     self._check_head()
             self.hash.update(chunk)
+            self._mp4.feed(chunk)
             self.written += len(chunk)
         self._fh.seek(self.written)
 
@@ -143,6 +150,7 @@ class DownloadSink:
             while view:
                 view = view[self._fh.write(view) :]
             self.hash.update(chunk)
+            self._mp4.feed(chunk)
             self.written += len(chunk)
         if self.expected is not None and self.written > self.expected:
             self._bad = True
@@ -166,8 +174,7 @@ class DownloadSink:
         if self.expected is None and self._head[4:8] in _VIDEO_MAGIC_OFFSET4 and self.stream is None:
             # No length to compare with (a body ended by the connection closing): a cut connection
             # looks like a normal end, so the MP4's own box sizes must add up to what arrived.
-            with open(self.part, "rb") as fh:
-                problem = mp4_structure_problem(fh, self.written)
+            problem = self._mp4.problem()
             if problem:
                 raise DownloadError(
                     f"content of job {self.job_id} is an incomplete MP4 ({self.written} bytes, no "
@@ -209,6 +216,96 @@ class DownloadSink:
             self._fh.close()
         if self._bad or self.written == 0:
             discard_partial(self.dest)
+
+
+class TargetSink:
+    """Feeds an `AsyncDownloadTarget` with the checks `DownloadSink` applies to a file.
+
+    Nothing is kept between attempts: `start` begins at byte 0. Each batch is checked before the
+    target sees it (the first bytes must be a video; never more than the announced length), hashed
+    and walked for the MP4 box structure in a worker thread (sha256 releases the GIL), then
+    written. `commit` calls the target's commit only once every check passed; `abort` is safe at
+    any point and never raises on the target's account (the failure being handled wins).
+    """
+
+    def __init__(
+        self, target: AsyncDownloadTarget, job_id: str, expected: int | None, content_type: str | None
+    ) -> None:
+        self.target = target
+        self.job_id = job_id
+        self.expected = expected
+        self.content_type = content_type
+        self.written = 0
+        self.hash = hashlib.sha256()
+        self._mp4 = Mp4Walker()
+        self._head = b""
+        self._checked = False
+        self._committed = False
+
+    async def start(self) -> None:
+        await self.target.start(self.expected, self.content_type)
+
+    async def write_batch(self, chunks: list[bytes]) -> None:
+        if not chunks:
+            return
+        size = sum(map(len, chunks))
+        if self.expected is not None and self.written + size > self.expected:
+            raise DownloadError(
+                f"content of job {self.job_id} is longer than its Content-Length {self.expected}",
+                job_id=self.job_id,
+            )
+        for chunk in chunks:
+            if self._checked:
+                break
+            self._head += chunk[: _SNIFF - len(self._head)]
+            if len(self._head) >= _SNIFF:
+                self._check_head()
+        await asyncio.to_thread(self._digest, chunks)
+        await self.target.write(chunks)
+        self.written += size
+
+    def _digest(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.hash.update(chunk)
+            self._mp4.feed(chunk)
+
+    def _check_head(self) -> None:
+        self._checked = True
+        if not looks_like_video(self.content_type, self._head):
+            raise DownloadError(
+                f"content of job {self.job_id} is not a video (Content-Type {self.content_type!r})",
+                job_id=self.job_id,
+            )
+
+    async def commit(self) -> DownloadResult:
+        if not self._checked:
+            self._check_head()
+        if self.expected is None and self._head[4:8] in _VIDEO_MAGIC_OFFSET4:
+            problem = self._mp4.problem()  # no length to compare with: the boxes must add up
+            if problem:
+                raise DownloadError(
+                    f"content of job {self.job_id} is an incomplete MP4 ({self.written} bytes, no "
+                    f"Content-Length): {problem}",
+                    job_id=self.job_id,
+                )
+        if self.expected is not None and self.written != self.expected:
+            raise DownloadError(
+                f"content of job {self.job_id} ended after {self.written} of {self.expected} bytes",
+                job_id=self.job_id,
+            )
+        if self.written == 0:
+            raise DownloadError(f"content of job {self.job_id} is empty", job_id=self.job_id)
+        sha256 = self.hash.hexdigest()
+        where = await self.target.commit(self.written, sha256)
+        self._committed = True
+        return DownloadResult(where, self.written, sha256, self.content_type)
+
+    async def abort(self) -> None:
+        """Tell the target to discard the attempt (shielded: a second cancellation does not stop it)."""
+        if self._committed:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.target.abort())
 
 
 def stream_started(stream: BinaryIO) -> bool:

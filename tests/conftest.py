@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from pg_server import pg_cluster, pg_database, pg_url  # noqa: F401  (the PostgreSQL fixtures)
+from s3_server import s3_env, s3_server  # noqa: F401 - fixtures: a session SeaweedFS, a fresh bucket per test
 from support import RunningSimulator, running_simulator
 
 

@@ -304,8 +304,15 @@ def test_full_disk_answers_503_keeps_nothing_half_written_and_recovers_by_itself
                 assert not os.path.exists(final)
                 time.sleep(0.1)  # a 3 s window of observation is the thing under test
             # Waiting for room is the receiver's problem: it says so, and uses up none of the attempts.
+            # Between two waits the output is claimed again (`downloading`, the attempt counted until
+            # the wait gives it back): read it while it waits.
             waiting = rx.wait_job(
-                job.id, lambda j: "waiting for disk space" in (j["outputs"][0]["error"] or ""), timeout=20
+                job.id,
+                lambda j: (
+                    j["outputs"][0]["state"] == "pending"
+                    and "waiting for disk space" in (j["outputs"][0]["error"] or "")
+                ),
+                timeout=20,
             )
             assert waiting["outputs"][0]["attempts"] == 0
 

@@ -252,6 +252,9 @@ class Stores:
     wakeups: Wakeups
     content: ContentStore
     worker: str  # the worker id every claim of this process is made under
+    # This process serves the store alone (SQLite under the data-dir lock): a previous run's claims
+    # and partial downloads are known dead at start. Never so with replicas.
+    exclusive: bool = False
     # What `close` runs, in order (the backend's pool, the content store's client, a lock...).
     closing: tuple[Callable[[], Awaitable[None]], ...] = ()
 
