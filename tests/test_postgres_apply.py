@@ -233,3 +233,21 @@ def test_prune_applies_the_retention_policy_and_returns_the_content_keys(pg_url:
     ]
     assert new.outputs[0].error.startswith("deleted by retention")
     assert [e.kind for e in new.events] == ["video_deleted"]
+
+
+def test_outputs_queued_on_one_replica_wake_the_fetchers_of_the_others(pg_url: str) -> None:
+    async def main() -> None:
+        async with stores(pg_url, worker="a") as a, stores(pg_url, worker="b") as b:
+            await asyncio.wait_for(b.wakeups.listening.wait(), 10)
+            await b.wakeups.wait("downloads", 0)  # the wake-up every (re)connection starts with
+            await a.deliveries.record(delivery("k1", event("jobW", "in_progress")))
+            await a.deliveries.apply_pending(10)
+            assert not await b.wakeups.wait("downloads", 0)  # nothing queued: nobody woken for it
+            await a.deliveries.record(delivery("k2", event("jobW", "completed", unsigned_urls=["u"])))
+            await a.deliveries.apply_pending(10)
+            assert await a.wakeups.wait("downloads", 0)  # this replica's fetcher, at once
+            assert await b.wakeups.wait("downloads", 10)  # the other's, by NOTIFY at commit
+            [claim] = await b.downloads.claim(time.time(), 5)
+            assert (claim.job_id, claim.index) == ("jobW", 0)
+
+    asyncio.run(main())

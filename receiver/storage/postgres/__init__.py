@@ -36,7 +36,7 @@ class PostgresStores:
         self.deliveries = DeliveryLog(db, wakeups)
         self.jobs = Jobs(db)
         self.downloads = Downloads(db, worker=worker, lease=lease)
-        self.polls = Polls(db, worker=worker, lease=poll_lease)
+        self.polls = Polls(db, wakeups, worker=worker, lease=poll_lease)
         self.health = Health(db)
         self.wakeups = wakeups
 

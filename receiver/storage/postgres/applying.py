@@ -20,19 +20,15 @@ import psycopg
 from ...domain.events import DeliveryPlan, plan_delivery
 from ...domain.model import AppliedBatch, AppliedDelivery
 from ...domain.plan import plan_job_update
-from ._db import Conn, Database
+from ._db import Conn
 from ._locks import lock_jobs
 from .changes import change_job
 from .deliveries import DeliveryPages
-from .wakeups import Wakeups
 
 _TO_APPLY = "id, idempotency_key, received_at, body"
 
 
 class DeliveryLog(DeliveryPages):
-    def __init__(self, db: Database, wakeups: Wakeups) -> None:
-        super().__init__(db, wakeups)
-
     async def apply_pending(self, limit: int, *, isolate: bool = False) -> AppliedBatch:
         async def apply(conn: Conn) -> AppliedBatch:
             started = time.perf_counter()
@@ -46,7 +42,9 @@ class DeliveryLog(DeliveryPages):
             applied = await apply_rows(conn, rows, time.time(), isolate=isolate)
             return AppliedBatch(applied, time.perf_counter() - started)
 
-        return await self._db.transaction(apply)
+        batch = await self._db.transaction(apply)
+        self._queued(batch.deliveries)
+        return batch
 
     async def apply_pending_for_job(self, job_id: str) -> list[AppliedDelivery]:
         async def apply(conn: Conn) -> list[AppliedDelivery]:
@@ -66,7 +64,7 @@ class DeliveryLog(DeliveryPages):
                     mine.append((row, plan))
             return await _apply_planned(conn, mine, time.time(), isolate=False)
 
-        return await self._db.transaction(apply)
+        return self._queued(await self._db.transaction(apply))
 
     async def reprocess(self, delivery_ids: list[int] | None) -> list[AppliedDelivery]:
         if delivery_ids:
@@ -83,7 +81,13 @@ class DeliveryLog(DeliveryPages):
             ).fetchall()
             return await apply_rows(conn, rows, time.time(), isolate=True)
 
-        return await self._db.transaction(apply)
+        return self._queued(await self._db.transaction(apply))
+
+    def _queued(self, applied: list[AppliedDelivery]) -> list[AppliedDelivery]:
+        """Wake this process's fetcher at once (the others get the NOTIFY sent at commit)."""
+        if any(a.outputs_queued for a in applied):
+            self._wakeups.notify("downloads")
+        return applied
 
 
 async def apply_rows(

@@ -74,7 +74,8 @@ class DeliveryPages:
         # Idempotent: replayed after a dropped connection, a committed first try answers "duplicate".
         recorded = await self._db.run(insert, idempotent=True)
         if not recorded.duplicate and delivery.selftest_job is None:
-            self._wakeups.announce("deliveries")
+            self._wakeups.notify("deliveries")  # this process's applier, at once
+            self._wakeups.announce("deliveries")  # the other replicas
         return recorded
 
     async def page(self, *, state: str | None, cursor: str | None, limit: int) -> Page:

@@ -13,6 +13,7 @@ from ...domain.plan import plan_job_update, plan_not_found_upstream, plan_poll_s
 from ._db import Conn, Database
 from ._locks import lock_jobs
 from .changes import change_job
+from .wakeups import Wakeups
 
 _CLAIM = (
     "WITH due AS (SELECT id FROM jobs WHERE next_poll_at <= %(now)s AND (poll_lease_until IS NULL "
@@ -23,8 +24,9 @@ _CLAIM = (
 
 
 class Polls:
-    def __init__(self, db: Database, *, worker: str, lease: float) -> None:
+    def __init__(self, db: Database, wakeups: Wakeups, *, worker: str, lease: float) -> None:
         self._db = db
+        self._wakeups = wakeups
         self.worker = worker
         self.lease = lease
 
@@ -48,7 +50,10 @@ class Polls:
             assert change.result is not None
             return change.result
 
-        return await self._db.transaction(apply)
+        result = await self._db.transaction(apply)
+        if result.outputs_queued:
+            self._wakeups.notify("downloads")
+        return result
 
     async def schedule(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
         """Record the poll's outcome and free the claim. A claim another worker holds (this one's lease
