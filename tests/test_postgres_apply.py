@@ -251,3 +251,23 @@ def test_outputs_queued_on_one_replica_wake_the_fetchers_of_the_others(pg_url: s
             assert (claim.job_id, claim.index) == ("jobW", 0)
 
     asyncio.run(main())
+
+
+def test_a_lock_held_too_long_answers_store_unavailable_not_a_hang(pg_url: str) -> None:
+    from openrouter_video.receiver.storage.base import StoreUnavailable
+
+    async def main() -> None:
+        async with stores(pg_url, listen=False, lock_timeout=0.3) as b:
+            await b.deliveries.record(delivery("k1", event("jobStuck", "in_progress")))
+            async with await psycopg.AsyncConnection.connect(
+                pg_url
+            ) as frozen:  # a replica stalled mid-transaction
+                await frozen.execute("SELECT id FROM deliveries FOR UPDATE")
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable, match="lock timeout"):
+                    await b.deliveries.apply_pending_for_job("jobStuck")
+                assert time.monotonic() - started < 5
+                assert (await b.deliveries.apply_pending(10)).deliveries == []  # skipped, not waited for
+            assert [d.job_id for d in await b.deliveries.apply_pending_for_job("jobStuck")] == ["jobStuck"]
+
+    asyncio.run(main())

@@ -172,7 +172,7 @@ async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float 
     from psycopg.rows import dict_row
 
     from .postgres import copy
-    from .postgres._db import Conn, _configure
+    from .postgres._db import Conn, register_text_guard
     from .postgres.schema import migrate
 
     now = time.time() if now is None else now
@@ -182,7 +182,7 @@ async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float 
     except psycopg.Error as exc:
         raise MigrateError(f"cannot connect to the target: {str(exc).strip().splitlines()[0]}") from None
     try:
-        await _configure(conn)
+        register_text_guard(conn)
         await migrate(conn)
         async with conn.transaction():
             ids: dict[int, int] = {}

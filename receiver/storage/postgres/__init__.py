@@ -53,14 +53,16 @@ async def open_postgres(
     poll_lease: float = POLL_LEASE,
     pool_size: int = 10,
     timeout: float = 5.0,
+    lock_timeout: float = 10.0,
     listen: bool = True,
 ) -> PostgresStores:
     """Connect to `url`, migrate the schema, and return the stores (StoreUnavailable: cannot connect).
 
-    `timeout`: how long an operation waits for a connection before StoreUnavailable (the intake's 503).
+    `timeout`: how long an operation waits for a connection before StoreUnavailable (the intake's 503);
+    `lock_timeout`: how long a statement waits for a lock another session holds (then StoreUnavailable).
     `listen`: hold a LISTEN connection for wakeups (a CLI command does not need one).
     """
-    db = Database(url, max_size=pool_size, timeout=timeout)
+    db = Database(url, max_size=pool_size, timeout=timeout, lock_timeout=lock_timeout)
     await db.open()
     try:
         await db.run(migrate)
