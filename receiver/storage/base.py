@@ -116,8 +116,9 @@ class Jobs(Protocol):
 
     async def counts_by_status(self) -> dict[str, int]: ...
 
-    async def prune(self, policy: Policy, now: float) -> Pruned:
-        """Apply the retention policy to the records; the caller deletes `Pruned` content after."""
+    async def prune(self, policy: Policy, now: float, *, dry_run: bool = False) -> Pruned:
+        """Apply the retention policy to the records; the caller deletes `Pruned` content after.
+        `dry_run`: what would be pruned, nothing kept (the transaction is rolled back)."""
         ...
 
 
