@@ -220,7 +220,11 @@ def test_prune_applies_the_retention_policy_and_returns_the_content_keys(pg_url:
     async def main() -> Any:
         async with stores(pg_url, listen=False) as s:
             seed()
-            pruned = await s.jobs.prune(Policy(video_days=30, record_days=30, delivery_days=30), now)
+            policy = Policy(video_days=30, record_days=30, delivery_days=30)
+            rehearsed = await s.jobs.prune(policy, now, dry_run=True)
+            assert await s.jobs.get("jobOld") is not None  # nothing kept of the dry run
+            pruned = await s.jobs.prune(policy, now)
+            assert rehearsed == pruned
             return pruned, await s.jobs.get("jobNew"), await s.jobs.get("jobOld"), await s.jobs.get("jobBusy")
 
     pruned, new, gone, busy = asyncio.run(main())

@@ -121,8 +121,15 @@ class JobReads:
 
         return await self._db.run(read, idempotent=True)
 
-    async def prune(self, policy: Policy, now: float) -> Pruned:
-        return await self._db.transaction(lambda conn: prune(conn, policy, now))
+    async def prune(self, policy: Policy, now: float, *, dry_run: bool = False) -> Pruned:
+        if not dry_run:
+            return await self._db.transaction(lambda conn: prune(conn, policy, now))
+
+        async def rehearse(conn: Conn) -> Pruned:
+            async with conn.transaction(force_rollback=True):  # the same statements, rolled back
+                return await prune(conn, policy, now)
+
+        return await self._db.run(rehearse)
 
 
 async def prune(conn: Conn, policy: Policy, now: float) -> Pruned:
