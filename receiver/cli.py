@@ -308,7 +308,7 @@ def prune(
                 conn.execute("ROLLBACK")
             raise
     if dry_run:
-        pruned.freed_bytes = file_sizes(pruned.files)
+        pruned.freed_bytes = file_sizes(pruned.content_keys)
         click.echo(f"dry run, nothing removed; would remove: {pruned.summary()}")
         return
     remove_files(pruned)

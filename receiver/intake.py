@@ -31,9 +31,9 @@ from openrouter_video import (
 )
 
 from .contract import DeliveryAnswer, encode
+from .domain.events import SELFTEST_HEADER, selftest_job_of, storable_key
 from .errors import INTERNAL_ERROR, error_body
 from .middleware import REQUEST_ID_PATTERN, new_request_id
-from .records import SELFTEST_HEADER, is_selftest, storable_key
 from .state import ReceiverState
 from .store import Delivery, StoreUnavailable
 
@@ -187,7 +187,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             )
         await _respond(send, answer, request_id)
         return
-    selftest_job = _selftest_job(body) if selftest else None  # only after the signature was verified
+    selftest_job = selftest_job_of(body) if selftest else None  # only after the signature was verified
     if not key:  # OpenRouter sends one; without it, redeliveries of the same event still match
         try:
             event = parse_event(body)
@@ -252,16 +252,6 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     assert recorded.delivery_id is not None  # a stored (not duplicate) delivery has its row id
     s.applier.received(recorded.delivery_id, request_id=request_id, client=client, answered_ms=answered_ms)
     await _respond(send, ACCEPTED, request_id)
-
-
-def _selftest_job(body: bytes) -> str | None:
-    """The synthetic job id of a verified `webhook test` delivery, or None if it is not one (a real
-    event sent with the header is applied as usual: the header alone never drops an event)."""
-    try:
-        job_id = parse_event(body).job_id
-    except WebhookPayloadError:
-        return None
-    return job_id if is_selftest(job_id) else None
 
 
 class WebhookFastPath:

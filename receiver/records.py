@@ -7,96 +7,116 @@ machine live in `receiver.states`; this module only applies them.
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import hashlib
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from openrouter_video import (
-    COMPLETED,
-    TERMINAL_STATUSES,
-    VideoJob,
-    WebhookEvent,
-    WebhookPayloadError,
-    is_valid_job_id,
-    parse_event,
+from openrouter_video import VideoJob
+
+from .domain.events import (
+    MAX_STORED_KEY,
+    SELFTEST_HEADER,
+    SELFTEST_PREFIX,
+    is_selftest,
+    plan_delivery,
+    storable_key,
+)
+from .domain.model import AppliedDelivery, ApplyResult, Delivery, RecordedDelivery
+from .domain.pages import (
+    DELIVERY_STATES,
+    DOWNLOAD_STATES,
+    UNPROCESSED,
+    check_delivery_state,
+    decode_cursor,
+    decode_delivery_cursor,
+    encode_cursor,
+)
+from .domain.plan import (
+    JOB_STATE_COLUMNS,
+    MAX_OUTPUTS_PER_JOB,
+    JobChange,
+    JobState,
+    plan_job_update,
+    plan_not_found_upstream,
+    plan_poll_schedule,
+    plan_registration,
 )
 
-from .states import Decision, decide
-
-_TERMINAL_MARKS = ",".join("?" * len(TERMINAL_STATUSES))
-# `deleted`: done once, its file removed by the retention policy (RECEIVER_RETENTION_DAYS); the
-# output's `updated_at` says when and its `error` why.
-DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "gone", "deleted")
-# The job ids of `openrouter-video webhook test`: a verified delivery of one is kept as a test and
-# never applied (it must not create a job record).
-SELFTEST_PREFIX = "selftest-"
-# Sent by `webhook test`; honoured only once the delivery's signature is verified.
-SELFTEST_HEADER = "X-Receiver-Selftest"
-# A real job has a handful of outputs; a signed event announcing more is refused beyond this, so one
-# delivery cannot queue hundreds of thousands of downloads.
-MAX_OUTPUTS_PER_JOB = 16
-# Idempotency keys are stored whole up to this length; a longer one is stored as a hash of all of
-# it, never cut (two keys sharing a prefix must not collide).
-MAX_STORED_KEY = 200
-
-
-def storable_key(key: str) -> str:
-    """The idempotency key as stored: whole, or `sha256:<hex>` of the whole key when it is long."""
-    if len(key) <= MAX_STORED_KEY:
-        return key
-    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+__all__ = [
+    "DELIVERY_STATES",
+    "DOWNLOAD_STATES",
+    "UNPROCESSED",
+    "decode_cursor",
+    "decode_delivery_cursor",
+    "encode_cursor",
+    "MAX_OUTPUTS_PER_JOB",
+    "MAX_STORED_KEY",
+    "SELFTEST_HEADER",
+    "SELFTEST_PREFIX",
+    "AppliedDelivery",
+    "ApplyResult",
+    "Delivery",
+    "RecordedDelivery",
+    "is_selftest",
+    "storable_key",
+]
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """A verified webhook delivery as received (raw body and relevant headers)."""
+# -- storing decided changes -------------------------------------------------------------------
 
-    idempotency_key: str
-    body: bytes
-    headers: dict[str, str]
-    received_at: float
-    signed_at: int | None
-    remote_addr: str | None = None
-    replay_key: bytes | None = None  # hash of signed timestamp + body: the same signed request seen again
-    selftest_job: str | None = None  # a `webhook test` delivery (its synthetic job id): stored as 'test'
+_STATE_SQL = f"SELECT {', '.join(JOB_STATE_COLUMNS)} FROM jobs WHERE id = ?"
 
 
-@dataclass(frozen=True)
-class RecordedDelivery:
-    """What storing a delivery did: kept it (pending, with its id) or found its key already stored."""
-
-    duplicate: bool
-    delivery_id: int | None
-
-
-@dataclass(frozen=True)
-class AppliedDelivery:
-    """A stored delivery taken out of `pending`: applied to its job, or failed (kept, with the reason)."""
-
-    delivery_id: int
-    idempotency_key: str
-    received_at: float
-    job_id: str | None
-    status: str | None
-    decision: Decision | None
-    error: str | None
-    outputs_queued: int = 0
-
-    @property
-    def applied(self) -> bool:
-        return self.error is None
+def read_state(conn: sqlite3.Connection, job_id: str, *, outputs: bool = True) -> JobState | None:
+    """The job's current state as the decisions take it (None: no such job)."""
+    row = conn.execute(_STATE_SQL, (job_id,)).fetchone()
+    if row is None:
+        return None
+    values = dict(row)
+    values["registered"] = bool(values["registered"])
+    values["upstream"] = json.loads(values["upstream"]) if values["upstream"] else None
+    known: frozenset[int] = frozenset()
+    if outputs:
+        known = frozenset(r[0] for r in conn.execute("SELECT idx FROM outputs WHERE job_id = ?", (job_id,)))
+    return JobState(**values, outputs=known)
 
 
-@dataclass(frozen=True)
-class ApplyResult:
-    decision: Decision
-    previous: str | None
-    outputs_queued: int
+def _column_value(name: str, value: Any) -> Any:
+    return json.dumps(value) if name == "upstream" and value is not None else value
+
+
+def store_change(conn: sqlite3.Connection, change: JobChange) -> None:
+    """Store a decided change as it is: no decision here."""
+    if change.create is not None:
+        names = list(change.create)
+        conn.execute(
+            f"INSERT INTO jobs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [_column_value(n, change.create[n]) for n in names],
+        )
+    elif change.update:
+        names = list(change.update)
+        conn.execute(
+            f"UPDATE jobs SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+            [*(_column_value(n, change.update[n]) for n in names), change.job_id],
+        )
+    for event in change.events:
+        add_event(
+            conn,
+            change.job_id,
+            event.at,
+            event.source,
+            event.kind,
+            event.status,
+            event.detail,
+            event.delivery_id,
+        )
+    for index in change.queue_outputs:
+        conn.execute(
+            "INSERT OR IGNORE INTO outputs (job_id, idx, state, next_attempt_at, updated_at) "
+            "VALUES (?, ?, 'pending', ?, ?)",
+            (change.job_id, index, change.outputs_at, change.outputs_at),
+        )
 
 
 # -- applying upstream job states --------------------------------------------------------------
@@ -106,104 +126,10 @@ def apply_job_update(
     conn: sqlite3.Connection, job: VideoJob, *, source: str, now: float, delivery_id: int | None = None
 ) -> ApplyResult:
     """Move the job record forward by an upstream view of the job (webhook or poll)."""
-    job = _storable_job(job)
-    row = conn.execute("SELECT status, upstream FROM jobs WHERE id = ?", (job.id,)).fetchone()
-    previous = row["status"] if row else None
-    decision = decide(previous, job.status)
-    terminal_at = now if job.status in TERMINAL_STATUSES else None
-    cost = job.usage.cost if job.usage else None
-    if row is None:
-        conn.execute(
-            "INSERT INTO jobs (id, model, status, created_at, first_seen_at, updated_at, terminal_at, source, "
-            "error, cost, generation_id, upstream) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.id,
-                job.model,
-                job.status,
-                now,
-                now,
-                now,
-                terminal_at,
-                source,
-                job.error,
-                cost,
-                job.generation_id,
-                json.dumps(job.raw),
-            ),
-        )
-    elif decision in ("advance", "same"):
-        merged = _merge_upstream(row["upstream"], job.raw)
-        if decision == "advance":
-            conn.execute(
-                "UPDATE jobs SET status = ?, updated_at = ?, source = ?, terminal_at = COALESCE(terminal_at, ?), "
-                "error = COALESCE(?, error), cost = COALESCE(?, cost), generation_id = COALESCE(?, generation_id), "
-                "model = COALESCE(model, ?), upstream = ?, "
-                "next_poll_at = CASE WHEN ? THEN NULL ELSE next_poll_at END WHERE id = ?",
-                (
-                    job.status,
-                    now,
-                    source,
-                    terminal_at,
-                    job.error,
-                    cost,
-                    job.generation_id,
-                    job.model,
-                    merged,
-                    terminal_at is not None,
-                    job.id,
-                ),
-            )
-        else:
-            conn.execute(
-                "UPDATE jobs SET error = COALESCE(error, ?), cost = COALESCE(cost, ?), "
-                "generation_id = COALESCE(generation_id, ?), model = COALESCE(model, ?), upstream = ? WHERE id = ?",
-                (job.error, cost, job.generation_id, job.model, merged, job.id),
-            )
-    if decision != "same":
-        kind = {"create": "status", "advance": "status"}.get(decision, decision)
-        detail = job.error if decision in ("create", "advance") else f"current status is {previous}"
-        add_event(conn, job.id, now, source, kind, job.status, detail, delivery_id)
-    queued = 0
-    if job.status == COMPLETED and decision in ("create", "advance", "same"):
-        announced = job.output_count
-        for index in range(min(announced, MAX_OUTPUTS_PER_JOB)):
-            queued += conn.execute(
-                "INSERT OR IGNORE INTO outputs (job_id, idx, state, next_attempt_at, updated_at) "
-                "VALUES (?, ?, 'pending', ?, ?)",
-                (job.id, index, now, now),
-            ).rowcount
-        if announced > MAX_OUTPUTS_PER_JOB and queued:
-            detail = (
-                f"{announced} outputs announced; only the first {MAX_OUTPUTS_PER_JOB} are downloaded, "
-                f"the other {announced - MAX_OUTPUTS_PER_JOB} refused"
-            )
-            add_event(conn, job.id, now, source, "outputs_refused", None, detail, delivery_id)
-    return ApplyResult(decision, previous, queued)
-
-
-def _storable(text: str | None) -> str | None:
-    """SQLite stores UTF-8, and JSON escapes allow lone surrogates (\\ud800) that UTF-8 cannot encode."""
-    if text is None:
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def _storable_job(job: VideoJob) -> VideoJob:
-    fields: dict[str, Any] = {
-        name: getattr(job, name) for name in ("id", "status", "model", "error", "generation_id")
-    }
-    clean: dict[str, Any] = {name: _storable(value) for name, value in fields.items()}
-    return job if clean == fields else dataclasses.replace(job, **clean)
-
-
-def _merge_upstream(old: str | None, new: dict[str, Any]) -> str:
-    merged = json.loads(old) if old else {}
-    merged.update({k: v for k, v in new.items() if v is not None})
-    return json.dumps(merged)
+    change = plan_job_update(read_state(conn, job.id), job, source=source, now=now, delivery_id=delivery_id)
+    store_change(conn, change)
+    assert change.result is not None  # an upstream view always has one
+    return change.result
 
 
 def add_event(
@@ -272,10 +198,6 @@ def _record_selftest(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDe
     return RecordedDelivery(duplicate=cursor.rowcount == 0, delivery_id=cursor.lastrowid or None)
 
 
-def is_selftest(job_id: str | None) -> bool:
-    return bool(job_id) and str(job_id).startswith(SELFTEST_PREFIX)
-
-
 _TO_APPLY = "id, idempotency_key, received_at, body"  # what _apply_delivery reads of a row
 
 
@@ -330,11 +252,10 @@ def apply_pending_for_job(conn: sqlite3.Connection, job_id: str, now: float) -> 
     ).fetchall()
     applied = []
     for row in rows:
-        try:
-            if parse_event(row["body"]).job_id != job_id:
-                continue  # the id appears in another job's event (a prompt, say)
-        except WebhookPayloadError:
-            continue  # not an event: the applier marks it failed in its turn
+        plan = plan_delivery(row["body"])
+        if plan.job_id != job_id or plan.state == "failed":
+            continue  # the id appears in another job's event (a prompt, say), or not an event: the
+            # applier marks it failed in its turn
         applied.append(_apply_delivery(conn, row, now))
     return applied
 
@@ -366,46 +287,29 @@ def pending_count(conn: sqlite3.Connection) -> int:
 
 def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> AppliedDelivery:
     """Parse one stored body and apply its event; a body that is not a usable event is marked failed."""
-    try:
-        event, error = parse_event(row["body"]), None
-    except WebhookPayloadError as exc:
-        event, error = None, exc.message
-    if event is not None and error is None:
-        error = _unusable(event)
-    job_id = _storable(event.job_id) if event else None
-    status = _storable(event.status) if event else None
-    event_type = _storable(event.type) if event else None
+    plan = plan_delivery(row["body"])
     decision, queued = None, 0
-    state = "applied" if error is None else "failed"
-    if event is not None and error is None and is_selftest(job_id):
-        state = "test"  # a self-test sent without its header (an older CLI): still never a job
-    elif event is not None and error is None:
+    if plan.job is not None:
         # The job's clock is when the webhook arrived, not when it was applied.
         result = apply_job_update(
-            conn, event.job, source="webhook", now=row["received_at"], delivery_id=row["id"]
+            conn, plan.job, source="webhook", now=row["received_at"], delivery_id=row["id"]
         )
         decision, queued = result.decision, result.outputs_queued
     conn.execute(
         "UPDATE deliveries SET state = ?, error = ?, job_id = ?, event_type = ?, status = ?, applied_at = ? "
         "WHERE id = ?",
-        (state, error, job_id, event_type, status, now, row["id"]),
+        (plan.state, plan.error, plan.job_id, plan.event_type, plan.status, now, row["id"]),
     )
     return AppliedDelivery(
         delivery_id=row["id"],
         idempotency_key=row["idempotency_key"],
         received_at=row["received_at"],
-        job_id=job_id,
-        status=status,
+        job_id=plan.job_id,
+        status=plan.status,
         decision=decision,
-        error=error,
+        error=plan.error,
         outputs_queued=queued,
     )
-
-
-def _unusable(event: WebhookEvent) -> str | None:
-    if not is_valid_job_id(event.job_id):
-        return f"job id {event.job_id[:80]!r} is not a valid job id"
-    return None
 
 
 def reprocess_deliveries(
@@ -435,8 +339,6 @@ DELIVERY_COLUMNS = (
     "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
     "length(body) AS body_bytes"
 )  # what is shown of a delivery: never its body or its headers (the signature is one)
-DELIVERY_STATES = ("pending", "applied", "failed", "test")  # test: a `webhook test` delivery
-UNPROCESSED = "unprocessed"  # a state filter: failed or pending
 
 
 def list_deliveries(
@@ -465,8 +367,7 @@ def page_deliveries(
         )
         params = params * 2
     elif state is not None:
-        if state not in DELIVERY_STATES:
-            raise ValueError(f"state must be one of {', '.join((*DELIVERY_STATES, UNPROCESSED))}")
+        check_delivery_state(state)
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ? {where} ORDER BY id DESC LIMIT ?"
         params = [state, *params]
     else:
@@ -474,12 +375,6 @@ def page_deliveries(
     rows = [dict(r) for r in conn.execute(sql, (*params, limit + 1)).fetchall()]
     next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
     return rows[:limit], next_cursor
-
-
-def decode_delivery_cursor(cursor: str) -> int:
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
-        raise ValueError("bad cursor")
-    return int(cursor)
 
 
 # -- registration and fallback polling ---------------------------------------------------------
@@ -495,25 +390,16 @@ def register_job(
     first_poll_at: float,
 ) -> bool:
     """Track a submitted job; idempotent, and fine whether its webhook came first or not. True if new."""
-    row = conn.execute("SELECT status, registered FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO jobs (id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, "
-            "source, registered, next_poll_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, 'submit', 1, ?)",
-            (job_id, model, prompt, now, now, now, now, first_poll_at),
-        )
-        add_event(conn, job_id, now, "submit", "registered", "pending")
-        return True
-    terminal = row["status"] in TERMINAL_STATUSES
-    conn.execute(
-        "UPDATE jobs SET model = COALESCE(model, ?), prompt = COALESCE(prompt, ?), "
-        "submitted_at = COALESCE(submitted_at, ?), registered = 1, "
-        "next_poll_at = CASE WHEN ? OR registered = 1 THEN next_poll_at ELSE ? END WHERE id = ?",
-        (model, prompt, now, terminal, first_poll_at, job_id),
+    change = plan_registration(
+        read_state(conn, job_id, outputs=False),
+        job_id,
+        model=model,
+        prompt=prompt,
+        now=now,
+        first_poll_at=first_poll_at,
     )
-    if not row["registered"]:
-        add_event(conn, job_id, now, "submit", "registered", None)
-    return False
+    store_change(conn, change)
+    return change.created
 
 
 def due_polls(conn: sqlite3.Connection, now: float, limit: int) -> list[dict[str, Any]]:
@@ -528,21 +414,14 @@ def due_polls(conn: sqlite3.Connection, now: float, limit: int) -> list[dict[str
 def schedule_poll(
     conn: sqlite3.Connection, job_id: str, next_at: float | None, *, attempted: bool = True
 ) -> None:
-    conn.execute(
-        f"UPDATE jobs SET next_poll_at = CASE WHEN status IN ({_TERMINAL_MARKS}) "
-        "THEN NULL ELSE ? END, poll_attempts = poll_attempts + ? WHERE id = ?",
-        (*TERMINAL_STATUSES, next_at, 1 if attempted else 0, job_id),
-    )
+    current = read_state(conn, job_id, outputs=False)
+    store_change(conn, plan_poll_schedule(current, job_id, next_at, attempted=attempted))
 
 
 def mark_not_found_upstream(conn: sqlite3.Connection, job_id: str, now: float, detail: str) -> None:
-    """The fallback's end for a job upstream does not know: no more polls, an event, and the record's
-    error says why. The status stays what it was (no upstream status was ever seen to move it)."""
-    conn.execute(
-        "UPDATE jobs SET next_poll_at = NULL, error = COALESCE(error, ?), updated_at = ? WHERE id = ?",
-        (detail, now, job_id),
-    )
-    add_event(conn, job_id, now, "poll", "not_found_upstream", None, detail)
+    """The fallback's end for a job upstream does not know (see plan_not_found_upstream)."""
+    current = read_state(conn, job_id, outputs=False)
+    store_change(conn, plan_not_found_upstream(current, job_id, detail=detail, now=now))
 
 
 def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str] | None:
@@ -722,22 +601,6 @@ def output_path(conn: sqlite3.Connection, job_id: str, index: int) -> str | None
         "SELECT path FROM outputs WHERE job_id = ? AND idx = ? AND state = 'done'", (job_id, index)
     ).fetchone()
     return row["path"] if row else None
-
-
-def encode_cursor(created_at: float, job_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at, job_id]).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(created_at, (int, float)) or not isinstance(job_id, str):
-            raise ValueError("bad cursor")
-        job_id.encode("utf-8")
-        return float(created_at), job_id
-    except (TypeError, OverflowError, UnicodeEncodeError):  # e.g. a bare number, 10**400, a lone surrogate
-        raise ValueError("bad cursor") from None
 
 
 def list_jobs(

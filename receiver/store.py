@@ -7,8 +7,6 @@ Writes go through the single batching writer (`receiver._writer`); reads use the
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from ._datadir import StartupError
 from ._db import check_integrity, connect, migrate
 from ._writer import StoreUnavailable, Writer
 from .records import AppliedDelivery, ApplyResult, Delivery, RecordedDelivery
+from .storage.base import new_worker_id
 
 __all__ = [
     "AppliedBatch",
@@ -85,11 +84,6 @@ class JobStore(Protocol):
     def pending_deliveries(self) -> int: ...
     def writes_waiting(self) -> int: ...
     def next_download_at(self) -> float | None: ...
-
-
-def new_worker_id() -> str:
-    """Who holds a claim: host, process and a random part (a restarted process is a new worker)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class SQLiteJobStore:
@@ -190,7 +184,7 @@ class SQLiteJobStore:
         return await self._writer.run(records.delete_job, job_id)
 
     async def prune(self, policy: retention.Policy, now: float) -> retention.Pruned:
-        """The retention policy applied to the records; the caller removes `Pruned.files` after."""
+        """The retention policy applied to the records; the caller removes `Pruned.content_keys` after."""
         return await self._writer.run(retention.prune, policy, now)
 
     async def claim_downloads(self, now: float, limit: int) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ def build_sqlite(path: Path) -> dict[str, int]:
         conn,
         first["job_id"],
         first["idx"],
-        path="/data/videos/x.mp4",
+        path=f"/data/videos/{first['job_id']}/{first['idx']}.mp4",
         size=3,
         sha256="ab",
         now=now,

@@ -29,7 +29,10 @@ content key (`<job_id>/<index>.mp4`), never a local path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -51,11 +54,16 @@ from ..domain.model import (
 if TYPE_CHECKING:
     from starlette.responses import Response
 
-    from ..retention import Policy, Pruned
+    from ..domain.retention import Policy, Pruned
 
 
 class StoreUnavailable(Exception):
     """The store could not commit (disk full, database down, I/O error): nothing of the write was kept."""
+
+
+def new_worker_id() -> str:
+    """Who holds a claim: host, process and a random part (a restarted process is a new worker)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class DeliveryLog(Protocol):
@@ -108,8 +116,9 @@ class Jobs(Protocol):
 
     async def counts_by_status(self) -> dict[str, int]: ...
 
-    async def prune(self, policy: Policy, now: float) -> Pruned:
-        """Apply the retention policy to the records; the caller deletes `Pruned` content after."""
+    async def prune(self, policy: Policy, now: float, *, dry_run: bool = False) -> Pruned:
+        """Apply the retention policy to the records; the caller deletes `Pruned` content after.
+        `dry_run`: what would be pruned, nothing kept (the transaction is rolled back)."""
         ...
 
 
@@ -161,7 +170,8 @@ class PollQueue(Protocol):
         ...
 
     async def schedule(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
-        """The next poll (None: no more; a terminal job is never polled again); frees the claim."""
+        """The next poll (None: no more; a terminal job is never polled again); frees the claim. Dropped
+        when another worker holds a live claim on the job (this worker's lease ran out meanwhile)."""
         ...
 
     async def not_found_upstream(self, job_id: str, detail: str) -> None: ...
@@ -226,6 +236,10 @@ class ContentStore(Protocol):
         """Room left for videos (None: not a concern, an object store)."""
         ...
 
+    async def close(self) -> None:
+        """Release what the store holds open (connections); the local store holds nothing."""
+        ...
+
 
 @dataclass
 class Stores:
@@ -239,5 +253,12 @@ class Stores:
     wakeups: Wakeups
     content: ContentStore
     worker: str  # the worker id every claim of this process is made under
+    # This process serves the store alone (SQLite under the data-dir lock): a previous run's claims
+    # and partial downloads are known dead at start. Never so with replicas.
+    exclusive: bool = False
+    # What `close` runs, in order (the backend's pool, the content store's client, a lock...).
+    closing: tuple[Callable[[], Awaitable[None]], ...] = ()
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        for close in self.closing:
+            await close()

@@ -7,8 +7,9 @@ idempotency key, or same replay key) is skipped, a job already there is skipped 
 skipped. It answers what it copied and what was already there, per table.
 
 The SQLite file is opened read-only and never migrated: whichever of its schema versions it has, the
-columns it lacks are filled as SQLite's own migrations would (an old `outputs.path`, a local path,
-becomes the content key `<job_id>/<index>.mp4`; `processed` becomes the delivery state). Claims are
+columns it lacks are filled as SQLite's own migrations would (an old `outputs.path` the local store
+wrote becomes the content key `<job_id>/<index>.mp4` it ends in; `processed` becomes the delivery
+state). Claims are
 not copied: a download the SQLite receiver had in flight is pending again, due now. The videos
 themselves are not copied: they stay in the content store (move the local folder to the new
 content store separately).
@@ -141,7 +142,10 @@ def read_outputs(conn: sqlite3.Connection, now: float) -> Iterator[list[dict[str
             key = r.get("content_key")
             converted = False
             if key is None and "path" in columns and r["path"]:
-                key, converted = f"{r['job_id']}/{r['idx']}.mp4", True
+                # As SQLite's migration 5: a path the local store wrote ends in its key.
+                candidate = f"{r['job_id']}/{r['idx']}.mp4"
+                if r["path"].endswith("/" + candidate):
+                    key, converted = candidate, True
             state = r["state"]
             in_flight = state == "downloading"
             out.append(
@@ -168,7 +172,7 @@ async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float 
     from psycopg.rows import dict_row
 
     from .postgres import copy
-    from .postgres._db import Conn, _configure
+    from .postgres._db import Conn, register_text_guard
     from .postgres.schema import migrate
 
     now = time.time() if now is None else now
@@ -178,7 +182,7 @@ async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float 
     except psycopg.Error as exc:
         raise MigrateError(f"cannot connect to the target: {str(exc).strip().splitlines()[0]}") from None
     try:
-        await _configure(conn)
+        register_text_guard(conn)
         await migrate(conn)
         async with conn.transaction():
             ids: dict[int, int] = {}

@@ -7,13 +7,15 @@ pool: async, LISTEN/NOTIFY as an async iterator, server-side parameter binding.
 
 from __future__ import annotations
 
-from ...store import new_worker_id
-from ..base import StoreUnavailable
+from typing import TYPE_CHECKING
+
+from ..base import StoreUnavailable, new_worker_id
 from ._db import Database
-from .deliveries import DeliveryPages
+from .applying import DeliveryLog
 from .health import Health
-from .jobs import JobReads
-from .queues import Downloads, PollClaims
+from .jobs import Jobs
+from .polls import Polls
+from .queues import Downloads
 from .schema import migrate
 from .wakeups import Wakeups
 
@@ -31,10 +33,10 @@ class PostgresStores:
     ) -> None:
         self.db = db
         self.worker = worker
-        self.deliveries = DeliveryPages(db, wakeups)
-        self.jobs = JobReads(db)
+        self.deliveries = DeliveryLog(db, wakeups)
+        self.jobs = Jobs(db)
         self.downloads = Downloads(db, worker=worker, lease=lease)
-        self.polls = PollClaims(db, worker=worker, lease=poll_lease)
+        self.polls = Polls(db, wakeups, worker=worker, lease=poll_lease)
         self.health = Health(db)
         self.wakeups = wakeups
 
@@ -51,14 +53,16 @@ async def open_postgres(
     poll_lease: float = POLL_LEASE,
     pool_size: int = 10,
     timeout: float = 5.0,
+    lock_timeout: float = 10.0,
     listen: bool = True,
 ) -> PostgresStores:
     """Connect to `url`, migrate the schema, and return the stores (StoreUnavailable: cannot connect).
 
-    `timeout`: how long an operation waits for a connection before StoreUnavailable (the intake's 503).
+    `timeout`: how long an operation waits for a connection before StoreUnavailable (the intake's 503);
+    `lock_timeout`: how long a statement waits for a lock another session holds (then StoreUnavailable).
     `listen`: hold a LISTEN connection for wakeups (a CLI command does not need one).
     """
-    db = Database(url, max_size=pool_size, timeout=timeout)
+    db = Database(url, max_size=pool_size, timeout=timeout, lock_timeout=lock_timeout)
     await db.open()
     try:
         await db.run(migrate)
@@ -69,3 +73,16 @@ async def open_postgres(
     if listen:
         wakeups.start()
     return PostgresStores(db, wakeups, worker=worker or new_worker_id(), lease=lease, poll_lease=poll_lease)
+
+
+if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface in storage/base.py
+    from .. import base
+
+    def _conforms(stores: PostgresStores) -> None:
+        deliveries: base.DeliveryLog = stores.deliveries
+        jobs: base.Jobs = stores.jobs
+        downloads: base.DownloadQueue = stores.downloads
+        polls: base.PollQueue = stores.polls
+        health: base.Health = stores.health
+        wakeups: base.Wakeups = stores.wakeups
+        del deliveries, jobs, downloads, polls, health, wakeups

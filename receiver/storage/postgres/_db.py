@@ -59,13 +59,37 @@ class _TextBinary(StrBinaryDumper):
         return super().dump(storable_text(obj))
 
 
-async def _configure(conn: Conn) -> None:
+def register_text_guard(conn: Conn) -> None:
     conn.adapters.register_dumper(str, _TextBinary)
     conn.adapters.register_dumper(str, _Text)  # the default for %s (text format, type inferred)
 
 
+def _configurer(lock_timeout: float) -> Callable[[Conn], Awaitable[None]]:
+    async def configure(conn: Conn) -> None:
+        """Each new pooled connection: the text guard, and bounds on waiting. No request waits for a
+        lock forever (a row another replica holds is held for milliseconds; past `lock_timeout` the
+        caller gets StoreUnavailable), and a session stalled inside a transaction (a frozen replica
+        holding row locks) is ended by the server instead of blocking the others."""
+        register_text_guard(conn)
+        await conn.execute(
+            "SELECT set_config('lock_timeout', %s, false), "
+            "set_config('idle_in_transaction_session_timeout', '60s', false)",
+            (f"{max(1, round(lock_timeout * 1000))}ms",),
+        )
+
+    return configure
+
+
 class Database:
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 5.0,
+        lock_timeout: float = 10.0,
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
@@ -75,7 +99,7 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             open=False,
-            configure=_configure,
+            configure=_configurer(lock_timeout),
             timeout=timeout,  # how long a caller waits for a connection before StoreUnavailable
             # The pool retries a lost connection with a doubling delay (1, 2, 4, 8 s...) until this gives
             # up; then the next caller starts a fresh attempt at once. Short: after the server is back

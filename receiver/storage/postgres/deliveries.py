@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ...domain.model import Delivery, DeliveryRecord, Page, RecordedDelivery
-from ...records import DELIVERY_STATES, UNPROCESSED, decode_delivery_cursor
+from ...domain.pages import UNPROCESSED, check_delivery_state, decode_delivery_cursor, encode_delivery_cursor
 from ._db import Conn, Database
 from .wakeups import Wakeups
 
@@ -74,10 +74,12 @@ class DeliveryPages:
         # Idempotent: replayed after a dropped connection, a committed first try answers "duplicate".
         recorded = await self._db.run(insert, idempotent=True)
         if not recorded.duplicate and delivery.selftest_job is None:
-            self._wakeups.announce("deliveries")
+            self._wakeups.notify("deliveries")  # this process's applier, at once
+            self._wakeups.announce("deliveries")  # the other replicas
         return recorded
 
     async def page(self, *, state: str | None, cursor: str | None, limit: int) -> Page:
+        check_delivery_state(state)
         before = decode_delivery_cursor(cursor) if cursor else None
         if before is not None and before > _MAX_ID:
             raise ValueError("bad cursor")
@@ -89,8 +91,6 @@ class DeliveryPages:
                 "ORDER BY id DESC LIMIT %(limit)s"
             )
         elif state is not None:
-            if state not in DELIVERY_STATES:
-                raise ValueError(f"state must be one of {', '.join((*DELIVERY_STATES, UNPROCESSED))}")
             sql = f"SELECT {_SHOWN} FROM deliveries WHERE state = %(state)s {where} ORDER BY id DESC LIMIT %(limit)s"
         else:
             sql = f"SELECT {_SHOWN} FROM deliveries WHERE true {where} ORDER BY id DESC LIMIT %(limit)s"
@@ -101,7 +101,7 @@ class DeliveryPages:
 
         rows = await self._db.run(read, idempotent=True)
         items = [DeliveryRecord(**row) for row in rows[:limit]]
-        return Page(items, str(items[-1].id) if len(rows) > limit else None)
+        return Page(items, encode_delivery_cursor(items[-1].id) if len(rows) > limit else None)
 
     async def pending_count(self) -> int:
         async def count(conn: Conn) -> int:

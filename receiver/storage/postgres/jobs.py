@@ -7,10 +7,12 @@ import time
 from typing import Any
 
 from ...domain.model import EventRecord, JobFilter, JobRecord, OutputRecord, Page
-from ...records import decode_cursor, encode_cursor
-from ...retention import DAY, Policy, Pruned
+from ...domain.pages import decode_cursor, encode_cursor
+from ...domain.plan import plan_note, plan_registration
+from ...domain.retention import Policy, Pruned
 from ._db import Conn, Database
 from ._locks import lock_jobs
+from .changes import change_job, insert_events
 
 JOB_COLUMNS = (
     "id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
@@ -34,23 +36,6 @@ def job_record(row: dict[str, Any]) -> JobRecord:
         for e in row.pop("events", None) or ()
     )
     return JobRecord(**row, outputs=outputs, events=events)
-
-
-async def add_event(
-    conn: Conn,
-    job_id: str,
-    at: float,
-    source: str,
-    kind: str,
-    status: str | None = None,
-    detail: str | None = None,
-    delivery_id: int | None = None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO job_events (job_id, at, source, kind, status, detail, delivery_id) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (job_id, at, source, kind, status, detail, delivery_id),
-    )
 
 
 async def delete_job_rows(conn: Conn, job_ids: list[str]) -> list[str]:
@@ -108,8 +93,10 @@ class JobReads:
         return Page(items, next_cursor)
 
     async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None:
+        change = plan_note(job_id, source=source, kind=kind, detail=detail, now=time.time())
+
         async def insert(conn: Conn) -> None:
-            await add_event(conn, job_id, time.time(), source, kind, None, detail)
+            await insert_events(conn, job_id, change.events)
 
         await self._db.run(insert)
 
@@ -134,24 +121,29 @@ class JobReads:
 
         return await self._db.run(read, idempotent=True)
 
-    async def prune(self, policy: Policy, now: float) -> Pruned:
-        return await self._db.transaction(lambda conn: prune(conn, policy, now))
+    async def prune(self, policy: Policy, now: float, *, dry_run: bool = False) -> Pruned:
+        if not dry_run:
+            return await self._db.transaction(lambda conn: prune(conn, policy, now))
+
+        async def rehearse(conn: Conn) -> Pruned:
+            async with conn.transaction(force_rollback=True):  # the same statements, rolled back
+                return await prune(conn, policy, now)
+
+        return await self._db.run(rehearse)
 
 
 async def prune(conn: Conn, policy: Policy, now: float) -> Pruned:
     """receiver/retention.py's policy on PostgreSQL, in the caller's transaction; `files` are content keys."""
     pruned = Pruned()
-    if policy.video_days is not None:
-        why = (
-            f"deleted by retention: downloaded over {policy.video_days:g} days ago (RECEIVER_RETENTION_DAYS)"
-        )
+    if (cutoff := policy.video_cutoff(now)) is not None:
+        why = policy.video_deleted_reason()
         rows = await (
             await conn.execute(
                 "UPDATE outputs AS o SET state = 'deleted', error = %(why)s, updated_at = %(now)s, "
                 "content_key = NULL FROM (SELECT job_id, idx, content_key FROM outputs WHERE state = 'done' "
                 "AND updated_at < %(cutoff)s FOR UPDATE) AS old WHERE o.job_id = old.job_id AND o.idx = old.idx "
                 "RETURNING old.job_id, old.idx, old.content_key",
-                {"why": why, "now": now, "cutoff": now - policy.video_days * DAY},
+                {"why": why, "now": now, "cutoff": cutoff},
             )
         ).fetchall()
         rows.sort(key=lambda r: (r["job_id"], r["idx"]))
@@ -163,36 +155,59 @@ async def prune(conn: Conn, policy: Policy, now: float) -> Pruned:
                 (now, [r["job_id"] for r in rows], [f"output {r['idx']}: {why}" for r in rows]),
             )
         pruned.videos = len(rows)
-        pruned.files += [r["content_key"] for r in rows if r["content_key"]]
-    if policy.record_days is not None:
+        pruned.content_keys += [r["content_key"] for r in rows if r["content_key"]]
+    if (record_cutoff := policy.record_cutoff(now)) is not None:
         old = (
             "updated_at < %(cutoff)s AND next_poll_at IS NULL AND NOT EXISTS (SELECT 1 FROM outputs o WHERE "
             "o.job_id = jobs.id AND o.state IN ('pending', 'downloading'))"
         )
-        cutoff = {"cutoff": now - policy.record_days * DAY}
+        cutoff_param = {"cutoff": record_cutoff}
         candidates = [
-            r["id"] for r in await (await conn.execute(f"SELECT id FROM jobs WHERE {old}", cutoff)).fetchall()
+            r["id"]
+            for r in await (await conn.execute(f"SELECT id FROM jobs WHERE {old}", cutoff_param)).fetchall()
         ]
         if candidates:
             await lock_jobs(conn, candidates)
             # Still old once locked (a webhook may have revived one in between).
             still = await (
                 await conn.execute(
-                    f"SELECT id FROM jobs WHERE id = ANY(%(ids)s) AND {old}", {**cutoff, "ids": candidates}
+                    f"SELECT id FROM jobs WHERE id = ANY(%(ids)s) AND {old}",
+                    {**cutoff_param, "ids": candidates},
                 )
             ).fetchall()
             ids = [r["id"] for r in still]
-            pruned.files += await delete_job_rows(conn, ids)
+            pruned.content_keys += await delete_job_rows(conn, ids)
             pruned.jobs = len(ids)
-    if policy.delivery_days is not None:
+    if (delivery_cutoff := policy.delivery_cutoff(now)) is not None:
         row = await (
             await conn.execute(
                 "WITH gone AS (DELETE FROM deliveries WHERE state != 'pending' AND received_at < %s "
                 "RETURNING octet_length(body) + length(headers) AS size) "
                 "SELECT count(*) AS n, coalesce(sum(size), 0) AS size FROM gone",
-                (now - policy.delivery_days * DAY,),
+                (delivery_cutoff,),
             )
         ).fetchone()
         if row:
             pruned.deliveries, pruned.delivery_bytes = int(row["n"]), int(row["size"])
     return pruned
+
+
+class Jobs(JobReads):
+    """Jobs: the reads, and registering a submitted job (decided by the domain's plan)."""
+
+    async def register(
+        self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
+    ) -> bool:
+        now = time.time()
+
+        async def register(conn: Conn) -> bool:
+            change = await change_job(
+                conn,
+                job_id,
+                lambda state: plan_registration(
+                    state, job_id, model=model, prompt=prompt, now=now, first_poll_at=first_poll_at
+                ),
+            )
+            return change.created
+
+        return await self._db.transaction(register)

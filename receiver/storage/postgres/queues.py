@@ -1,4 +1,4 @@
-"""DownloadQueue and the claiming half of PollQueue on PostgreSQL.
+"""DownloadQueue on PostgreSQL (the PollQueue claims alike: polls.py).
 
 Work is claimed with `SELECT ... FOR UPDATE SKIP LOCKED` and marked with this worker's id and a lease,
 in one statement: two replicas claiming at once each get different rows (a row one of them is
@@ -13,12 +13,9 @@ import json
 import time
 from typing import Literal
 
-from openrouter_video import TERMINAL_STATUSES
-
-from ...domain.model import DownloadClaim, PollClaim
+from ...domain.model import DownloadClaim
 from ._db import Conn, Database
 
-_TERMINAL = sorted(TERMINAL_STATUSES)
 _CLAIMED = "job_id = %(job_id)s AND idx = %(index)s AND state = 'downloading' AND claimed_by = %(worker)s"
 
 _CLAIM_DOWNLOADS = (
@@ -29,12 +26,6 @@ _CLAIM_DOWNLOADS = (
     "lease_until = %(until)s, updated_at = %(now)s FROM due WHERE o.job_id = due.job_id AND o.idx = due.idx "
     "RETURNING o.job_id, o.idx, o.attempts - 1 AS attempts, o.next_attempt_at, "
     "(SELECT upstream FROM jobs WHERE jobs.id = o.job_id) AS upstream"
-)
-_CLAIM_POLLS = (
-    "WITH due AS (SELECT id FROM jobs WHERE next_poll_at <= %(now)s AND (poll_lease_until IS NULL "
-    "OR poll_lease_until < %(now)s) ORDER BY next_poll_at LIMIT %(limit)s FOR NO KEY UPDATE SKIP LOCKED) "
-    "UPDATE jobs AS j SET poll_claimed_by = %(worker)s, poll_lease_until = %(until)s FROM due "
-    "WHERE j.id = due.id RETURNING j.id, j.submitted_at, j.created_at, j.poll_attempts, j.next_poll_at"
 )
 
 
@@ -186,45 +177,3 @@ class Downloads:
             return row["due"] if row else None
 
         return await self._db.run(read, idempotent=True)
-
-
-class PollClaims:
-    """The claiming half of PollQueue: a job is polled by one worker at a time, under a lease."""
-
-    def __init__(self, db: Database, *, worker: str, lease: float) -> None:
-        self._db = db
-        self.worker = worker
-        self.lease = lease
-
-    async def claim(self, now: float, limit: int) -> list[PollClaim]:
-        params = {"now": now, "limit": limit, "worker": self.worker, "until": now + self.lease}
-
-        async def claim(conn: Conn) -> list[PollClaim]:
-            rows = await (await conn.execute(_CLAIM_POLLS, params)).fetchall()
-            rows.sort(key=lambda r: (r["next_poll_at"], r["id"]))
-            return [PollClaim(r["id"], r["submitted_at"], r["created_at"], r["poll_attempts"]) for r in rows]
-
-        return await self._db.run(claim)
-
-    async def schedule(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
-        """The next poll (none once the job is terminal) and the claim freed; a claim another worker took
-        over (this one's lease ran out) is theirs: this outcome is dropped."""
-        params = {
-            "job_id": job_id,
-            "next_at": next_at,
-            "attempted": 1 if attempted else 0,
-            "terminal": _TERMINAL,
-            "worker": self.worker,
-            "now": time.time(),
-        }
-
-        async def write(conn: Conn) -> None:
-            await conn.execute(
-                "UPDATE jobs SET next_poll_at = CASE WHEN status = ANY(%(terminal)s) THEN NULL ELSE %(next_at)s END, "
-                "poll_attempts = poll_attempts + %(attempted)s, poll_claimed_by = NULL, poll_lease_until = NULL "
-                "WHERE id = %(job_id)s AND (poll_claimed_by IS NULL OR poll_claimed_by = %(worker)s "
-                "OR poll_lease_until < %(now)s)",
-                params,
-            )
-
-        await self._db.run(write)

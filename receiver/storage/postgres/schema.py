@@ -125,6 +125,8 @@ async def migrate(conn: Conn) -> int:
     version = 0
     for number, script in enumerate(MIGRATIONS, start=1):
         async with conn.transaction():
+            # Another replica's migration may take a while: wait for it, whatever the pool's bound.
+            await conn.execute("SET LOCAL lock_timeout = 0")
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "

@@ -8,11 +8,11 @@ pull a job back.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from openrouter_video import IN_PROGRESS, PENDING, TERMINAL_STATUSES
 
-Decision = Literal["create", "advance", "same", "stale", "conflict"]
+from .model import Decision
+
+__all__ = ["Decision", "decide", "rank"]
 
 _RANK = {PENDING: 0, IN_PROGRESS: 1, **{status: 2 for status in TERMINAL_STATUSES}}
 
