@@ -721,6 +721,30 @@ def test_webhook_copies_are_delivered_concurrently(
     assert len({b for _, b in deliveries}) == 1
 
 
+def test_webhook_posts_in_flight_are_bounded_by_webhook_concurrency() -> None:
+    in_flight = peak = 0
+    lock = threading.Lock()
+
+    async def hook(request: Request) -> Response:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        await asyncio.sleep(0.05)  # held, so that unbounded copies would pile up here
+        with lock:
+            in_flight -= 1
+        return Response(status_code=204)
+
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    with UvicornThread(app) as server, running_simulator(fast_simulator_config(webhook_concurrency=4)) as sim:
+        job_id = submit(sim, {**VEO, "callback_url": f"{server.url}/hook", "prompt": "x [sim:copies=20]"})[
+            "id"
+        ]
+        wait_for(lambda: httpx.get(f"{sim.admin_url}/stats").json()["webhooks"]["acked"] == 20, timeout=10)
+        assert len(sim.state.deliveries.list(job_id)) == 20
+    assert peak == 4
+
+
 def test_webhook_drop_delivers_nothing(
     simulator: RunningSimulator, recorder: tuple[WebhookRecorder, str]
 ) -> None:

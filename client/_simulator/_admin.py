@@ -112,6 +112,7 @@ async def stats(request: Request) -> Response:
         "requests": state.counts(),
         "jobs": len(state.jobs),
         "pending_deliveries": state.pending_deliveries,
+        "webhooks": state.deliveries.totals(),
         "served": state.served.totals(),
         "polled": state.polled.totals(),
     }

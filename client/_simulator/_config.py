@@ -183,6 +183,9 @@ class SimulatorConfig:
     """Delay before the first retry; doubles after each failed attempt."""
     webhook_timeout: float = 10.0
     """Per-attempt timeout of a webhook POST."""
+    webhook_concurrency: int = 64
+    """Webhook POSTs in flight at once, over all jobs and copies; the rest wait their turn. (Thousands
+    at once would only queue in the HTTP client's pool, where they time out.)"""
     webhook_cafile: str | None = None
     """CA bundle (PEM) trusted for https webhook targets, e.g. a local TLS proxy's own certificate;
     None = the system's default trust store."""

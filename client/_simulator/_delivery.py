@@ -57,6 +57,12 @@ class DeliveryLog:
         with self._lock:
             self._items.append(item)
 
+    def totals(self) -> dict[str, int]:
+        """Attempts logged, and how many were answered 2xx."""
+        with self._lock:
+            acked = sum(1 for a in self._items if a.status is not None and 200 <= a.status < 300)
+            return {"attempts": len(self._items), "acked": acked}
+
     def list(self, job_id: str | None = None) -> list[DeliveryAttempt]:
         with self._lock:
             return [a for a in self._items if job_id is None or a.job_id == job_id]
@@ -73,6 +79,7 @@ class WebhookSender:
         self._config = config
         self._log = log
         self._client: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -114,17 +121,20 @@ class WebhookSender:
 
     async def _deliver_copy(self, job: Job, url: str, body: bytes, copy: int) -> bool:
         attempts = max(1, int(self._config.webhook_attempts))
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(1, int(self._config.webhook_concurrency)))
         for attempt in range(1, attempts + 1):
-            headers = self.headers(job, body)
             status: int | None = None
             error: str | None = None
-            try:
-                response = await self._http().post(
-                    url, content=body, headers=headers, timeout=self._config.webhook_timeout
-                )
-                status = response.status_code
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            async with self._slots:  # signed once its turn came: the wait never ages the timestamp
+                headers = self.headers(job, body)
+                try:
+                    response = await self._http().post(
+                        url, content=body, headers=headers, timeout=self._config.webhook_timeout
+                    )
+                    status = response.status_code
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}"
             self._log.add(
                 DeliveryAttempt(
                     job_id=job.id,
