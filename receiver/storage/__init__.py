@@ -33,7 +33,7 @@ from .base import (
 from .local_content import LocalContentStore
 from .sqlite import open_sqlite
 
-__all__ = ["Stores", "StoreUnavailable", "open_stores"]
+__all__ = ["Stores", "StoreUnavailable", "assemble", "open_stores"]
 
 
 class _RecordStores(Protocol):
@@ -104,6 +104,17 @@ async def open_stores(
         for close in closing:
             await close()
         raise
+    return assemble(records, content, exclusive=exclusive and settings.database_url is None, closing=closing)
+
+
+def assemble(
+    records: _RecordStores,
+    content: ContentStore,
+    *,
+    exclusive: bool,
+    closing: list[Callable[[], Awaitable[None]]] | None = None,
+) -> Stores:
+    """One Stores of a records backend and a content store; `closing` defaults to closing both."""
     return Stores(
         deliveries=records.deliveries,
         jobs=records.jobs,
@@ -113,8 +124,8 @@ async def open_stores(
         wakeups=records.wakeups,
         content=content,
         worker=records.worker,
-        exclusive=exclusive and settings.database_url is None,
-        closing=tuple(closing),
+        exclusive=exclusive,
+        closing=tuple(closing if closing is not None else (content.close, records.close)),
     )
 
 
