@@ -105,9 +105,11 @@ async def get_job(request: Request) -> Response:
     record = await s.stores.jobs.get(job_id) if is_valid_job_id(job_id) else None
     # An acknowledged delivery the applier has not reached yet must not read as "no such job": apply
     # that job's stored deliveries now (rarely needed: the applier runs milliseconds behind).
-    if record is None and is_valid_job_id(job_id) and await s.stores.deliveries.pending_count():
-        # Read again whatever it applied: the applier may have committed this job's delivery meanwhile.
-        await s.applier.apply_job_now(job_id)
+    if record is None and is_valid_job_id(job_id):
+        if await s.stores.deliveries.pending_count():
+            await s.applier.apply_job_now(job_id)
+        # Read again whatever that did: an applier (here, or another replica's) may have committed
+        # this job's delivery after the first read, and then no delivery is pending any more.
         record = await s.stores.jobs.get(job_id)
     if record is None:
         return error_response(404, f"no job {job_id[:100]!r}")
