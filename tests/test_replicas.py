@@ -112,6 +112,7 @@ class World:
         self.own_acked: set[str] = set()  # idempotency keys of our own deliveries answered 2xx
         self.read_back = 0
         self.out_of_order_sent: set[str] = set()
+        self.out_of_order_queue: list[str] = []  # jobs to send stale events for, once completed
         self.interrupted: set[str] = set()  # "<job>/<index>" whose download a kill cut off
         self.started = time.monotonic()
         self.marks: dict[str, float] = {}
@@ -143,7 +144,7 @@ class World:
         return self.sim.state.deliveries.list()
 
     def acked_storm(self) -> int:
-        return sum(1 for a in self.attempts() if a.status is not None and 200 <= a.status < 300)
+        return self.sim.state.deliveries.totals()["acked"]
 
     def served(self) -> dict[str, dict[str, int]]:
         return self.sim.state.served.snapshot()
@@ -179,26 +180,45 @@ class World:
         assert record.json()["status"] == "cancelled", record.json()
 
     def out_of_order(self) -> None:
-        """Stale events for completed jobs whose storm was acknowledged: in_progress, pending after it;
-        some completed again under a new key (must not queue a second download)."""
-        acked_jobs = {a.job_id for a in self.attempts() if a.status is not None and 200 <= a.status < 300}
-        chosen = [j for j, info in self.jobs.items() if info.get("out_of_order") and j in acked_jobs]
-        for job_id in chosen:
-            if job_id in self.out_of_order_sent:
-                continue
-            self.out_of_order_sent.add(job_id)
-            info = self.jobs[job_id]
-            data = {"id": job_id, "model": MODEL}
-            self.send(data, status="in_progress")
-            self.send(data, status="pending")
-            if info.get("rekeyed"):
-                urls = [
-                    f"{self.sim.api_base}/videos/{job_id}/content?index={i}" for i in range(info["outputs"])
-                ]
-                self.send(
-                    {**data, "unsigned_urls": urls}, status="completed", key=f"{job_id}-completed-again"
-                )
-            return  # one job per step: interleaved with everything else
+        """Stale events for a completed job, once the replicas show it completed (through nginx):
+        in_progress and pending after it; some completed again under a new key (must not queue a
+        second download). One job per step, the next one due."""
+        now = time.monotonic()
+        due = [j for j in self.out_of_order_queue if self.jobs[j]["terminal"] <= now]
+        if not due:
+            return
+        job_id = due[0]
+        record = self.http.get(f"{self.nginx.https_url}/jobs/{job_id}", headers=AUTH)
+        if record.status_code != 200 or record.json()["status"] != "completed":
+            self.out_of_order_queue.remove(job_id)
+            self.out_of_order_queue.append(job_id)  # not yet: try the others first
+            return
+        self.out_of_order_queue.remove(job_id)
+        self.out_of_order_sent.add(job_id)
+        info = self.jobs[job_id]
+        data = {"id": job_id, "model": MODEL}
+        self.send(data, status="in_progress")
+        self.send(data, status="pending")
+        if info.get("rekeyed"):
+            urls = [f"{self.sim.api_base}/videos/{job_id}/content?index={i}" for i in range(info["outputs"])]
+            self.send({**data, "unsigned_urls": urls}, status="completed", key=f"{job_id}-completed-again")
+
+    def summary(self) -> str:
+        """Where things stand (for a timeout's message)."""
+        attempts = self.attempts()
+        return json.dumps(
+            {
+                "simulator attempts": Counter(
+                    str(a.status or (a.error or "").split(":")[0]) for a in attempts
+                ),
+                "webhook tasks pending": self.sim.state.pending_deliveries,
+                "our own": dict(self.own_sent),
+                "replicas alive": [r.alive for r in self.replicas],
+                "served": self.sim.state.served.totals(),
+                "polled": self.sim.state.polled.totals(),
+            },
+            default=str,
+        )
 
     def pace(self, job_ids: list[str], rate: float) -> None:
         """The simulator's content throttle of these jobs, changed live (bodies in flight too)."""
@@ -220,9 +240,9 @@ class World:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}: {self.summary()}")
             self.step()
-            time.sleep(0.02)
+            time.sleep(0.05)  # the driver's pace: it shares the test process with the simulator
 
     # -- kills -----------------------------------------------------------------------------------------
 
@@ -265,10 +285,11 @@ def submit_jobs(world: World, rng: random.Random) -> None:
             outputs = 2 if n % 5 == 0 else 1
             size = rng.choice([3_000, 20_000, 60_000, 150_000, 400_000])
             copies = rng.randint(*SMALL_COPIES)
+            in_progress, delay = rng.uniform(0.5, 15), rng.uniform(0, 0.3)
             job_id = submit(
                 world.sim, client,
-                f"small {n} [sim:pending=0.1, in_progress={rng.uniform(0.5, 15):.2f}, bytes={size}, "
-                f"outputs={outputs}, copies={copies}, delay={rng.uniform(0, 0.3):.2f}]",
+                f"small {n} [sim:pending=0.1, in_progress={in_progress:.2f}, bytes={size}, "
+                f"outputs={outputs}, copies={copies}, delay={delay:.2f}]",
                 hook,
             )  # fmt: skip
             world.jobs[job_id] = {
@@ -276,9 +297,12 @@ def submit_jobs(world: World, rng: random.Random) -> None:
                 "outputs": outputs,
                 "copies": copies,
                 "bytes": size,
+                "terminal": time.monotonic() + 0.1 + in_progress + delay,
                 "out_of_order": n < OUT_OF_ORDER_JOBS,
                 "rekeyed": n < REKEYED_JOBS,
             }
+            if n < OUT_OF_ORDER_JOBS:
+                world.out_of_order_queue.append(job_id)
         for n in range(FAILED_JOBS):
             outcome = "failed" if n % 2 else "cancelled"
             job_id = submit(
