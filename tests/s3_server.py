@@ -111,6 +111,10 @@ class SeaweedS3:
             "-s3",
             f"-s3.port={p[6]}",
             f"-s3.port.grpc={p[7]}",
+            # Fixed default ports otherwise (8181, 9101): a second SeaweedFS on the machine (another
+            # test session, a benchmark) would die on "address already in use". Not used here.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-s3.config={config}",
             "-master.volumeSizeLimitMB=64",
             "-volume.max=200",
