@@ -63,6 +63,9 @@ class Settings:
     poll_first_interval: float = 15.0
     poll_max_interval: float = 120.0
     download_concurrency: int = 2
+    # Seconds a claim on work (a download, a fallback poll) lasts unless its worker renews it (every
+    # third of it): how long the work of a replica that died waits before another takes it over.
+    claim_lease: float = 60.0
     download_max_attempts: int = 12
     download_retry_initial: float = 2.0
     download_retry_cap: float = 300.0
@@ -219,6 +222,7 @@ _NUMERIC: tuple[tuple[str, str, type], ...] = (
     ("RECEIVER_POLL_FIRST_INTERVAL", "poll_first_interval", float),
     ("RECEIVER_POLL_MAX_INTERVAL", "poll_max_interval", float),
     ("RECEIVER_DOWNLOAD_CONCURRENCY", "download_concurrency", int),
+    ("RECEIVER_CLAIM_LEASE", "claim_lease", float),
     ("RECEIVER_DOWNLOAD_MAX_ATTEMPTS", "download_max_attempts", int),
     ("RECEIVER_DOWNLOAD_RETRY_INITIAL", "download_retry_initial", float),
     ("RECEIVER_DOWNLOAD_RETRY_CAP", "download_retry_cap", float),
@@ -248,6 +252,7 @@ _POSITIVE = {
     "header_timeout",
     "body_timeout",
     "download_concurrency",
+    "claim_lease",
     "download_max_attempts",
     "poll_first_interval",
     "poll_max_interval",

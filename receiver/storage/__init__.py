@@ -90,11 +90,19 @@ async def open_stores(
                 check=check,
                 create=exclusive if create is None else create,
                 worker=worker,
+                lease=settings.claim_lease,
+                poll_lease=settings.claim_lease,
             )
         else:
             postgres = _extra("receiver.storage.postgres", "PostgreSQL store", "postgres")
             try:
-                records = await postgres.open_postgres(settings.database_url, worker=worker, listen=exclusive)
+                records = await postgres.open_postgres(
+                    settings.database_url,
+                    worker=worker,
+                    listen=exclusive,
+                    lease=settings.claim_lease,
+                    poll_lease=settings.claim_lease,
+                )
             except StoreUnavailable as exc:
                 raise StartupError(f"cannot open the PostgreSQL store: {exc}") from None
         closing.insert(0, records.close)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -159,6 +159,11 @@ class DownloadQueue(Protocol):
         """When the next output falls due (a next attempt, or a lease running out)."""
         ...
 
+    async def live_claims(self, now: float) -> list[tuple[str, int]]:
+        """Outputs being downloaded under a claim whose lease has not run out at `now`, any worker's
+        (their partial uploads are in progress, not abandoned)."""
+        ...
+
 
 class PollQueue(Protocol):
     async def claim(self, now: float, limit: int) -> list[PollClaim]:
@@ -227,9 +232,10 @@ class ContentStore(Protocol):
         """Remove content (and any partial of it); the bytes freed (0 where the store cannot tell)."""
         ...
 
-    async def sweep_partials(self, older_than: float | None = None) -> int:
+    async def sweep_partials(self, older_than: float | None = None, keep: Collection[str] = ()) -> int:
         """Remove leftovers of interrupted downloads (`.part` files, abandoned multipart uploads)
-        started before `older_than` (None: all, for a store one process serves alone). Never served."""
+        started before `older_than` (None: all, for a store one process serves alone), except those
+        of the content keys in `keep` (downloads in progress under a live claim). Never served."""
         ...
 
     def free_bytes(self) -> int | None:

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from starlette.responses import FileResponse, Response
 
@@ -89,16 +89,18 @@ class LocalContentStore:
                 os.rmdir(folder)  # only if empty
         return freed
 
-    async def sweep_partials(self, older_than: float | None = None) -> int:
-        return await asyncio.to_thread(self._sweep, older_than)
+    async def sweep_partials(self, older_than: float | None = None, keep: Collection[str] = ()) -> int:
+        return await asyncio.to_thread(self._sweep, older_than, {self.path(key) for key in keep})
 
-    def _sweep(self, older_than: float | None) -> int:
+    def _sweep(self, older_than: float | None, kept: set[str]) -> int:
         removed = 0
         for directory, _dirs, files in os.walk(self.root):
             for name in files:
                 if not name.endswith(_PARTIAL_SUFFIXES):
                     continue
                 path = os.path.join(directory, name)
+                if path.removesuffix(".json").removesuffix(".part") in kept:
+                    continue  # a download in progress under a live claim
                 with contextlib.suppress(FileNotFoundError):
                     if older_than is None or os.stat(path).st_mtime < older_than:
                         os.unlink(path)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlsplit
@@ -168,11 +168,16 @@ class S3ContentStore:
         await self._abort_uploads(lambda upload: upload["Key"] in names)
         return freed
 
-    async def sweep_partials(self, older_than: float | None = None) -> int:
+    async def sweep_partials(self, older_than: float | None = None, keep: Collection[str] = ()) -> int:
         """Abort the multipart uploads under the prefix initiated before `older_than` (a Unix time;
-        None: all of them). Each is an interrupted download: never completed, never served."""
+        None: all of them), but those of the content keys in `keep` (downloads in progress). Each is
+        an interrupted download: never completed, never served."""
+        kept = {self.object_name(key) for key in keep}
         return await self._abort_uploads(
-            lambda upload: older_than is None or upload["Initiated"].timestamp() < older_than
+            lambda upload: (
+                upload["Key"] not in kept
+                and (older_than is None or upload["Initiated"].timestamp() < older_than)
+            )
         )
 
     async def _abort_uploads(self, chosen: Any) -> int:

@@ -2,8 +2,9 @@
 
 Each output is claimed under a lease that this fetcher renews while the download runs; only the
 claimant records its outcome. A worker that dies loses its claims when their leases run out (at
-once for a store this process serves alone), and partial downloads are swept at start: a partial
-is never recorded as done. The download streams into the content store's sink (a local path, or
+once for a store this process serves alone), and its partial downloads are swept: at start, and for
+replicas sharing the stores once a lease (RECEIVER_CLAIM_LEASE), those of outputs no live claim
+holds. A partial is never recorded as done. The download streams into the content store's sink (a local path, or
 an S3 multipart upload); what a failure leads to is `receiver.domain.downloads.plan_download_failure`.
 
 A download that would eat into `RECEIVER_MIN_FREE_BYTES` (the room the database and webhooks need)
@@ -36,9 +37,6 @@ from ..storage.base import Stores, StoreUnavailable
 log = structlog.get_logger("receiver.fetcher")
 
 _IDLE_RECHECK = 5.0
-# A partial upload older than this is abandoned (its replica died): swept at start when replicas
-# share the content store (with the store to itself, a process sweeps every partial).
-PARTIAL_MAX_AGE = 24 * 3600.0
 
 
 def _preload_http_backends() -> None:
@@ -72,11 +70,14 @@ class Fetcher:
         # How often each output waited for space in a row: only the delay grows with it (the attempts
         # are given back in the store, so a restart forgetting this costs nothing but a shorter wait).
         self._space_waits: dict[tuple[str, int], int] = {}
+        self._sweeping: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         _preload_http_backends()
         await self._recover()
         renewing = asyncio.create_task(self._renew_leases(), name="fetcher-leases")
+        if not self.stores.exclusive:  # replicas: one that dies leaves its partial uploads behind
+            self._sweeping = asyncio.create_task(self._sweep_abandoned(), name="fetcher-sweep")
         try:
             while True:
                 self._slot_freed.clear()
@@ -99,9 +100,10 @@ class Fetcher:
                 await self._sleep(await self._idle_timeout())
         finally:
             renewing.cancel()
-            for task in self._active:
+            sweeping = [self._sweeping] if self._sweeping is not None else []
+            for task in (*sweeping, *self._active):
                 task.cancel()
-            await asyncio.gather(renewing, *self._active, return_exceptions=True)
+            await asyncio.gather(renewing, *sweeping, *self._active, return_exceptions=True)
 
     async def _sleep(self, timeout: float) -> None:
         """Until new work may be due (queued here or, for a shared store, by another replica), a slot
@@ -131,13 +133,38 @@ class Fetcher:
         """At start: take back what a dead worker left in flight, and sweep abandoned partials."""
         try:
             recovered = await self.queue.recover()
-            older_than = None if self.stores.exclusive else time.time() - PARTIAL_MAX_AGE
-            removed = await self.content.sweep_partials(older_than)
+            if self.stores.exclusive:  # this process alone: every partial is a previous run's
+                removed = await self.content.sweep_partials()
+            else:
+                removed = await self.sweep_abandoned_once()
         except StoreUnavailable as exc:
             log.error("download.recover_failed", error=str(exc))
             return
         if recovered or removed:
             log.info("download.resumed", recovered=recovered, partial_files_removed=removed)
+
+    async def _sweep_abandoned(self) -> None:
+        """Replicas: once a lease, remove the partial uploads whose claim ran out (their replica died)."""
+        while True:
+            await asyncio.sleep(self.queue.lease)
+            try:
+                removed = await self.sweep_abandoned_once()
+            except StoreUnavailable as exc:
+                log.error("download.sweep_failed", error=str(exc))
+                continue
+            if removed:
+                log.info("download.partials_swept", removed=removed)
+
+    async def sweep_abandoned_once(self) -> int:
+        """Remove partials (multipart uploads, `.part` files) begun more than a lease ago whose output
+        is not being downloaded under a live claim, anybody's. The claims are read first: an upload
+        begun after that read is younger than a lease, so a claim made meanwhile never loses its
+        upload. An abandoned partial of an output that another replica downloads again is kept until
+        that download ends, then swept."""
+        now = time.time()
+        live = await self.queue.live_claims(now)
+        keep = {self.content.key(job_id, index) for job_id, index in live}
+        return await self.content.sweep_partials(now - self.queue.lease, keep=keep)
 
     async def _renew_leases(self) -> None:
         """Keep this fetcher's claims alive while their downloads run (a third of the lease apart)."""

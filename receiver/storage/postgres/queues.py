@@ -177,3 +177,15 @@ class Downloads:
             return row["due"] if row else None
 
         return await self._db.run(read, idempotent=True)
+
+    async def live_claims(self, now: float) -> list[tuple[str, int]]:
+        async def read(conn: Conn) -> list[tuple[str, int]]:
+            rows = await (
+                await conn.execute(
+                    "SELECT job_id, idx FROM outputs WHERE state = 'downloading' AND lease_until >= %s",
+                    (now,),
+                )
+            ).fetchall()
+            return [(row["job_id"], row["idx"]) for row in rows]
+
+        return await self._db.run(read, idempotent=True)

@@ -137,6 +137,14 @@ def queue_depth(conn: sqlite3.Connection) -> int:
     )
 
 
+def live_claims(conn: sqlite3.Connection, now: float) -> list[tuple[str, int]]:
+    """Outputs downloading under a lease that has not run out (any worker's)."""
+    rows = conn.execute(
+        "SELECT job_id, idx FROM outputs WHERE state = 'downloading' AND lease_until >= ?", (now,)
+    ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
 def next_download_at(conn: sqlite3.Connection) -> float | None:
     """When the next output falls due: a pending one's next attempt, or a lease running out."""
     row = conn.execute(

@@ -202,6 +202,9 @@ class SQLiteDownloads:
     async def next_due(self) -> float | None:
         return self._file.read_now(queues.next_download_at)
 
+    async def live_claims(self, now: float) -> list[tuple[str, int]]:
+        return self._file.read_now(queues.live_claims, now)
+
 
 class SQLitePolls:
     def __init__(self, file: SQLiteFile, wakeups: LocalWakeups, *, worker: str, lease: float) -> None:
