@@ -71,10 +71,9 @@ def replica_env(pg_url: str, s3: dict[str, str]) -> dict[str, str]:
     return {
         "RECEIVER_DATABASE_URL": pg_url,
         **s3,
-        # Claims of a killed replica free up after LEASE s (not the default 60 s); a live one renews.
+        # Claims of a killed replica free up after LEASE s (not the default 60 s), and the sweep of
+        # abandoned multipart uploads runs once a lease.
         "RECEIVER_CLAIM_LEASE": str(LEASE),
-        # The sweep of abandoned multipart uploads: often, and for uploads idle longer than a lease.
-        "RECEIVER_SWEEP_INTERVAL": "2",
     }
 
 
