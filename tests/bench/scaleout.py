@@ -51,6 +51,7 @@ from ._common import (
     Context,
     Row,
     Server,
+    process_cpu_seconds,
     receiver_server,
     scratch,
     simulator_server,
@@ -181,12 +182,14 @@ def _receivers_round(
                 connections=HTTP_CONNECTIONS // replicas,
             )
 
+        cpu0 = [process_cpu_seconds(server.pid) for server in servers]
         with ConnectionCounter(cluster, dbname) as connections:
             threads = [threading.Thread(target=load, args=(n,)) for n in range(replicas)]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
+        cpu = sum(process_cpu_seconds(server.pid) - c for server, c in zip(servers, cpu0, strict=True))
         if any(not r for r in results):
             raise RuntimeError("a load generator failed (see above)")
     finally:
@@ -213,6 +216,7 @@ def _receivers_round(
         "lost": lost,
         "unanswered": max(0, sent - ok - bad),
         "p99_ms": p99,
+        "server_cpu": cpu / seconds,  # cores the receivers used, together
     }
 
 
@@ -310,7 +314,7 @@ def bench_postgres(ctx: Context, wrk: str | None) -> None:
                 None,
                 note=f"{rx['ok']:,} acked in {rx['seconds']:.1f} s, {rx['bad']} non-2xx, p99 {rx['p99_ms']:.1f} ms, "
                 f"{rx['connections']} database connections, {HTTP_CONNECTIONS} HTTP connections ({tool.split()[0]}); "
-                f"{durability}",
+                f"the receivers used {rx['server_cpu']:.2f} cores of {os.cpu_count()}; {durability}",
             )
         )
         ctx.add(
