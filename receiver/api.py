@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import re
 import shutil
 import time
@@ -13,7 +11,7 @@ from typing import Any
 
 import structlog
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from openrouter_video import (
     ALL_STATUSES,
@@ -27,10 +25,19 @@ from openrouter_video import (
 )
 
 from . import contract
-from .contract import MAX_INDEX, MAX_LIMIT, ContractError, parse_time, present_delivery, present_job
+from .contract import (
+    MAX_INDEX,
+    MAX_LIMIT,
+    ContractError,
+    parse_time,
+    present_delivery,
+    present_job,
+    present_summary,
+)
+from .domain.model import JobFilter, JobRecord
+from .domain.pages import DELIVERY_STATES, UNPROCESSED
 from .errors import error_response
-from .records import DELIVERY_STATES, UNPROCESSED
-from .state import state_of
+from .state import ReceiverState, state_of
 
 log = structlog.get_logger("receiver.api")
 
@@ -80,32 +87,28 @@ async def list_jobs(request: Request) -> Response:
         return error_response(400, f"limit must be between 1 and {MAX_LIMIT}")
     try:
         since, until = parse_time("since", q.get("since")), parse_time("until", q.get("until"))
-        jobs, cursor = state_of(request).store.list_jobs(
-            status=status,
-            model=q.get("model") or None,
-            since=since,
-            until=until,
-            cursor=q.get("cursor") or None,
-            limit=limit,
-        )
+        filters = JobFilter(status=status, model=q.get("model") or None, since=since, until=until)
+        page = await state_of(request).stores.jobs.page(filters, cursor=q.get("cursor") or None, limit=limit)
     except ValueError as exc:
         message = str(exc) if "must be" in str(exc) else "cursor is not one this API returned"
         return error_response(400, message)
     return _json(
-        contract.JobList([contract.shape(present_job(j), contract.JobSummary) for j in jobs], cursor)
+        contract.JobList(
+            [contract.shape(present_summary(j), contract.JobSummary) for j in page.items], page.cursor
+        )
     )
 
 
 async def get_job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
     s = state_of(request)
-    record = s.store.get_job(job_id) if is_valid_job_id(job_id) else None
+    record = await s.stores.jobs.get(job_id) if is_valid_job_id(job_id) else None
     # An acknowledged delivery the applier has not reached yet must not read as "no such job": apply
     # that job's stored deliveries now (rarely needed: the applier runs milliseconds behind).
-    if record is None and is_valid_job_id(job_id) and s.store.pending_deliveries():
+    if record is None and is_valid_job_id(job_id) and await s.stores.deliveries.pending_count():
         # Read again whatever it applied: the applier may have committed this job's delivery meanwhile.
         await s.applier.apply_job_now(job_id)
-        record = s.store.get_job(job_id)
+        record = await s.stores.jobs.get(job_id)
     if record is None:
         return error_response(404, f"no job {job_id[:100]!r}")
     return _json(contract.shape(present_job(record), contract.Job))
@@ -119,35 +122,36 @@ async def get_content(request: Request) -> Response:
     if not _ASCII_INDEX.fullmatch(raw_index) or int(raw_index) > MAX_INDEX:
         return error_response(400, f"index must be a whole number from 0 to {MAX_INDEX}")
     index = int(raw_index)
-    store = state_of(request).store
-    path = store.output_path(job_id, index)
-    if path is None or not os.path.isfile(path):
-        return error_response(404, _why_no_content(store.get_job(job_id), job_id, index, path))
-    return FileResponse(
-        path, media_type="video/mp4", filename=f"{job_id}-{raw_index}.mp4", content_disposition_type="inline"
-    )
+    stores = state_of(request).stores
+    key = await stores.downloads.content_key(job_id, index)
+    if key is not None:
+        answer = await stores.content.response(key, request.headers, filename=f"{job_id}-{raw_index}.mp4")
+        if answer is not None:
+            return answer
+    return error_response(404, _why_no_content(await stores.jobs.get(job_id), job_id, index, key))
 
 
-def _why_no_content(record: dict[str, Any] | None, job_id: str, index: int, path: str | None) -> str:
+def _why_no_content(record: JobRecord | None, job_id: str, index: int, key: str | None) -> str:
     """What a 404 of the content endpoint says: which of the reasons it is (only on the miss path)."""
     if record is None:
         return f"no job {job_id!r}"
-    output = next((o for o in record["outputs"] if o["index"] == index), None)
-    status = record["status"]
+    output = next((o for o in record.outputs if o.index == index), None)
+    status = record.status
     if output is None:
         if status in TERMINAL_STATUSES and status != COMPLETED:
-            return f"job {job_id} {status}: {record['error'] or 'no error given upstream'}"
+            return f"job {job_id} {status}: {record.error or 'no error given upstream'}"
         if status == COMPLETED:
-            count = len(record["outputs"])
+            count = len(record.outputs)
             return f"job {job_id} has no output {index} (it has {count} output{'s' * (count != 1)})"
         return f"output {index} of job {job_id} is not downloaded yet (job {status})"
-    state = output["state"]
-    if state == "done":  # recorded done, yet the file is not there
-        return f"output {index} of job {job_id} is recorded as downloaded but its file is missing: {path}"
+    state = output.state
+    if state == "done":  # recorded done, yet the content is not there
+        where = f": {key}" if key else ""
+        return f"output {index} of job {job_id} is recorded as downloaded but its content is missing{where}"
     if state == "deleted":
-        return f"output {index} of job {job_id} was deleted: {output['error']}"
+        return f"output {index} of job {job_id} was deleted: {output.error}"
     if state in ("failed", "gone"):
-        return f"output {index} of job {job_id} could not be downloaded (state {state}): {output['error']}"
+        return f"output {index} of job {job_id} could not be downloaded (state {state}): {output.error}"
     return f"output {index} of job {job_id} is not downloaded yet (state {state}); see GET /jobs/{job_id}"
 
 
@@ -165,17 +169,17 @@ async def register_job(request: Request) -> Response:
         if value is not None and not _is_utf8(value):
             return error_response(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
     note = None
-    if s.settings.verify_registrations and s.store.get_job(job_id) is None:
+    if s.settings.verify_registrations and await s.stores.jobs.get(job_id) is None:
         refusal, note = await _check_upstream(s.client, job_id)
         if refusal is not None:
             return error_response(400, refusal)
-    created = await s.store.register_job(
+    created = await s.stores.jobs.register(
         job_id, model=model, prompt=prompt, first_poll_at=time.time() + s.settings.fallback_after
     )
     log.info("job.registered", job_id=job_id, new=created, upstream=note or "found")
     if created and note is not None:
-        await s.store.add_event(job_id, "submit", "upstream_unchecked", note)
-    stored = s.store.get_job(job_id)
+        await s.stores.jobs.add_event(job_id, "submit", "upstream_unchecked", note)
+    stored = await s.stores.jobs.get(job_id)
     if stored is None:  # deleted between the two calls (by an admin, say)
         return error_response(404, f"no job {job_id!r}")
     return _json(contract.shape(present_job(stored), contract.Job), status=201 if created else 200)
@@ -194,14 +198,14 @@ async def list_deliveries(request: Request) -> Response:
     if limit is None:
         return error_response(400, f"limit must be a whole number between 1 and {MAX_LIMIT}")
     try:
-        rows, cursor = state_of(request).store.list_deliveries(
+        page = await state_of(request).stores.deliveries.page(
             state=state, cursor=q.get("cursor") or None, limit=limit
         )
     except ValueError:
         return error_response(400, "cursor is not one this API returned")
     return _json(
         contract.DeliveryList(
-            [contract.shape(present_delivery(r), contract.StoredDelivery) for r in rows], cursor
+            [contract.shape(present_delivery(r), contract.StoredDelivery) for r in page.items], page.cursor
         )
     )
 
@@ -253,37 +257,18 @@ async def _check_upstream(client: AsyncOpenRouterVideo, job_id: str) -> tuple[st
 
 
 async def delete_job(request: Request) -> Response:
-    """Admin: delete a job record, its events and outputs, and its video files."""
+    """Admin: delete a job record, its events and outputs, and its content (partial downloads too)."""
     job_id = request.path_params["job_id"]
-    s = state_of(request)
-    paths = await s.store.delete_job(job_id) if is_valid_job_id(job_id) else None
-    if paths is None:
+    stores = state_of(request).stores
+    record = await stores.jobs.get(job_id) if is_valid_job_id(job_id) else None
+    kept = await stores.jobs.delete(job_id) if record is not None else None
+    if record is None or kept is None:
         return error_response(404, f"no job {job_id[:100]!r}")
-    freed = await asyncio.to_thread(_remove_job_files, s.content.destination(job_id, 0), paths)
-    log.warning("job.deleted", job_id=job_id, files=len(paths), freed_bytes=freed)
-    return _json(contract.Deleted(job_id, len(paths), freed))
-
-
-def _remove_job_files(first: str, paths: list[str]) -> int:
-    """Remove the files and the job's folder (partial downloads too); return the bytes freed."""
-    freed = 0
-    folder = os.path.dirname(first)
-    for path in {*paths, *(os.path.join(folder, n) for n in _listdir(folder))}:
-        try:
-            freed += os.stat(path).st_size
-            os.unlink(path)
-        except FileNotFoundError:
-            continue
-    with contextlib.suppress(OSError):
-        os.rmdir(folder)
-    return freed
-
-
-def _listdir(folder: str) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except FileNotFoundError:
-        return []
+    # Every output's key, not only the done ones: a partial download of any goes too.
+    keys = {*kept, *(stores.content.key(job_id, o.index) for o in record.outputs)}
+    freed = await stores.content.delete(sorted(keys))
+    log.warning("job.deleted", job_id=job_id, files=len(kept), freed_bytes=freed)
+    return _json(contract.Deleted(job_id, len(kept), freed))
 
 
 def _is_utf8(text: str) -> bool:
@@ -306,15 +291,33 @@ async def readyz(request: Request) -> Response:
     s = state_of(request)
     problems = []
     try:
-        await asyncio.wait_for(s.store.check_writable(), timeout=5)
+        await asyncio.wait_for(s.stores.health.check_writable(), timeout=5)
     except Exception as exc:  # any failure here means "not ready", with the reason shown
         problems.append(f"database not writable: {exc or type(exc).__name__}")
-    free = shutil.disk_usage(s.settings.data_dir).free
-    if free < s.settings.min_free_bytes:
+    free = _disk_free(s)
+    if free is not None and free < s.settings.min_free_bytes:
         problems.append(f"disk space low: {free} bytes free, floor {s.settings.min_free_bytes}")
-    answer = contract.Readiness("ready" if not problems else "not ready", problems, free)
+    answer = contract.Readiness("ready" if not problems else "not ready", problems, free or 0)
     return _json(answer, status=200 if not problems else 503)
 
 
+def _disk_free(s: ReceiverState) -> int | None:
+    """Free bytes where the receiver writes to disk: the data dir (the SQLite store, local videos);
+    None when it writes to no local disk (PostgreSQL and S3)."""
+    free = s.stores.content.free_bytes()
+    if free is None and s.settings.database_url is None:
+        free = shutil.disk_usage(s.settings.data_dir).free
+    return free
+
+
 async def metrics(request: Request) -> Response:
-    return PlainTextResponse(state_of(request).metrics.render(), media_type="text/plain; version=0.0.4")
+    s = state_of(request)
+    stores, gauges = s.stores, s.metrics
+    try:  # the store's gauges, read now; a store that cannot answer leaves the last values shown
+        gauges.set_gauge("receiver_fetch_queue_depth", await stores.downloads.depth())
+        gauges.set_gauge("receiver_deliveries_pending", await stores.deliveries.pending_count())
+        gauges.set_jobs_by_status(await stores.jobs.counts_by_status())
+    except Exception as exc:
+        log.warning("metrics.store_unavailable", error=str(exc) or type(exc).__name__)
+    gauges.set_gauge("receiver_disk_free_bytes", _disk_free(s) or 0)
+    return PlainTextResponse(gauges.render(), media_type="text/plain; version=0.0.4")

@@ -1,4 +1,4 @@
-"""The receiver, composed once: routes, middleware, lifespan (store, client, fetcher, fallback).
+"""The receiver, composed once: routes, middleware, lifespan (stores, client, workers).
 
 Run it with `openrouter-video serve`, or `uvicorn --factory openrouter_video.receiver.app:create_app`.
 """
@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import structlog
 from starlette.applications import Starlette
@@ -22,13 +20,8 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api, retention
-from ._datadir import DataDirLock, StartupError
-from .applier import Applier
-from .content import LocalContentStore
+from . import api
 from .errors import INTERNAL_ERROR, error_response
-from .fallback import FallbackPoller
-from .fetcher import Fetcher
 from .intake import WebhookFastPath
 from .logs import configure_logging
 from .metrics import Metrics
@@ -42,7 +35,12 @@ from .middleware import (
 from .openapi import openapi_json
 from .settings import Settings
 from .state import ReceiverState
-from .store import SQLiteJobStore
+from .storage import open_stores
+from .storage.base import Stores
+from .workers.applier import Applier
+from .workers.fallback import FallbackPoller
+from .workers.fetcher import Fetcher
+from .workers.retention import retention_policy, run_sweeps
 
 PROTECTED_PREFIXES = ("/jobs", "/deliveries", "/metrics")
 # The request-latency histogram's route labels: the webhook and every route below, as templates.
@@ -65,51 +63,12 @@ ROUTE_TEMPLATES = (
 )
 
 
-@dataclass
-class Prepared:
-    """What serving a data dir holds for the life of the process: its lock and its store."""
-
-    lock: DataDirLock
-    store: SQLiteJobStore
-    content: LocalContentStore
-
-    def close(self) -> None:
-        self.store.close()
-        self.lock.release()
-
-
-def prepare(settings: Settings) -> Prepared:
-    """Take the data dir (one serving process per dir), open its store, checked, and its videos folder;
-    StartupError (one line) if another receiver serves it, the database is damaged or a folder
-    cannot be made."""
-    lock = DataDirLock.acquire(settings.data_dir)
-    try:
-        try:
-            content = LocalContentStore(settings.videos_dir)
-        except OSError as exc:
-            raise StartupError(
-                f"cannot use the videos folder {settings.videos_dir}: {exc.strerror or exc}"
-            ) from None
-        store = SQLiteJobStore(settings.db_path, exclusive=True, check=True)
-    except BaseException:
-        lock.release()
-        raise
-    return Prepared(lock, store, content)
-
-
-def retention_policy(settings: Settings) -> retention.Policy:
-    return retention.Policy(
-        video_days=settings.retention_days,
-        record_days=settings.record_retention_days,
-        delivery_days=settings.delivery_retention_days,
-    )
-
-
 def create_app(
-    settings: Settings | None = None, *, prepared: Prepared | None = None, address: str | None = None
+    settings: Settings | None = None, *, stores: Stores | None = None, address: str | None = None
 ) -> ASGIApp:
-    """The receiver app; `prepared`: the data dir already taken (by `serve`, to fail in one line);
-    `address`: where it listens (`serve` binds first and says so in `receiver.started`)."""
+    """The receiver app; `stores`: already opened on the serving loop (by `serve`, to fail in one
+    line; the app closes them); `address`: where it listens (`serve` binds first and says so in
+    `receiver.started`)."""
     settings = settings or Settings.from_env()
     if not structlog.is_configured():  # `serve` configured it already; `uvicorn --factory` did not
         configure_logging(settings.log_format, settings.log_level)
@@ -117,10 +76,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ReceiverState]]:
-        nonlocal prepared  # handed over once; a later lifespan of the same app prepares anew
-        held = prepared if prepared is not None else await asyncio.to_thread(prepare, settings)
-        prepared = None
-        store = held.store
+        nonlocal stores  # handed over once; a later lifespan of the same app opens anew
+        held = stores if stores is not None else await open_stores(settings, exclusive=True, check=True)
+        stores = None
         client = AsyncOpenRouterVideo(
             api_key=settings.api_key.reveal(),
             base_url=settings.base_url,
@@ -130,15 +88,10 @@ def create_app(
             download_rate_grace=settings.download_rate_grace,
             allow_private_urls=settings.allow_private_urls,
         )
-        content = held.content
         metrics = Metrics(routes=ROUTE_TEMPLATES)
-        metrics.gauge("receiver_fetch_queue_depth", store.queue_depth)
-        metrics.gauge("receiver_deliveries_pending", store.pending_deliveries)
-        metrics.gauge("receiver_disk_free_bytes", lambda: shutil.disk_usage(settings.data_dir).free)
-        metrics.jobs_by_status(store.jobs_by_status)
-        fetcher = Fetcher(store, client, content, settings, metrics)
-        applier = Applier(store, fetcher, metrics)
-        poller = FallbackPoller(store, client, fetcher, settings, metrics)
+        fetcher = Fetcher(held, client, settings, metrics)
+        applier = Applier(held, metrics)
+        poller = FallbackPoller(held, client, settings, metrics)
         tasks = [
             asyncio.create_task(applier.run(), name="applier"),
             asyncio.create_task(fetcher.run(), name="fetcher"),
@@ -147,9 +100,7 @@ def create_app(
         policy = retention_policy(settings)
         if not policy.empty:
             tasks.append(
-                asyncio.create_task(
-                    retention.run_sweeps(store, policy, settings.sweep_interval), name="retention"
-                )
+                asyncio.create_task(run_sweeps(held, policy, settings.sweep_interval), name="retention")
             )
         log.info(
             "receiver.started",
@@ -161,8 +112,7 @@ def create_app(
             yield {
                 "receiver": ReceiverState(
                     settings=settings,
-                    store=store,
-                    content=content,
+                    stores=held,
                     client=client,
                     metrics=metrics,
                     fetcher=fetcher,
@@ -175,7 +125,7 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await client.aclose()
-            held.close()
+            await held.close()
             log.info("receiver.stopped")
 
     routes = [

@@ -8,6 +8,7 @@ on the server's database are in receiver/cli_local.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import ipaddress
@@ -37,8 +38,8 @@ from openrouter_video import (
     sign,
 )
 
-from . import records
-from .cli_local import data_dir_option, open_db
+from .cli_local import data_dir_option, with_stores
+from .domain.events import SELFTEST_HEADER, SELFTEST_PREFIX
 from .settings import Settings, SettingsError
 
 
@@ -95,9 +96,10 @@ def serve(
     """
 
     from ._datadir import StartupError
-    from .app import create_app, prepare
+    from .app import create_app
     from .logs import configure_logging
     from .server import uvicorn_options
+    from .storage import open_stores
 
     settings = _settings(data_dir=data_dir)
     if no_auth and settings.api_token is not None:
@@ -120,32 +122,43 @@ def serve(
         if settings.api_token is None and not ipaddress.ip_address(bound_host).is_loopback:
             # `--host` named loopback but resolved elsewhere (a hosts file, say): still refused.
             raise click.UsageError(f"--no-auth: {host} resolved to {bound_host}, which is not loopback")
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        config = uvicorn.Config(
+            _app_not_made_yet,  # replaced once the stores are open (below, on the serving loop)
+            access_log=False,
+            log_level="warning",
+            proxy_headers=bool(trusted_proxies.strip()),
+            forwarded_allow_ips=trusted_proxies.strip() or None,
+            timeout_graceful_shutdown=graceful_timeout,
+            server_header=False,
+            **uvicorn_options(settings),  # header caps and slow-client timeouts: see receiver/server.py
+        )
+        server = uvicorn.Server(config)
+
+        async def serve_on_the_stores() -> None:
+            # The stores are opened on the loop that serves them (a PostgreSQL pool belongs to its loop),
+            # before the app starts, so that a store that cannot be opened fails in one line.
+            try:
+                stores = await open_stores(settings, exclusive=True, check=True)
+            except StartupError as exc:
+                raise click.ClickException(str(exc)) from None
+            config.app = create_app(settings, stores=stores, address=f"http://{shown}:{bound_port}")
+            await server.serve(sockets=[sock])
+
+        loop = (config.get_loop_factory() or asyncio.new_event_loop)()
         try:
-            prepared = prepare(settings)
-        except StartupError as exc:
-            raise click.ClickException(str(exc)) from None
-    except BaseException:
-        sock.close()
-        raise
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    config = uvicorn.Config(
-        create_app(settings, prepared=prepared, address=f"http://{shown}:{bound_port}"),
-        access_log=False,
-        log_level="warning",
-        proxy_headers=bool(trusted_proxies.strip()),
-        forwarded_allow_ips=trusted_proxies.strip() or None,
-        timeout_graceful_shutdown=graceful_timeout,
-        server_header=False,
-        **uvicorn_options(settings),  # header caps and slow-client timeouts: see receiver/server.py
-    )
-    server = uvicorn.Server(config)
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
-            server.run(sockets=[sock])
+            with contextlib.suppress(KeyboardInterrupt):
+                loop.run_until_complete(serve_on_the_stores())
+        finally:
+            loop.close()
     finally:
         sock.close()
     if not server.started:
         raise click.ClickException("the receiver did not start; see the lines above")
+
+
+async def _app_not_made_yet(scope: object, receive: object, send: object) -> None:
+    raise RuntimeError("the receiver's app is made once its stores are open")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -198,7 +211,7 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
     signing_secret = secret.split(",")[0].strip()
     if not signing_secret:
         raise click.UsageError("the webhook secret is empty")
-    job_id = f"{records.SELFTEST_PREFIX}{int(time.time())}-{random_secrets.token_hex(6)}"
+    job_id = f"{SELFTEST_PREFIX}{int(time.time())}-{random_secrets.token_hex(6)}"
     body = json.dumps(
         {
             "type": "video.generation.failed",
@@ -227,7 +240,7 @@ def webhook_test(url: str, secret: str, insecure: bool, cacert: str | None) -> N
                 "Content-Type": "application/json",
                 SIGNATURE_HEADER: signature,
                 IDEMPOTENCY_HEADER: f"{job_id}-failed",
-                records.SELFTEST_HEADER: "1",
+                SELFTEST_HEADER: "1",
             }
             try:
                 response = http.post(url, content=body, headers=headers)
@@ -289,8 +302,8 @@ def prune(
       RECEIVER_RETENTION_DAYS=30 openrouter-video prune --dry-run
       openrouter-video prune --videos-days 30 --records-days 365 --deliveries-days 90
     """
-    from .retention import Policy, file_sizes, remove_files
-    from .retention import prune as prune_records
+    from .domain.retention import Policy
+    from .workers.retention import prune_once
 
     policy = Policy(video_days=videos_days, record_days=records_days, delivery_days=deliveries_days)
     if policy.empty:
@@ -298,18 +311,10 @@ def prune(
             "nothing to prune: give --videos-days, --records-days or --deliveries-days (or set "
             "RECEIVER_RETENTION_DAYS, RECEIVER_RECORD_RETENTION_DAYS, RECEIVER_DELIVERY_RETENTION_DAYS)"
         )
-    with contextlib.closing(open_db(data_dir, write=True)) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            pruned = prune_records(conn, policy, time.time())
-            conn.execute("ROLLBACK" if dry_run else "COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    pruned = with_stores(
+        data_dir, lambda stores: prune_once(stores, policy, time.time(), dry_run=dry_run), write=True
+    )
     if dry_run:
-        pruned.freed_bytes = file_sizes(pruned.content_keys)
         click.echo(f"dry run, nothing removed; would remove: {pruned.summary()}")
         return
-    remove_files(pruned)
     click.echo(f"removed: {pruned.summary()}")

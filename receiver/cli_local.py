@@ -5,15 +5,15 @@ receiver URL they ask its HTTP API; with `--data-dir` (or no URL, and this extra
 these, reached through the entry point group `openrouter_video.local_commands` (the client never
 imports the receiver). Each builds the same records the API answers (`present_job`, `present_delivery`:
 ISO 8601 UTC times) and prints them with the client's own formatters, so both ways print alike.
-The reading commands open the database read-only and never migrate it.
+Every command opens the configured stores through `receiver.storage.open_stores` (SQLite in the
+data dir, or RECEIVER_DATABASE_URL); the reading ones open them read-only and never migrate them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
-from typing import Any, TextIO
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -21,12 +21,18 @@ from openrouter_video import ALL_STATUSES
 from openrouter_video._cli import EXIT_API
 from openrouter_video._cli.records import print_deliveries, print_job, print_jobs, print_reprocessed
 
-from . import records
-from ._db import MIGRATIONS, connect, migrate, schema_version
-from .contract import MAX_LIMIT, parse_time, present_delivery, present_job
+from ._datadir import StartupError
+from .contract import MAX_LIMIT, parse_time, present_delivery, present_job, present_summary
+from .domain.model import JobFilter, OutputRecord, Page
+from .domain.pages import DELIVERY_STATES, UNPROCESSED
 from .export import FORMATS, export_jobs
+from .settings import Secret, Settings, SettingsError
+from .storage import Stores, StoreUnavailable, open_stores
+from .storage.base import ContentStore
+from .storage.local_content import LocalContentStore
 
-DELIVERY_FILTERS = (*records.DELIVERY_STATES, records.UNPROCESSED)
+DELIVERY_FILTERS = (*DELIVERY_STATES, UNPROCESSED)
+T = TypeVar("T")
 
 
 class NotFound(click.ClickException):
@@ -49,37 +55,49 @@ def _paging_options(fn: Any) -> Any:
     return click.option("--limit", default=50, show_default=True, type=click.IntRange(1, MAX_LIMIT))(fn)
 
 
-def open_db(data_dir: str, *, write: bool = False) -> sqlite3.Connection:
-    """The store of `data_dir`. Reading commands never migrate (a running receiver owns that): they
-    refuse a database whose schema is not the one this version reads."""
-    path = os.path.join(data_dir, "receiver.db")
-    if not os.path.exists(path):
-        raise click.UsageError(f"no receiver database at {path} (is --data-dir / RECEIVER_DATA_DIR right?)")
+def local_settings(data_dir: str) -> Settings:
+    """The settings a command on the server's shell needs: where the stores are (the data dir, or
+    RECEIVER_DATABASE_URL / RECEIVER_CONTENT_URL), not the OpenRouter key or the webhook secret."""
     try:
-        conn = connect(path, readonly=not write)
-        if write:
-            migrate(conn)
-        elif (version := schema_version(conn)) != len(MIGRATIONS):
-            conn.close()
-            raise click.UsageError(
-                f"the database at {path} has schema version {version}, this version reads "
-                f"{len(MIGRATIONS)}: start `openrouter-video serve` on it once to migrate it"
-            )
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot read {path}: {exc}") from None
-    return conn
+        return Settings.from_env(
+            data_dir=data_dir, api_key=Secret(""), webhook_secrets=(Secret("unused by this command"),)
+        )
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
-def _pages(fetch: Any, cursor: str | None, follow: bool) -> tuple[list[dict[str, Any]], str | None]:
+def with_stores(data_dir: str, use: Callable[[Stores], Awaitable[T]], *, write: bool = False) -> T:
+    """Run `use` on the data dir's stores. Reading commands never migrate (a running receiver owns
+    that): they refuse a store whose schema is not the one this version reads."""
+    settings = local_settings(data_dir)
+
+    async def run() -> T:
+        try:
+            stores = await open_stores(settings, exclusive=False, readonly=not write)
+        except StartupError as exc:
+            raise click.UsageError(str(exc)) from None
+        try:
+            return await use(stores)
+        except StoreUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await stores.close()
+
+    return asyncio.run(run())
+
+
+async def _pages(fetch: Callable[[str | None], Awaitable[Page]], cursor: str | None, follow: bool) -> Page:
     """One page from `cursor`, or every page with `follow`; a cursor not printed by us is refused."""
     try:
-        rows, cursor = fetch(cursor)
+        page = await fetch(cursor)
+        items, cursor = list(page.items), page.cursor
         while follow and cursor:
-            more, cursor = fetch(cursor)
-            rows += more
+            page = await fetch(cursor)
+            items += page.items
+            cursor = page.cursor
     except ValueError:
         raise click.UsageError("--cursor is not one a listing printed") from None
-    return rows, cursor
+    return Page(items, cursor)
 
 
 @click.group()
@@ -114,13 +132,13 @@ def jobs_list(
         since_ts = parse_time("since", since)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    with contextlib.closing(open_db(data_dir)) as conn:
+    filters = JobFilter(status=status, model=model, since=since_ts)
 
-        def fetch(at: str | None) -> tuple[list[dict[str, Any]], str | None]:
-            return records.list_jobs(conn, status=status, model=model, since=since_ts, cursor=at, limit=limit)
+    async def listing(stores: Stores) -> Page:
+        return await _pages(lambda at: stores.jobs.page(filters, cursor=at, limit=limit), cursor, follow)
 
-        rows, next_cursor = _pages(fetch, cursor, follow)
-    print_jobs([present_job(row) for row in rows], next_cursor, as_json=as_json)
+    page = with_stores(data_dir, listing)
+    print_jobs([present_summary(job) for job in page.items], page.cursor, as_json=as_json)
 
 
 @jobs.command("export")
@@ -143,8 +161,8 @@ def jobs_export(
         since_ts = parse_time("since", since)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    with contextlib.closing(open_db(data_dir)) as conn:
-        count = export_jobs(conn, output, fmt, status=status, model=model, since=since_ts)
+    filters = JobFilter(status=status, model=model, since=since_ts)
+    count = with_stores(data_dir, lambda stores: export_jobs(stores.jobs, output, fmt, filters))
     click.echo(f"exported {count} jobs", err=True)
 
 
@@ -159,13 +177,27 @@ def jobs_show(job_id: str, data_dir: str, as_json: bool) -> None:
     Example:
       openrouter-video jobs show gen-vid-1763700000-AbCdEfGhIjKlMnOpQrSt --data-dir /var/lib/openrouter-video
     """
-    with contextlib.closing(open_db(data_dir)) as conn:
-        record = records.get_job(conn, job_id)
+
+    async def show(stores: Stores) -> dict[str, Any] | None:
+        record = await stores.jobs.get(job_id)
         if record is None:
-            raise NotFound(f"no job {job_id[:100]!r} in {data_dir}")
-        for output in record["outputs"]:
-            output["path"] = records.output_path(conn, job_id, output["index"])
-    print_job(present_job(record), as_json=as_json)
+            return None
+        shown = present_job(record)
+        for output, stored in zip(shown["outputs"], record.outputs, strict=True):
+            output["path"] = _local_path(stores.content, stored)
+        return shown
+
+    shown = with_stores(data_dir, show)
+    if shown is None:
+        raise NotFound(f"no job {job_id[:100]!r} in {data_dir}")
+    print_job(shown, as_json=as_json)
+
+
+def _local_path(content: ContentStore, output: OutputRecord) -> str | None:
+    """Where a downloaded output is on this machine (the local store only: S3 has no path)."""
+    if isinstance(content, LocalContentStore) and output.content_key and output.state == "done":
+        return content.path(output.content_key)
+    return None
 
 
 @click.command()
@@ -189,14 +221,15 @@ def deliveries(
     Example:
       openrouter-video deliveries --unprocessed --data-dir /var/lib/openrouter-video
     """
-    state = records.UNPROCESSED if unprocessed else state
-    with contextlib.closing(open_db(data_dir)) as conn:
+    state = UNPROCESSED if unprocessed else state
 
-        def fetch(at: str | None) -> tuple[list[dict[str, Any]], str | None]:
-            return records.page_deliveries(conn, state=state, cursor=at, limit=limit)
+    async def listing(stores: Stores) -> Page:
+        return await _pages(
+            lambda at: stores.deliveries.page(state=state, cursor=at, limit=limit), cursor, follow
+        )
 
-        rows, next_cursor = _pages(fetch, cursor, follow)
-    print_deliveries([present_delivery(row) for row in rows], next_cursor, as_json=as_json)
+    page = with_stores(data_dir, listing)
+    print_deliveries([present_delivery(row) for row in page.items], page.cursor, as_json=as_json)
 
 
 @click.command()
@@ -214,14 +247,9 @@ def reprocess(delivery_ids: tuple[int, ...], data_dir: str, as_json: bool) -> No
       openrouter-video reprocess --data-dir /var/lib/openrouter-video          # every delivery not applied
       openrouter-video reprocess 17 18 --data-dir /var/lib/openrouter-video
     """
-    with contextlib.closing(open_db(data_dir, write=True)) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            outcomes = records.reprocess_deliveries(conn, list(delivery_ids) or None, isolate=True)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    outcomes = with_stores(
+        data_dir, lambda stores: stores.deliveries.reprocess(list(delivery_ids) or None), write=True
+    )
     done = sum(o.applied for o in outcomes)
     result = {
         "reprocessed": [

@@ -9,6 +9,7 @@ keeps its precomputed answers, encoded once from `DeliveryAnswer` at import.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, TypeVar
@@ -17,7 +18,8 @@ import msgspec
 
 from openrouter_video import ALL_STATUSES, JOB_ID_PATTERN
 
-from .records import DELIVERY_STATES, DOWNLOAD_STATES
+from .domain.model import DeliveryRecord, JobRecord
+from .domain.pages import DELIVERY_STATES, DOWNLOAD_STATES
 
 # OpenRouter documents no prompt limit; 10,000 characters is far above any real prompt, and a record is
 # returned in every listing, so one huge prompt must not make every listing huge.
@@ -236,23 +238,42 @@ def iso(ts: float | None) -> str | None:
     )
 
 
-def present_job(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored job record as it is shown: ISO 8601 times, and each done output's content URL."""
+def present_job(job: JobRecord) -> dict[str, Any]:
+    """A stored job record as it is shown: ISO 8601 times, and each done output's content URL (never
+    its content key: where the content store keeps it is the store's business)."""
+    record = {
+        f.name: getattr(job, f.name) for f in dataclasses.fields(job) if f.name not in ("outputs", "events")
+    }
     for name in TIME_FIELDS:
         if name in record:
             record[name] = iso(record[name])
-    for output in record.get("outputs", ()):
-        output["updated_at"] = iso(output["updated_at"])
-        output["url"] = (
-            f"/jobs/{record['id']}/content?index={output['index']}" if output["state"] == "done" else None
-        )
-    for event in record.get("events", ()):
-        event["at"] = iso(event["at"])
+    record["outputs"] = [
+        {
+            "index": o.index,
+            "state": o.state,
+            "attempts": o.attempts,
+            "bytes": o.bytes,
+            "sha256": o.sha256,
+            "error": o.error,
+            "updated_at": iso(o.updated_at),
+            "url": f"/jobs/{job.id}/content?index={o.index}" if o.state == "done" else None,
+        }
+        for o in job.outputs
+    ]
+    record["events"] = [{**dataclasses.asdict(e), "at": iso(e.at)} for e in job.events]
     return record
 
 
-def present_delivery(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored delivery row as it is shown: ISO 8601 times."""
+def present_summary(job: JobRecord) -> dict[str, Any]:
+    """A job as listed: the record without its outputs and events."""
+    record = present_job(job)
+    del record["outputs"], record["events"]
+    return record
+
+
+def present_delivery(delivery: DeliveryRecord) -> dict[str, Any]:
+    """A stored delivery as it is shown: ISO 8601 times."""
+    row = dataclasses.asdict(delivery)
     for name in ("received_at", "applied_at"):
         row[name] = iso(row[name])
     return row

@@ -1,62 +1,45 @@
 """Job records out of the store as CSV or JSON, streamed: `openrouter-video jobs export`.
 
-sqlite-utils reads the rows (`rows_where` builds the query, quotes the names and streams dicts), so
-a million records export in constant memory. Times are ISO 8601 UTC, as everywhere else.
+The records are read a page at a time (`Jobs.page`, keyset pagination), so a million of them export
+in constant memory on any backend. Times are ISO 8601 UTC, as everywhere else.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import sqlite3
-from typing import Any, TextIO
+from typing import TextIO
 
-import sqlite_utils
+from .contract import JobSummary, present_summary
+from .domain.model import JobFilter
+from .storage.base import Jobs
 
-from .contract import TIME_FIELDS, iso
-from .records import JOB_COLUMNS
-
-COLUMNS = [name.strip() for name in JOB_COLUMNS.split(",")]
+COLUMNS = list(JobSummary.__struct_fields__)
 FORMATS = ("csv", "json")
+PAGE = 500
 
 
-def readable(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as people and programs read it: ISO 8601 times, booleans as booleans."""
-    shown = {key: iso(value) if key in TIME_FIELDS else value for key, value in row.items()}
-    if "registered" in shown:
-        shown["registered"] = bool(shown["registered"])
-    return shown
-
-
-def export_jobs(
-    conn: sqlite3.Connection,
-    out: TextIO,
-    fmt: str,
-    *,
-    status: str | None = None,
-    model: str | None = None,
-    since: float | None = None,
-) -> int:
+async def export_jobs(jobs: Jobs, out: TextIO, fmt: str, filters: JobFilter) -> int:
     """Write every matching job, newest first, to `out`; return how many."""
-    where, params = [], []
-    for clause, value in (("status = ?", status), ("model = ?", model), ("created_at >= ?", since)):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    rows = sqlite_utils.Database(conn)["jobs"].rows_where(
-        " AND ".join(where) or None, params, order_by="created_at DESC, id DESC", select=", ".join(COLUMNS)
-    )
-    count = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer = csv.DictWriter(out, fieldnames=COLUMNS) if fmt == "csv" else None
+    if writer is not None:
         writer.writeheader()
-        for row in rows:
-            writer.writerow(readable(row))
+    else:
+        out.write("[")
+    count = 0
+    cursor: str | None = None
+    while True:
+        page = await jobs.page(filters, cursor=cursor, limit=PAGE)
+        for job in page.items:
+            row = present_summary(job)
+            if writer is not None:
+                writer.writerow(row)
+            else:
+                out.write(("\n" if count == 0 else ",\n") + json.dumps(row))
             count += 1
-        return count
-    out.write("[")
-    for row in rows:
-        out.write(("\n" if count == 0 else ",\n") + json.dumps(readable(row)))
-        count += 1
-    out.write("\n]\n" if count else "]\n")
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    if writer is None:
+        out.write("\n]\n" if count else "]\n")
     return count

@@ -2,7 +2,7 @@
 
 Order matters: the body is read under a hard cap counted on the bytes received; the signature and
 timestamp are checked before anything touches the database (a forged flood costs one HMAC each);
-the delivery is committed to SQLite before any 2xx; a store that cannot commit answers 503 so
+the delivery is committed to the store before any 2xx; a store that cannot commit answers 503 so
 OpenRouter redelivers. Parsing the event and moving its job along happen after the answer, in
 `openrouter_video.receiver.applier`, from the stored row: the answer waits for the disk and nothing else.
 
@@ -32,10 +32,11 @@ from openrouter_video import (
 
 from .contract import DeliveryAnswer, encode
 from .domain.events import SELFTEST_HEADER, selftest_job_of, storable_key
+from .domain.model import Delivery
 from .errors import INTERNAL_ERROR, error_body
 from .middleware import REQUEST_ID_PATTERN, new_request_id
 from .state import ReceiverState
-from .store import Delivery, StoreUnavailable
+from .storage.base import StoreUnavailable
 
 log = structlog.get_logger("receiver.intake")
 
@@ -208,7 +209,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         selftest_job=selftest_job,
     )
     try:
-        recorded = await s.store.record_delivery(delivery)
+        recorded = await s.stores.deliveries.record(delivery)
     except StoreUnavailable as exc:
         metrics.deliveries["store_unavailable"].inc()
         log.error(

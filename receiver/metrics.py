@@ -8,7 +8,7 @@ nor reach the exposition text. The webhook hot path increments children bound on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -87,6 +87,9 @@ class Metrics:
         )
         # Every label value bound once, here: a request only looks its route up and observes.
         self.requests = {route: requests.labels(route) for route in (*routes, UNMATCHED)}
+        self._gauges = {name: Gauge(name, text, registry=self.registry) for name, text in _GAUGES.items()}
+        self._jobs = _JobsByStatus()
+        self.registry.register(self._jobs)
 
     def series(self, name: str, **labels: str) -> Any:
         """The counter child for these labels (an unknown value becomes `other`); `.inc()` it."""
@@ -112,12 +115,13 @@ class Metrics:
         wanted = {label: labels[label] if labels[label] in allowed else OTHER} if label else {}
         return self.registry.get_sample_value(name, wanted) or 0.0
 
-    def gauge(self, name: str, read: Callable[[], float]) -> None:
-        Gauge(name, _GAUGES[name], registry=self.registry).set_function(read)
+    def set_gauge(self, name: str, value: float) -> None:
+        """A gauge's value, refreshed from the stores by the /metrics handler before it renders."""
+        self._gauges[name].set(value)
 
-    def jobs_by_status(self, read: Callable[[], dict[str, int]]) -> None:
-        """`receiver_jobs{status}`, read from the store at scrape time (one GROUP BY over an index)."""
-        self.registry.register(_JobsByStatus(read))
+    def set_jobs_by_status(self, counts: dict[str, int]) -> None:
+        """`receiver_jobs{status}`, as the store counted them (refreshed at scrape time)."""
+        self._jobs.counts = counts
 
     def render(self) -> str:
         return generate_latest(_WithoutCreated(self.registry)).decode()
@@ -126,15 +130,15 @@ class Metrics:
 class _JobsByStatus:
     """The jobs gauge: every known status always present (0 when none), unknown ones as `other`."""
 
-    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
-        self.read = read
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
 
     def describe(self) -> Iterable[Any]:
         return [GaugeMetricFamily("receiver_jobs", _JOBS_HELP, labels=["status"])]
 
     def collect(self) -> Iterable[Any]:
         counts = dict.fromkeys((*ALL_STATUSES, OTHER), 0)
-        for status, count in self.read().items():
+        for status, count in self.counts.items():
             counts[status if status in counts and status != OTHER else OTHER] += count
         family = GaugeMetricFamily("receiver_jobs", _JOBS_HELP, labels=["status"])
         for status, count in counts.items():

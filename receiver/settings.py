@@ -47,6 +47,9 @@ class Settings:
     webhook_secrets: tuple[Secret, ...]
     base_url: str = DEFAULT_BASE_URL
     data_dir: str = "./data"
+    # Where the records and the videos live (None: SQLite and the videos folder in the data dir).
+    database_url: str | None = None
+    content_url: str | None = None
     api_token: Secret | None = None
     public_url: str | None = None
     webhook_tolerance: int = 300
@@ -127,6 +130,10 @@ class Settings:
             values["base_url"] = base
         if (data_dir := text("RECEIVER_DATA_DIR")) is not None:
             values["data_dir"] = data_dir
+        if (database := text("RECEIVER_DATABASE_URL")) is not None:
+            values["database_url"] = database
+        if (content := text("RECEIVER_CONTENT_URL")) is not None:
+            values["content_url"] = content
         if (token := text("RECEIVER_API_TOKEN")) is not None:
             if len(token) < 16:
                 raise SettingsError(
@@ -173,6 +180,21 @@ class Settings:
             public = urlsplit(self.public_url)
             if public.scheme not in ("http", "https") or not public.hostname:
                 raise SettingsError(f"RECEIVER_PUBLIC_URL={self.public_url!r} is not an http(s) URL")
+        if self.database_url is not None:
+            database = urlsplit(self.database_url)
+            if database.scheme not in ("postgresql", "postgres") or not (database.hostname or database.path):
+                # Only the scheme is shown: the URL may hold a password.
+                raise SettingsError(
+                    f"RECEIVER_DATABASE_URL must be postgresql://user:password@host:port/dbname "
+                    f"(got a {database.scheme or 'schemeless'} URL); unset it for SQLite in the data dir"
+                )
+        if self.content_url is not None:
+            content = urlsplit(self.content_url)
+            if content.scheme != "s3" or not content.netloc:
+                raise SettingsError(
+                    f"RECEIVER_CONTENT_URL={self.content_url[:100]!r} must be s3://bucket/prefix; "
+                    "unset it for the videos folder in the data dir"
+                )
         if self.log_format not in ("auto", "json", "console"):
             raise SettingsError(f"RECEIVER_LOG_FORMAT={self.log_format!r}: use auto, json or console")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

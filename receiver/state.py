@@ -9,21 +9,19 @@ from starlette.requests import Request
 
 from openrouter_video import AsyncOpenRouterVideo
 
-from .content import ContentStore
 from .metrics import Metrics
 from .settings import Settings
-from .store import JobStore
+from .storage.base import Stores
 
 if TYPE_CHECKING:
-    from .applier import Applier
-    from .fetcher import Fetcher
+    from .workers.applier import Applier
+    from .workers.fetcher import Fetcher
 
 
 @dataclass
 class ReceiverState:
     settings: Settings
-    store: JobStore
-    content: ContentStore
+    stores: Stores
     client: AsyncOpenRouterVideo
     metrics: Metrics
     fetcher: Fetcher

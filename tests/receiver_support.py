@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -18,11 +19,14 @@ import httpx
 from support import RunningSimulator, UvicornThread
 
 from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
-from openrouter_video.receiver import records
-from openrouter_video.receiver._db import connect
 from openrouter_video.receiver.app import create_app
 from openrouter_video.receiver.server import uvicorn_options
 from openrouter_video.receiver.settings import Secret, Settings
+from openrouter_video.receiver.storage.base import Stores
+from openrouter_video.receiver.storage.local_content import LocalContentStore
+from openrouter_video.receiver.storage.sqlite import open_sqlite
+from openrouter_video.receiver.storage.sqlite._db import connect
+from openrouter_video.receiver.storage.sqlite.deliveries import page_deliveries, pending_count
 
 API_TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -49,6 +53,45 @@ def receiver_settings(data_dir: str, sim: RunningSimulator, **overrides: Any) ->
     return Settings(**values)
 
 
+STORE_KINDS = ("sqlite",)  # what `open_test_stores` opens; the behavioural suites may run over each
+
+
+async def open_test_stores(
+    kind: str, tmp_path: Any, *, worker: str | None = None, lease: float = 60.0, exclusive: bool = False
+) -> Stores:
+    """Fresh stores of `kind` in `tmp_path` (records, and a local content store), for tests that drive
+    the interfaces directly. Two calls on one `tmp_path` share one store (two workers)."""
+    if kind != "sqlite":
+        raise ValueError(f"no test stores of kind {kind!r} (have: {', '.join(STORE_KINDS)})")
+    records = open_sqlite(
+        os.path.join(str(tmp_path), "receiver.db"),
+        worker=worker,
+        lease=lease,
+        poll_lease=lease,
+        exclusive=exclusive,
+    )
+    content = LocalContentStore(os.path.join(str(tmp_path), "videos"))
+    return Stores(
+        deliveries=records.deliveries,
+        jobs=records.jobs,
+        downloads=records.downloads,
+        polls=records.polls,
+        health=records.health,
+        wakeups=records.wakeups,
+        content=content,
+        worker=records.worker,
+        exclusive=exclusive,
+        closing=(content.close, records.close),
+    )
+
+
+def stored_deliveries(db_path: str) -> list[dict[str, Any]]:
+    """Every stored delivery of a SQLite store (newest first), as the API shows them."""
+    with contextlib.closing(connect(db_path)) as conn:
+        page = page_deliveries(conn, state=None, cursor=None, limit=10**9)
+    return [dataclasses.asdict(d) for d in page.items]
+
+
 def wait_until(
     predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = ""
 ) -> Any:
@@ -67,7 +110,7 @@ def wait_applied(settings: Settings, timeout: float = 10.0) -> None:
 
     def settled() -> bool:
         with contextlib.closing(connect(settings.db_path)) as conn:
-            return records.pending_count(conn) == 0
+            return pending_count(conn) == 0
 
     wait_until(settled, timeout, what="the applier to apply every stored delivery")
 
@@ -114,8 +157,7 @@ class RunningReceiver:
             return conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
 
     def deliveries(self) -> list[dict]:
-        with contextlib.closing(self.db()) as conn:
-            return records.list_deliveries(conn, limit=100000)
+        return stored_deliveries(self.settings.db_path)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ skip with the reason. Caddy and systemd-analyze are optional: their tests skip w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -30,13 +31,21 @@ from typing import Any
 
 import httpx
 import pytest
-from receiver_support import AUTH, ReceiverProcess, free_port, receiver_settings, signed_event, wait_until
+from receiver_support import (
+    AUTH,
+    ReceiverProcess,
+    free_port,
+    receiver_settings,
+    signed_event,
+    stored_deliveries,
+    wait_until,
+)
 from support import running_simulator
 
 from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
-from openrouter_video.receiver import records
-from openrouter_video.receiver._db import connect
 from openrouter_video.receiver.settings import Settings
+from openrouter_video.receiver.storage.sqlite._db import connect
+from openrouter_video.receiver.storage.sqlite.jobs import get_job
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -144,12 +153,12 @@ class Stack:
         return httpx.Client(transport=transport, timeout=15, follow_redirects=False)
 
     def deliveries(self) -> dict[str, dict]:
-        with contextlib.closing(connect(self.receiver.settings.db_path, readonly=True)) as conn:
-            return {d["idempotency_key"]: d for d in records.list_deliveries(conn, limit=100000)}
+        return {d["idempotency_key"]: d for d in stored_deliveries(self.receiver.settings.db_path)}
 
     def job(self, job_id: str) -> dict | None:
         with contextlib.closing(connect(self.receiver.settings.db_path, readonly=True)) as conn:
-            return records.get_job(conn, job_id)
+            record = get_job(conn, job_id)
+        return dataclasses.asdict(record) if record is not None else None
 
 
 def make_certificate(directory: Path) -> tuple[str, str]:

@@ -31,8 +31,8 @@ from receiver_support import (
 )
 
 from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, OpenRouterVideo, sign
-from openrouter_video.receiver._db import connect
 from openrouter_video.receiver.settings import Secret
+from openrouter_video.receiver.storage.sqlite._db import connect
 
 
 @pytest.fixture

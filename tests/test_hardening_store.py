@@ -20,6 +20,7 @@ import time
 import httpx
 from receiver_support import (
     ReceiverProcess,
+    open_test_stores,
     receiver_settings,
     running_receiver,
     signed_event,
@@ -27,9 +28,11 @@ from receiver_support import (
 )
 
 from openrouter_video import VideoJob
-from openrouter_video.receiver import records
-from openrouter_video.receiver._db import connect
-from openrouter_video.receiver.store import SQLiteJobStore
+from openrouter_video.receiver.domain.events import storable_key
+from openrouter_video.receiver.domain.model import Delivery
+from openrouter_video.receiver.domain.plan import MAX_OUTPUTS_PER_JOB
+from openrouter_video.receiver.storage.sqlite._db import connect
+from openrouter_video.receiver.storage.sqlite.deliveries import record_delivery
 
 
 def _serve(settings, port: int) -> subprocess.CompletedProcess:
@@ -67,34 +70,39 @@ def test_a_second_receiver_on_the_same_data_dir_refuses_to_start(tmp_path, simul
 
 
 def test_a_download_is_owned_by_the_worker_that_claimed_it(tmp_path) -> None:
-    path = str(tmp_path / "receiver.db")
-
     async def main() -> None:
-        a = SQLiteJobStore(path, worker="A", lease=0.5)
-        b = SQLiteJobStore(path, worker="B", lease=0.5)
+        a = await open_test_stores("sqlite", tmp_path, worker="A", lease=0.5)
+        b = await open_test_stores("sqlite", tmp_path, worker="B", lease=0.5)
         try:
             job = VideoJob.from_api(
                 {"id": "jobLease1", "status": "completed", "unsigned_urls": ["https://x/0"]}
             )
-            await a.apply_poll(job)
-            assert [r["job_id"] for r in await a.claim_downloads(time.time(), 4)] == ["jobLease1"]
-            assert await b.claim_downloads(time.time(), 4) == []  # A holds it
-            assert await a.renew_claims([("jobLease1", 0)]) == 1
-            assert await b.renew_claims([("jobLease1", 0)]) == 0
+            await a.polls.apply_poll(job)
+            assert [c.job_id for c in await a.downloads.claim(time.time(), 4)] == ["jobLease1"]
+            assert await b.downloads.claim(time.time(), 4) == []  # A holds it
+            assert await a.downloads.renew([("jobLease1", 0)]) == 1
+            assert await b.downloads.renew([("jobLease1", 0)]) == 0
             # B cannot record an outcome for an output it does not hold.
-            assert not await b.finish_download("jobLease1", 0, path="/x", size=1, sha256="0" * 64)
-            assert not await b.retry_download("jobLease1", 0, next_at=time.time(), error="x")
+            assert not await b.downloads.finish(
+                "jobLease1", 0, content_key="jobLease1/0.mp4", size=1, sha256="0" * 64
+            )
+            assert not await b.downloads.retry("jobLease1", 0, next_at=time.time(), error="x")
             # A stops renewing (it died): once the lease ran out, B takes the output over...
-            taken = await _wait_async(lambda: b.claim_downloads(time.time(), 4))
-            assert [r["job_id"] for r in taken] == ["jobLease1"]
+            taken = await _wait_async(lambda: b.downloads.claim(time.time(), 4))
+            assert [c.job_id for c in taken] == ["jobLease1"]
             # ...and A, back from a stall, can no longer record it.
-            assert not await a.finish_download("jobLease1", 0, path="/x", size=1, sha256="a" * 64)
-            assert await b.finish_download("jobLease1", 0, path="/y", size=2, sha256="b" * 64)
-            record = a.get_job("jobLease1")
-            assert record["outputs"][0]["state"] == "done" and record["outputs"][0]["sha256"] == "b" * 64
+            assert not await a.downloads.finish(
+                "jobLease1", 0, content_key="jobLease1/0.mp4", size=1, sha256="a" * 64
+            )
+            assert await b.downloads.finish(
+                "jobLease1", 0, content_key="jobLease1/0.mp4", size=2, sha256="b" * 64
+            )
+            record = await a.jobs.get("jobLease1")
+            assert record is not None
+            assert record.outputs[0].state == "done" and record.outputs[0].sha256 == "b" * 64
         finally:
-            a.close()
-            b.close()
+            await a.close()
+            await b.close()
 
     asyncio.run(main())
 
@@ -129,8 +137,8 @@ def test_events_whose_keys_share_200_characters_are_both_kept(tmp_path, simulato
             simulator.secret, {"id": "jobLongKey1"}, status="completed", key=prefix + "-b"
         )
         assert httpx.post(rx.webhook_url, content=body, headers=headers).json()["outcome"] == "duplicate"
-    assert records.storable_key("x" * 200) == "x" * 200
-    assert records.storable_key(prefix + "-a") != records.storable_key(prefix + "-b")
+    assert storable_key("x" * 200) == "x" * 200
+    assert storable_key(prefix + "-a") != storable_key(prefix + "-b")
 
 
 # -- 5. readiness takes a delivery's path; a damaged database is refused at start ----------------
@@ -184,7 +192,7 @@ def test_an_event_announcing_thousands_of_outputs_queues_only_the_cap(tmp_path, 
         rx.applied()
         response = rx.get("/jobs/jobMany1")
         job = response.json()
-        assert len(job["outputs"]) == records.MAX_OUTPUTS_PER_JOB
+        assert len(job["outputs"]) == MAX_OUTPUTS_PER_JOB
         assert len(response.content) < 64 * 1024
         refused = [e for e in job["events"] if e["kind"] == "outputs_refused"]
         assert len(refused) == 1 and "5000 outputs announced" in refused[0]["detail"]
@@ -200,10 +208,10 @@ def test_a_stored_delivery_not_yet_applied_is_visible_to_the_query_api(tmp_path,
         # Stored and acknowledged, the applier not woken (it looks again only every few seconds):
         # the state right after a 2xx when the applier is behind.
         body, _headers = signed_event(simulator.secret, {"id": "jobSeen1", "status": "in_progress"})
-        delivery = records.Delivery("jobSeen1-in_progress", body, {}, time.time(), int(time.time()))
+        delivery = Delivery("jobSeen1-in_progress", body, {}, time.time(), int(time.time()))
         with contextlib.closing(connect(settings.db_path)) as conn:
             conn.execute("BEGIN IMMEDIATE")
-            records.record_delivery(conn, delivery)
+            record_delivery(conn, delivery)
             conn.execute("COMMIT")
         response = rx.get("/jobs/jobSeen1")
         assert response.status_code == 200, response.text

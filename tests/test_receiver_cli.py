@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from receiver_support import receiver_settings, running_receiver, signed_event
 
-from openrouter_video.receiver._db import MIGRATIONS, connect
 from openrouter_video.receiver.cli_local import jobs
+from openrouter_video.receiver.storage.sqlite._db import MIGRATIONS, connect
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

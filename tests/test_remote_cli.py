@@ -31,7 +31,7 @@ from openrouter_video import (
     sign,
 )
 from openrouter_video._cli import cli
-from openrouter_video.receiver import records
+from openrouter_video.receiver.storage.sqlite import deliveries as sqlite_deliveries
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 WEBHOOK_JOBS = [f"jobRemote{n}" for n in range(6)]
@@ -230,7 +230,7 @@ def test_without_a_url_or_the_receiver_extra_it_says_what_to_set(monkeypatch) ->
 def test_reprocess_over_http_applies_a_failed_delivery_once_the_cause_is_fixed(
     tmp_path, simulator, monkeypatch
 ) -> None:
-    original = records.apply_job_update
+    original = sqlite_deliveries.apply_job_update
 
     def broken(conn, job, **kwargs):
         if job.id == "jobBroken1":
@@ -238,7 +238,7 @@ def test_reprocess_over_http_applies_a_failed_delivery_once_the_cause_is_fixed(
         return original(conn, job, **kwargs)
 
     with running_receiver(receiver_settings(str(tmp_path / "data"), simulator)) as rx:
-        monkeypatch.setattr(records, "apply_job_update", broken)
+        monkeypatch.setattr(sqlite_deliveries, "apply_job_update", broken)
         post_event(rx, simulator, {"id": "jobBroken1", "status": "failed", "error": "upstream said no"})
         post_event(rx, simulator, {"id": "jobFine1", "status": "in_progress"})
         rx.applied()
@@ -249,7 +249,7 @@ def test_reprocess_over_http_applies_a_failed_delivery_once_the_cause_is_fixed(
         still = json.loads(ok("reprocess", str(stuck["id"]), "--receiver", rx.url, "--json").stdout)
         assert still["applied"] == 0 and still["unprocessed"] == 1  # the cause is not fixed yet
 
-        monkeypatch.setattr(records, "apply_job_update", original)  # the fix
+        monkeypatch.setattr(sqlite_deliveries, "apply_job_update", original)  # the fix
         result = ok("reprocess", "--receiver", rx.url)
         assert result.stdout.startswith("reprocessed 1 deliveries: 1 applied, 0 still unprocessed")
         record = json.loads(ok("jobs", "show", "jobBroken1", "--receiver", rx.url, "--json").stdout)

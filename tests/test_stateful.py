@@ -1,16 +1,21 @@
-"""A Hypothesis state machine over the job store: real SQLite file, the real functions of receiver.records.
+"""A Hypothesis state machine over the store interfaces (receiver.storage.base), on a real store.
 
-Rules drive what the receiver does to its store: register a job, record webhook deliveries
+Rules drive what the receiver does to its stores: register a job, record webhook deliveries
 (random job, random status, duplicates, reordering, the same idempotency key resent, unparseable
 bodies), apply the stored deliveries (any number at a time, interleaved with everything else),
-apply poll results, claim/finish/retry/end downloads as one of two workers under leases (a worker
-that no longer holds a claim cannot record its outcome), restart (close, reopen, recover the dead
-worker's claims) and crash in the middle of a transaction. After every step the invariants
-are read back from the database itself and compared with a small independent model.
+apply poll results, claim/finish/retry/end downloads and claim/schedule fallback polls as one of
+two workers (two Stores on one store: replicas) under leases (a worker that no longer holds a claim
+cannot record its outcome), restart (close, reopen as the store's only process, recover the dead
+workers' claims) and close in the middle of writes. After every step the invariants are read back
+through the interfaces and compared with a small independent model.
+
+The stores come from `open_test_stores(KIND, ...)`: a subclass setting `kind` runs it on another
+backend.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -18,22 +23,25 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from unittest import mock
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from receiver_support import open_test_stores
 
 from openrouter_video import TERMINAL_STATUSES, VideoJob
-from openrouter_video.receiver import records
-from openrouter_video.receiver._db import connect, migrate
+from openrouter_video.receiver.domain.model import Delivery, JobFilter, RecordedDelivery
+from openrouter_video.receiver.storage.base import Stores, StoreUnavailable
 
 JOBS = ("jobA", "jobB", "jobC")
 # "queued" stands for a status upstream may add one day: recorded, ranked with pending.
 STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled", "expired", "queued")
 RANK = {"pending": 0, "in_progress": 1, **{s: 2 for s in TERMINAL_STATUSES}}
 _OUTPUT_DETAIL = re.compile(r"^output (\d+):")
-WORKERS = ("w1", "w2")
 LEASE = 10.0
+DEAD = -1  # the holder of a claim made before a restart: a worker that no longer runs
+Output = tuple[str, int]
 
 
 def _job_data(job: str, status: str, outputs: int) -> dict:
@@ -49,79 +57,102 @@ def _job_data(job: str, status: str, outputs: int) -> dict:
 
 
 class JobStoreMachine(RuleBasedStateMachine):
+    kind = "sqlite"
+
     def __init__(self) -> None:
         super().__init__()
         # /dev/shm when there is one: a real SQLite file, without paying for fsync on every commit.
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         self.dir = tempfile.mkdtemp(prefix="stateful-store-", dir=base)
-        self.path = os.path.join(self.dir, "receiver.db")
-        self.conn = self._open()
+        self.loop = asyncio.new_event_loop()
+        # The machine's clock is the stores' clock too (they read time.time()): steps replay exactly.
         self.clock = 1_700_000_000.0
+        self._real_time = mock.patch("time.time", lambda: self.clock)
+        self._real_time.start()
+        self.generation = 0  # restarts: the processes after a restart are new workers
+        self.workers: list[Stores] = []
         self.status: dict[str, str] = {}  # the model: expected status of each known job
-        self.seen_status: dict[str, list[str]] = {}  # what the database actually showed, step by step
+        self.seen_status: dict[str, list[str]] = {}  # what the store actually showed, step by step
         self.keys: dict[str, bytes] = {}  # idempotency keys acknowledged (committed), with their body
         # Deliveries stored but not applied yet, oldest first: (key, job, status, outputs, received_at);
         # job is None for a body that is not an event.
         self.pending: list[tuple[str, str | None, str, int, float]] = []
-        self.outputs: dict[tuple[str, int], str] = {}  # expected state of each output
-        self.due_at: dict[tuple[str, int], float] = {}
-        self.done: dict[tuple[str, int], str] = {}  # sha256 of each finished output
-        self.downloaded: Counter[tuple[str, int]] = Counter()
-        self.claims: dict[tuple[str, int], tuple[str, float]] = {}  # downloading output: (worker, lease end)
-        self.generation = 0  # restarts: the process after a restart is a new worker
+        self.outputs: dict[Output, str] = {}  # expected state of each output
+        self.due_at: dict[Output, float] = {}
+        self.done: dict[Output, str] = {}  # sha256 of each finished output
+        self.downloaded: Counter[Output] = Counter()
+        self.claims: dict[Output, tuple[int, float]] = {}  # downloading output: (worker number, lease end)
+        self.registered: set[str] = set()
+        self.next_poll: dict[str, float | None] = {}
+        self.poll_claims: dict[str, tuple[int, float]] = {}  # job: (worker number, lease end)
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _open(self):
-        conn = connect(self.path)
-        migrate(conn)
-        return conn
+    def run(self, coroutine):
+        return self.loop.run_until_complete(coroutine)
 
-    def _tx(self, fn, *args, **kwargs):
-        """One write transaction, as the writer thread runs it."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(self.conn, *args, **kwargs)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-        return result
+    def _open_workers(self) -> None:
+        """Two workers on one store: the first serves it alone at start (a previous run's claims
+        are dead), the second joins it (as a replica would)."""
+        self.generation += 1
+        self.workers = [
+            self.run(
+                open_test_stores(
+                    self.kind, self.dir, worker=f"w{n}-{self.generation}", lease=LEASE, exclusive=n == 0
+                )
+            )
+            for n in (0, 1)
+        ]
+
+    def _close_workers(self) -> None:
+        for stores in self.workers:
+            self.run(stores.close())
+        self.workers = []
 
     def _now(self) -> float:
         self.clock += 0.5
         return self.clock
 
-    def _expect(self, job: str, new: str, outputs: int, at: float | None = None) -> None:
-        """The documented state machine, written independently of receiver.states."""
+    def _expect(self, job: str, new: str, outputs: int, at: float) -> None:
+        """The documented state machine, written independently of receiver.domain."""
         current = self.status.get(job)
-        if current is None or (current not in TERMINAL_STATUSES and RANK.get(new, 0) > RANK.get(current, 0)):
+        if current is None:
             self.status[job] = new
+            self.next_poll[job] = None  # first seen by upstream's word: not registered, not polled
+        elif current not in TERMINAL_STATUSES and RANK.get(new, 0) > RANK.get(current, 0):
+            self.status[job] = new
+            if new in TERMINAL_STATUSES:
+                self.next_poll[job] = None  # a terminal job is never polled again
         if new == "completed" and self.status[job] == "completed":
             for index in range(outputs):
                 if (job, index) not in self.outputs:
                     self.outputs[(job, index)] = "pending"
-                    self.due_at[(job, index)] = self.clock if at is None else at
+                    self.due_at[(job, index)] = at
 
     def teardown(self) -> None:
         with contextlib.suppress(Exception):
-            self.conn.close()
+            self._close_workers()
+        self._real_time.stop()
+        self.loop.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- rules ----------------------------------------------------------------------------------
 
     @initialize()
     def start(self) -> None:
-        assert records.release_claims_of_others(self.conn, "w1", self._now()) == 0
+        self._open_workers()
+        assert self.run(self.workers[0].downloads.recover()) == 0
 
     @rule(job=st.sampled_from(JOBS), model=st.none() | st.just("m1"), prompt=st.none() | st.just("p"))
     def register(self, job: str, model: str | None, prompt: str | None) -> None:
-        now = self._now()
-        created = self._tx(
-            records.register_job, job, model=model, prompt=prompt, now=now, first_poll_at=now + 30
-        )
+        first_poll_at = self._now() + 30
+        jobs = self.workers[0].jobs
+        created = self.run(jobs.register(job, model=model, prompt=prompt, first_poll_at=first_poll_at))
         assert created == (job not in self.status)
+        if job not in self.registered and self.status.get(job, "pending") not in TERMINAL_STATUSES:
+            self.next_poll[job] = first_poll_at
         self.status.setdefault(job, "pending")
+        self.registered.add(job)
 
     @rule(
         job=st.sampled_from(JOBS),
@@ -158,9 +189,9 @@ class JobStoreMachine(RuleBasedStateMachine):
             self.keys[key] = b"\xff not json"
             self.pending.append((key, None, "", 0, received_at))
 
-    @rule(limit=st.integers(1, 5))
-    def apply(self, limit: int) -> None:
-        applied = self._tx(records.apply_pending, limit, self._now())
+    @rule(limit=st.integers(1, 5), worker=st.integers(0, 1))
+    def apply(self, limit: int, worker: int) -> None:
+        applied = self.run(self.workers[worker].deliveries.apply_pending(limit)).deliveries
         expected, self.pending = self.pending[:limit], self.pending[limit:]
         assert [a.idempotency_key for a in applied] == [key for key, *_ in expected]
         for result, (_key, job, status, outputs, received_at) in zip(applied, expected, strict=True):
@@ -171,52 +202,47 @@ class JobStoreMachine(RuleBasedStateMachine):
             self._expect(job, status, outputs, at=received_at)
 
     @rule(job=st.sampled_from(JOBS), status=st.sampled_from(STATUSES), outputs=st.integers(1, 3))
-    def poll(self, job: str, status: str, outputs: int) -> None:
-        self._tx(
-            records.apply_job_update,
-            VideoJob.from_api(_job_data(job, status, outputs)),
-            source="poll",
-            now=self._now(),
-        )
-        self._expect(job, status, outputs)
+    def poll_answer(self, job: str, status: str, outputs: int) -> None:
+        self.run(self.workers[0].polls.apply_poll(VideoJob.from_api(_job_data(job, status, outputs))))
+        self._expect(job, status, outputs, at=self.clock)
 
-    @rule(seconds=st.floats(0, 5))
+    @rule(seconds=st.floats(0, 12))
     def time_passes(self, seconds: float) -> None:
         self.clock += seconds
 
-    @rule(limit=st.integers(1, 4), worker=st.sampled_from(WORKERS))
-    def claim(self, limit: int, worker: str) -> None:
+    @rule(limit=st.integers(1, 4), worker=st.integers(0, 1))
+    def claim(self, limit: int, worker: int) -> None:
         now = self._now()
         due = [o for o, state in self.outputs.items() if state == "pending" and self.due_at[o] <= now]
         due += [o for o, (_w, until) in self.claims.items() if until < now]
-        claimed = self._tx(records.claim_downloads, now, limit, worker=worker, lease=LEASE)
+        claimed = self.run(self.workers[worker].downloads.claim(now, limit))
         assert len(claimed) == min(limit, len(due))
-        for row in claimed:
-            output = (row["job_id"], row["idx"])
+        for claim in claimed:
+            output = (claim.job_id, claim.index)
             assert output not in self.done, f"{output} is done but was claimed again"
             assert output in due, f"{output} was claimed in state {self.outputs.get(output)}"
             self.outputs[output] = "downloading"
             self.claims[output] = (worker, now + LEASE)
 
-    def _downloading(self) -> list[tuple[str, int]]:
+    def _downloading(self) -> list[Output]:
         return sorted(o for o, state in self.outputs.items() if state == "downloading")
 
-    def _pick(self, data) -> tuple[tuple[str, int], str, bool]:
-        """A downloading output and a worker reporting on it: its holder, or another (refused)."""
+    def _pick(self, data) -> tuple[Output, int, bool]:
+        """A downloading output and a worker reporting on it: its holder, or the other (refused). A
+        claim of a worker that died (DEAD) is held by neither."""
         output = data.draw(st.sampled_from(self._downloading()))
         holder = self.claims[output][0]
-        worker = data.draw(st.sampled_from([holder, "someone-else"]))
+        worker = data.draw(st.sampled_from([0, 1] if holder == DEAD else [holder, 1 - holder]))
         return output, worker, worker == holder
 
     @precondition(lambda self: self._downloading())
     @rule(data=st.data())
     def renew(self, data) -> None:
         output, worker, holds = self._pick(data)
-        now = self._now()
-        held = self._tx(records.renew_claims, [output], worker, now + LEASE)
+        held = self.run(self.workers[worker].downloads.renew([output]))
         assert held == (1 if holds else 0)
         if holds:
-            self.claims[output] = (worker, now + LEASE)
+            self.claims[output] = (worker, self.clock + LEASE)
 
     @precondition(lambda self: self._downloading())
     @rule(data=st.data())
@@ -224,93 +250,125 @@ class JobStoreMachine(RuleBasedStateMachine):
         output, worker, holds = self._pick(data)
         job, index = output
         sha = f"{len(self.done):064x}"
-        recorded = self._tx(
-            records.finish_download,
-            job,
-            index,
-            path=f"/videos/{job}/{index}.mp4",
-            size=1000 + index,
-            sha256=sha,
-            now=self._now(),
-            worker=worker,
+        key = f"{job}/{index}.mp4"
+        recorded = self.run(
+            self.workers[worker].downloads.finish(job, index, content_key=key, size=1000 + index, sha256=sha)
         )
-        assert recorded == holds, f"{worker} recorded {output} held by {self.claims[output][0]}"
+        assert recorded == holds, f"worker {worker} recorded {output} held by {self.claims[output][0]}"
         if holds:
             self.outputs[output] = "done"
             self.done[output] = sha
             self.downloaded[output] += 1
             del self.claims[output]
+            assert self.run(self.workers[1 - worker].downloads.content_key(job, index)) == key
 
     @precondition(lambda self: self._downloading())
-    @rule(data=st.data(), delay=st.floats(0, 3), counted=st.booleans())
-    def retry(self, data, delay: float, counted: bool) -> None:
+    @rule(data=st.data(), delay=st.integers(0, 3), counted=st.booleans())
+    def retry(self, data, delay: int, counted: bool) -> None:
         output, worker, holds = self._pick(data)
         job, index = output
-        now = self._now()
+        next_at = self._now() + delay
         attempts = self._attempts(output)
-        recorded = self._tx(
-            records.retry_download,
-            job,
-            index,
-            next_at=now + delay,
-            error="503 upstream",
-            now=now,
-            worker=worker,
-            count_attempt=counted,
+        queue = self.workers[worker].downloads
+        recorded = self.run(
+            queue.retry(job, index, next_at=next_at, error="503 upstream", count_attempt=counted)
         )
         assert recorded == holds
         if holds:
             self.outputs[output] = "pending"
-            self.due_at[output] = now + delay
+            self.due_at[output] = next_at
             del self.claims[output]
             assert self._attempts(output) == attempts - (0 if counted else 1)
 
-    def _attempts(self, output: tuple[str, int]) -> int:
-        return self.conn.execute(
-            "SELECT attempts FROM outputs WHERE job_id = ? AND idx = ?", output
-        ).fetchone()[0]
+    def _attempts(self, output: Output) -> int:
+        record = self.run(self.workers[0].jobs.get(output[0]))
+        return next(o.attempts for o in record.outputs if o.index == output[1])
 
     @precondition(lambda self: self._downloading())
     @rule(data=st.data(), state=st.sampled_from(["gone", "failed"]))
     def end(self, data, state: str) -> None:
         output, worker, holds = self._pick(data)
         job, index = output
-        recorded = self._tx(
-            records.end_download, job, index, state=state, error="410 gone", now=self._now(), worker=worker
-        )
+        recorded = self.run(self.workers[worker].downloads.end(job, index, state=state, error="410 gone"))
         assert recorded == holds
         if holds:
             self.outputs[output] = state
             del self.claims[output]
 
+    @rule(limit=st.integers(1, 3), worker=st.integers(0, 1))
+    def claim_polls(self, limit: int, worker: int) -> None:
+        now = self._now()
+        due = {
+            job
+            for job, at in self.next_poll.items()
+            if at is not None and at <= now and self.poll_claims.get(job, (0, -1.0))[1] < now
+        }
+        claimed = self.run(self.workers[worker].polls.claim(now, limit))
+        assert len(claimed) == min(limit, len(due))
+        for claim in claimed:
+            assert claim.job_id in due, f"{claim.job_id} claimed for a poll: not due, or under a live claim"
+            assert self.status[claim.job_id] not in TERMINAL_STATUSES
+            self.poll_claims[claim.job_id] = (worker, now + LEASE)
+
+    @precondition(lambda self: self.poll_claims)
+    @rule(data=st.data(), delay=st.none() | st.integers(0, 60))
+    def schedule_poll(self, data, delay: int | None) -> None:
+        job = data.draw(st.sampled_from(sorted(self.poll_claims)))
+        holder, until = self.poll_claims[job]
+        worker = data.draw(st.sampled_from([holder, 1 - holder]))
+        next_at = None if delay is None else self._now() + delay
+        self.run(self.workers[worker].polls.schedule(job, next_at))
+        # Another worker's outcome is dropped while the holder's claim is live.
+        if worker == holder or until < self.clock:
+            del self.poll_claims[job]
+            self.next_poll[job] = None if self.status[job] in TERMINAL_STATUSES else next_at
+
     @rule()
     def restart(self) -> None:
-        """A new process (a new worker) on the store it serves alone: every other claim is dead."""
-        self.conn.close()
-        self.conn = self._open()
+        """New processes (new workers), the first serving the store alone: every other claim is dead."""
+        self._close_workers()
+        self._open_workers()
         now = self._now()
-        self.generation += 1
-        released = self._tx(records.release_claims_of_others, f"restarted-{self.generation}", now)
+        released = self.run(self.workers[0].downloads.recover())
         assert released == len(self._downloading())
-        for output, (worker, _until) in self.claims.items():
-            self.claims[output] = (worker, now - 1)
+        for output in self.claims:
+            self.claims[output] = (DEAD, now - LEASE)
+        self.poll_claims.clear()
 
     @rule(job=st.sampled_from(JOBS), status=st.sampled_from(STATUSES))
-    def crash_mid_transaction(self, job: str, status: str) -> None:
-        """SIGKILL with a batch written but not committed: nothing of it may survive."""
-        key = f"{job}-{status}-lost"
+    def close_mid_writes(self, job: str, status: str) -> None:
+        """The stores closed with writes in flight: each is either kept (and answered) or refused with
+        StoreUnavailable, kept nowhere."""
+        key = f"{job}-{status}-in-flight"
         body = json.dumps({"type": f"video.generation.{status}", "data": _job_data(job, status, 1)}).encode()
-        self.conn.execute("BEGIN IMMEDIATE")
-        records.record_delivery(self.conn, self._delivery(key, body))
-        records.apply_pending(self.conn, 100, self._now())
-        records.apply_job_update(
-            self.conn, VideoJob.from_api(_job_data(job, "completed", 2)), source="poll", now=self._now()
-        )
-        self.conn.close()  # never committed
+        stores = self.workers[0]
+
+        async def writes_then_close() -> list[object]:
+            delivery = self._delivery(key, body)
+            started = self.clock
+            writes = [
+                asyncio.ensure_future(stores.deliveries.record(delivery)),
+                asyncio.ensure_future(
+                    stores.polls.apply_poll(VideoJob.from_api(_job_data(job, "completed", 2)))
+                ),
+            ]
+            await stores.close()
+            results = await asyncio.gather(*writes, return_exceptions=True)
+            return [*results, delivery.received_at, started]
+
+        recorded, polled, received_at, started = self.run(writes_then_close())
+        for result in (recorded, polled):
+            assert not isinstance(result, BaseException) or isinstance(result, StoreUnavailable), result
+        if isinstance(recorded, RecordedDelivery) and not recorded.duplicate:
+            self.keys[key] = body
+            self.pending.append((key, job, status, 1, received_at))
+        if not isinstance(polled, BaseException):
+            self._expect(job, "completed", 2, at=started)
+        self.workers = self.workers[1:]
         self.restart()
 
-    def _delivery(self, key: str, body: bytes) -> records.Delivery:
-        return records.Delivery(
+    def _delivery(self, key: str, body: bytes) -> Delivery:
+        return Delivery(
             idempotency_key=key,
             body=body,
             headers={"content-type": "application/json"},
@@ -318,68 +376,66 @@ class JobStoreMachine(RuleBasedStateMachine):
             signed_at=int(self.clock),
         )
 
-    def _deliver(self, key: str, body: bytes) -> tuple[records.RecordedDelivery, float]:
+    def _deliver(self, key: str, body: bytes) -> tuple[RecordedDelivery, float]:
         delivery = self._delivery(key, body)
-        return self._tx(records.record_delivery, delivery), delivery.received_at
+        return self.run(self.workers[1].deliveries.record(delivery)), delivery.received_at
 
     # -- invariants -----------------------------------------------------------------------------
 
+    def _jobs(self):
+        records = {job: self.run(self.workers[0].jobs.get(job)) for job in JOBS}
+        return {job: record for job, record in records.items() if record is not None}
+
     @invariant()
     def statuses_follow_the_state_machine(self) -> None:
-        rows = {
-            r["id"]: r
-            for r in self.conn.execute("SELECT id, status, terminal_at, next_poll_at FROM jobs").fetchall()
-        }
-        assert set(rows) == set(self.status)
-        for job, row in rows.items():
+        records = self._jobs()
+        listed = self.run(self.workers[1].jobs.page(JobFilter(), cursor=None, limit=100)).items
+        assert set(records) == set(self.status) == {j.id for j in listed}
+        for job, record in records.items():
             history = self.seen_status.setdefault(job, [])
             if history:
                 previous = history[-1]
                 if previous in TERMINAL_STATUSES:
-                    assert row["status"] == previous, f"{job}: terminal {previous} became {row['status']}"
-                assert RANK.get(row["status"], 0) >= RANK.get(previous, 0), (
-                    f"{job}: {previous} -> {row['status']}"
+                    assert record.status == previous, f"{job}: terminal {previous} became {record.status}"
+                assert RANK.get(record.status, 0) >= RANK.get(previous, 0), (
+                    f"{job}: {previous} -> {record.status}"
                 )
-            history.append(row["status"])
-            assert row["status"] == self.status[job]
-            terminal = row["status"] in TERMINAL_STATUSES
-            assert (row["terminal_at"] is not None) == terminal, job
-            if terminal:
-                assert row["next_poll_at"] is None, f"terminal {job} is still scheduled for polling"
+            history.append(record.status)
+            assert record.status == self.status[job]
+            assert (record.terminal_at is not None) == (record.status in TERMINAL_STATUSES), job
 
     @invariant()
-    def one_delivery_row_per_idempotency_key(self) -> None:
-        rows = self.conn.execute(
-            "SELECT idempotency_key, count(*) AS n FROM deliveries GROUP BY 1"
-        ).fetchall()
-        assert {r["idempotency_key"]: r["n"] for r in rows} == dict.fromkeys(self.keys, 1)
+    def one_delivery_per_idempotency_key(self) -> None:
+        page = self.run(self.workers[0].deliveries.page(state=None, cursor=None, limit=500))
+        assert Counter(d.idempotency_key for d in page.items) == Counter(dict.fromkeys(self.keys, 1))
 
     @invariant()
     def pending_deliveries_wait_in_order_and_nothing_else_does(self) -> None:
-        rows = self.conn.execute(
-            "SELECT idempotency_key FROM deliveries WHERE state = 'pending' ORDER BY id"
-        ).fetchall()
-        assert [r[0] for r in rows] == [key for key, *_ in self.pending]
+        page = self.run(self.workers[1].deliveries.page(state="pending", cursor=None, limit=500))
+        assert [d.idempotency_key for d in reversed(page.items)] == [key for key, *_ in self.pending]
+        assert self.run(self.workers[0].deliveries.pending_count()) == len(self.pending)
 
     @invariant()
     def outputs_belong_to_completed_jobs_and_done_is_final(self) -> None:
-        orphans = self.conn.execute(
-            "SELECT o.job_id FROM outputs o JOIN jobs j ON j.id = o.job_id WHERE j.status != 'completed'"
-        ).fetchall()
-        assert orphans == []
-        rows = self.conn.execute("SELECT job_id, idx, state, sha256 FROM outputs").fetchall()
-        assert {(r["job_id"], r["idx"]): r["state"] for r in rows} == self.outputs
-        for r in rows:
-            if (r["job_id"], r["idx"]) in self.done:
-                assert r["state"] == "done" and r["sha256"] == self.done[(r["job_id"], r["idx"])]
+        seen: dict[Output, str] = {}
+        events: Counter[Output] = Counter()
+        for job, record in self._jobs().items():
+            assert not record.outputs or record.status == "completed", f"{job} has outputs, {record.status}"
+            for output in record.outputs:
+                seen[(job, output.index)] = output.state
+                if (job, output.index) in self.done:
+                    assert output.state == "done" and output.sha256 == self.done[(job, output.index)]
+                    assert output.content_key == f"{job}/{output.index}.mp4"
+            for event in record.events:
+                if event.kind == "downloaded":
+                    events[(job, int(_OUTPUT_DETAIL.match(event.detail).group(1)))] += 1
+        assert seen == self.outputs
+        assert events == self.downloaded  # at most one downloaded event per output
 
     @invariant()
-    def at_most_one_downloaded_event_per_output(self) -> None:
-        events = Counter()
-        for r in self.conn.execute("SELECT job_id, detail FROM job_events WHERE kind = 'downloaded'"):
-            events[(r["job_id"], int(_OUTPUT_DETAIL.match(r["detail"]).group(1)))] += 1
-        assert all(n == 1 for n in events.values()), events
-        assert events == self.downloaded
+    def the_queue_depth_counts_what_is_left_to_download(self) -> None:
+        left = sum(state in ("pending", "downloading") for state in self.outputs.values())
+        assert self.run(self.workers[1].downloads.depth()) == left
 
 
 JobStoreMachine.TestCase.settings = settings(

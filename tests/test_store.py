@@ -10,8 +10,11 @@ import httpx
 import pytest
 from receiver_support import receiver_settings, running_receiver
 
-from openrouter_video.receiver import records
-from openrouter_video.receiver._db import MIGRATIONS, connect, migrate
+from openrouter_video.receiver.domain.model import Delivery
+from openrouter_video.receiver.storage.sqlite import deliveries
+from openrouter_video.receiver.storage.sqlite._db import MIGRATIONS, connect, migrate
+from openrouter_video.receiver.storage.sqlite.deliveries import apply_pending, pending_count, record_delivery
+from openrouter_video.receiver.storage.sqlite.jobs import get_job
 
 
 def _event(job_id: str, status: str) -> bytes:
@@ -19,8 +22,8 @@ def _event(job_id: str, status: str) -> bytes:
     return json.dumps({"type": f"video.generation.{status}", "data": data}).encode()
 
 
-def _delivery(key: str, body: bytes) -> records.Delivery:
-    return records.Delivery(
+def _delivery(key: str, body: bytes) -> Delivery:
+    return Delivery(
         idempotency_key=key, body=body, headers={}, received_at=time.time(), signed_at=int(time.time())
     )
 
@@ -71,43 +74,43 @@ def test_storing_is_one_pending_row_and_applying_follows_the_stored_order(tmp_pa
         # Stored out of order (completed first): applied in the stored order, so the late one is stale.
         for key, status in (("k1", "completed"), ("k2", "in_progress"), ("k3", "garbage")):
             body = b"\xff" if status == "garbage" else _event("gen-vid-1-abc", status)
-            assert not _tx(conn, records.record_delivery, _delivery(key, body)).duplicate
-        assert _tx(conn, records.record_delivery, _delivery("k1", b"{}")).duplicate
-        assert records.pending_count(conn) == 3
+            assert not _tx(conn, record_delivery, _delivery(key, body)).duplicate
+        assert _tx(conn, record_delivery, _delivery("k1", b"{}")).duplicate
+        assert pending_count(conn) == 3
         assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0  # nothing applied yet
 
-        first = _tx(conn, records.apply_pending, 2, time.time())
+        first = _tx(conn, apply_pending, 2, time.time())
         assert [(a.idempotency_key, a.decision) for a in first] == [("k1", "create"), ("k2", "stale")]
         assert first[0].outputs_queued == 1
-        last = _tx(conn, records.apply_pending, 10, time.time())
+        last = _tx(conn, apply_pending, 10, time.time())
         assert len(last) == 1 and not last[0].applied and "not JSON" in last[0].error
-        assert records.pending_count(conn) == 0
-        assert records.get_job(conn, "gen-vid-1-abc")["status"] == "completed"
+        assert pending_count(conn) == 0
+        assert get_job(conn, "gen-vid-1-abc").status == "completed"
         states = dict(conn.execute("SELECT idempotency_key, state FROM deliveries"))
         assert states == {"k1": "applied", "k2": "applied", "k3": "failed"}
 
 
 def test_a_delivery_the_code_cannot_apply_is_marked_failed_and_the_rest_go_on(tmp_path, monkeypatch) -> None:
     path = str(tmp_path / "r.db")
-    real_apply = records.apply_job_update
+    real_apply = deliveries.apply_job_update
 
     def apply_with_a_bug(conn, job, **kwargs):  # fault injection: a bug that only one event triggers
         if job.id == "gen-vid-1-poison":
             raise KeyError("a bug")
         return real_apply(conn, job, **kwargs)
 
-    monkeypatch.setattr(records, "apply_job_update", apply_with_a_bug)
+    monkeypatch.setattr(deliveries, "apply_job_update", apply_with_a_bug)
     with contextlib.closing(connect(path)) as conn:
         migrate(conn)
         for key, job in (("a", "gen-vid-1-aaa"), ("p", "gen-vid-1-poison"), ("b", "gen-vid-1-bbb")):
-            _tx(conn, records.record_delivery, _delivery(key, _event(job, "completed")))
+            _tx(conn, record_delivery, _delivery(key, _event(job, "completed")))
         with pytest.raises(KeyError):
-            _tx(conn, records.apply_pending, 10, time.time())
-        assert records.pending_count(conn) == 3  # rolled back as a whole
-        applied = _tx(conn, records.apply_pending, 10, time.time(), isolate=True)
+            _tx(conn, apply_pending, 10, time.time())
+        assert pending_count(conn) == 3  # rolled back as a whole
+        applied = _tx(conn, apply_pending, 10, time.time(), isolate=True)
         assert [a.applied for a in applied] == [True, False, True]
         assert "KeyError" in applied[1].error
-        assert records.get_job(conn, "gen-vid-1-poison") is None
+        assert get_job(conn, "gen-vid-1-poison") is None
         assert conn.execute("SELECT count(*) FROM outputs").fetchone()[0] == 2
 
 
@@ -116,7 +119,7 @@ def test_deliveries_left_pending_by_a_crash_are_applied_at_start(tmp_path, simul
     with contextlib.closing(connect(settings.db_path)) as conn:
         migrate(conn)
         for i in range(300):
-            _tx(conn, records.record_delivery, _delivery(f"k{i}", _event(f"gen-vid-1-j{i:05d}", "failed")))
+            _tx(conn, record_delivery, _delivery(f"k{i}", _event(f"gen-vid-1-j{i:05d}", "failed")))
     with running_receiver(settings) as receiver:
         receiver.applied()
         listing = receiver.get("/jobs", params={"limit": 500}).json()["jobs"]
@@ -132,7 +135,7 @@ def test_a_backlog_drains_while_deliveries_keep_arriving(tmp_path, simulator) ->
         migrate(conn)
         conn.execute("BEGIN IMMEDIATE")
         for i in range(3000):
-            records.record_delivery(conn, _delivery(f"old{i}", _event(f"gen-vid-1-old{i:05d}", "failed")))
+            record_delivery(conn, _delivery(f"old{i}", _event(f"gen-vid-1-old{i:05d}", "failed")))
         conn.execute("COMMIT")
     with running_receiver(settings) as receiver, httpx.Client(timeout=10) as http:
         began = time.monotonic()
@@ -145,7 +148,7 @@ def test_a_backlog_drains_while_deliveries_keep_arriving(tmp_path, simulator) ->
             sent += 1
             time.sleep(0.01)  # pacing the stream is the thing under test
         with contextlib.closing(receiver.db()) as conn:
-            assert records.pending_count(conn) < 50  # drained during the stream, not after it
+            assert pending_count(conn) < 50  # drained during the stream, not after it
         receiver.applied(timeout=10)
         with contextlib.closing(receiver.db()) as conn:
             assert (
@@ -156,18 +159,19 @@ def test_a_backlog_drains_while_deliveries_keep_arriving(tmp_path, simulator) ->
 def test_reprocess_applies_what_a_stopped_receiver_left_pending(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from openrouter_video.receiver.cli_local import deliveries, reprocess
+    from openrouter_video.receiver.cli_local import deliveries as deliveries_command
+    from openrouter_video.receiver.cli_local import reprocess
 
     data_dir = str(tmp_path / "data")
     with contextlib.closing(connect(str(tmp_path / "data" / "receiver.db"))) as conn:
         migrate(conn)
-        _tx(conn, records.record_delivery, _delivery("a", _event("gen-vid-1-aaa", "completed")))
-        _tx(conn, records.record_delivery, _delivery("b", b"not json"))
+        _tx(conn, record_delivery, _delivery("a", _event("gen-vid-1-aaa", "completed")))
+        _tx(conn, record_delivery, _delivery("b", b"not json"))
     runner = CliRunner()
-    listing = runner.invoke(deliveries, ["--unprocessed", "--data-dir", data_dir])
+    listing = runner.invoke(deliveries_command, ["--unprocessed", "--data-dir", data_dir])
     assert listing.exit_code == 0 and listing.output.count("pending (not applied yet)") == 2
     result = runner.invoke(reprocess, ["--data-dir", data_dir])
     assert result.exit_code == 0 and "2 deliveries: 1 applied, 1 still unprocessed" in result.output
     with contextlib.closing(connect(str(tmp_path / "data" / "receiver.db"))) as conn:
-        assert records.get_job(conn, "gen-vid-1-aaa")["status"] == "completed"
-        assert records.pending_count(conn) == 0
+        assert get_job(conn, "gen-vid-1-aaa").status == "completed"
+        assert pending_count(conn) == 0

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from openrouter_video.receiver import _writer
-from openrouter_video.receiver._db import connect
-from openrouter_video.receiver._writer import StoreUnavailable, Writer
+from openrouter_video.receiver.storage.sqlite import _writer
+from openrouter_video.receiver.storage.sqlite._db import connect
+from openrouter_video.receiver.storage.sqlite._writer import StoreUnavailable, Writer
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import time
 import httpx
 
 from openrouter_video import OpenRouterVideo
-from openrouter_video.receiver._db import connect
+from openrouter_video.receiver.storage.sqlite._db import connect
 
 from ._common import API_KEY, Context, Row, percentile, receiver_server, scratch, simulator_server
 
@@ -61,7 +61,7 @@ def _run_batch(
             done = {
                 r[0]: (r[1], r[2])
                 for r in conn.execute(
-                    f"SELECT job_id, updated_at, path FROM outputs WHERE state = 'done' AND idx = 0 "
+                    f"SELECT job_id, updated_at, content_key FROM outputs WHERE state = 'done' AND idx = 0 "
                     f"AND job_id IN ({marks})",
                     ids,
                 )
@@ -80,7 +80,8 @@ def _run_batch(
         for attempt in http.get("/_simulator/deliveries").json()["data"]:
             if attempt["job_id"] in due and attempt["status"] and 200 <= attempt["status"] < 300:
                 acks[attempt["job_id"]] = min(acks.get(attempt["job_id"], attempt["time"]), attempt["time"])
-    for _at, path in done.values():
+    for _at, key in done.values():
+        path = os.path.join(os.path.dirname(db_path), "videos", key)  # the local content store's layout
         if os.path.getsize(path) != VIDEO_BYTES:
             raise RuntimeError(f"{path} has {os.path.getsize(path)} bytes, expected {VIDEO_BYTES}")
     total = [(done[j][0] - due[j]) * 1000 for j in ids]

@@ -26,7 +26,7 @@ import subprocess
 import time
 from typing import Any
 
-from openrouter_video.receiver._db import connect
+from openrouter_video.receiver.storage.sqlite._db import connect
 
 from ._common import (
     PYTHON,

@@ -5,7 +5,7 @@ The store is built directly in a fresh receiver database with the real schema
 over the last 180 days in time order, 8 models with a skewed mix, statuses 70 % completed, 15 %
 failed, 3 % cancelled, 2 % expired, 5 % in_progress, 5 % pending; a quarter registered through
 `POST /jobs`; for each job its status events (and "registered"), for completed ones their output
-rows (5 % with two outputs, state done, with size, sha256 and path) plus a "downloaded" event,
+rows (5 % with two outputs, state done, with size, sha256 and content key) plus a "downloaded" event,
 and the upstream JSON the receiver keeps. No ANALYZE is run (the receiver does not run it either).
 Deliveries are not generated: the two queries measured do not read them.
 
@@ -25,7 +25,7 @@ import time
 
 import httpx
 
-from openrouter_video.receiver._db import connect, migrate
+from openrouter_video.receiver.storage.sqlite._db import connect, migrate
 
 from ._common import AUTH, BlackHole, Context, Row, percentile, receiver_server, scratch
 
@@ -137,7 +137,7 @@ def build_store(db_path: str, count: int, *, seed: int = 7, sample: int = 5000) 
                         updated,
                         size,
                         sha,
-                        f"/var/lib/openrouter-video/videos/{job_id}/{index}.mp4",
+                        f"{job_id}/{index}.mp4",
                         None,
                         done_at,
                     )
@@ -172,7 +172,8 @@ def _flush(conn, jobs: list[tuple], events: list[tuple], outputs: list[tuple]) -
         "INSERT INTO job_events (job_id, at, source, kind, status, detail) VALUES (?, ?, ?, ?, ?, ?)", events
     )
     conn.executemany(
-        "INSERT INTO outputs (job_id, idx, state, attempts, next_attempt_at, bytes, sha256, path, error, updated_at) "
+        "INSERT INTO outputs (job_id, idx, state, attempts, next_attempt_at, bytes, sha256, content_key, error, "
+        "updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         outputs,
     )

@@ -26,15 +26,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ..base import StoreUnavailable
+
 T = TypeVar("T")
 
 # How long a write may wait for the write lock held by another process (a CLI command, a backup).
 # The wait happens on the commit thread, never on the event loop.
 BUSY_TIMEOUT_MS = 10_000
-
-
-class StoreUnavailable(Exception):
-    """The store could not commit (disk full, locked, I/O error): nothing of the write was kept."""
 
 
 class _WriteFailed(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from ._datadir import StartupError
+from ..._datadir import StartupError
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: deliveries, jobs, their events, and the fetch queue.
@@ -146,6 +146,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_job ON deliveries(job_id);
     CREATE UNIQUE INDEX deliveries_replay ON deliveries(replay_key) WHERE replay_key IS NOT NULL;
     """,
+    # 5: records hold a content key (`<job_id>/<index>.mp4`, the content store's), never a local path:
+    # a path the local store wrote (ending in its key) becomes that key. And fallback polls are claimed
+    # by a worker under a lease, as downloads are, so two workers never poll one job at once.
+    """
+    ALTER TABLE outputs ADD COLUMN content_key TEXT;
+    UPDATE outputs SET content_key = job_id || '/' || idx || '.mp4'
+        WHERE path IS NOT NULL
+        AND substr(path, -(length(job_id) + length(idx) + 6)) = '/' || job_id || '/' || idx || '.mp4';
+    ALTER TABLE outputs DROP COLUMN path;
+    ALTER TABLE jobs ADD COLUMN poll_claimed_by TEXT;
+    ALTER TABLE jobs ADD COLUMN poll_lease_until REAL;
+    """,
 )
 
 
@@ -166,7 +178,7 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
-    return conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -14,15 +14,13 @@ survives a crash and is picked up at start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import structlog
 
-from .fetcher import Fetcher
-from .metrics import Metrics
-from .records import AppliedDelivery
-from .store import AppliedBatch, JobStore, StoreUnavailable
+from ..domain.model import AppliedBatch, AppliedDelivery
+from ..metrics import Metrics
+from ..storage.base import Stores, StoreUnavailable
 
 log = structlog.get_logger("receiver.applier")
 
@@ -37,11 +35,10 @@ _MAX_NOTES = 100_000
 
 
 class Applier:
-    def __init__(self, store: JobStore, fetcher: Fetcher, metrics: Metrics) -> None:
-        self.store = store
-        self.fetcher = fetcher
+    def __init__(self, stores: Stores, metrics: Metrics) -> None:
+        self.log = stores.deliveries
+        self.stores = stores
         self.metrics = metrics
-        self._wake = asyncio.Event()
         self._last_intake = -1e9
         # What only the intake knows (request id, client, answer time), for the canonical log line.
         self._notes: dict[int, dict[str, object]] = {}
@@ -51,16 +48,14 @@ class Applier:
         if len(self._notes) >= _MAX_NOTES:  # the applier is far behind: keep the newest notes
             self._notes.pop(next(iter(self._notes)))
         self._notes[delivery_id] = fields
-        self._last_intake = time.monotonic()
-        self._wake.set()
+        self._last_intake = time.monotonic()  # the store woke the applier (Wakeups "deliveries")
 
     async def run(self) -> None:
         while True:
-            self._wake.clear()
             under_load = time.monotonic() - self._last_intake < INTAKE_QUIET_AFTER
             limit = CHUNK_UNDER_LOAD if under_load else CHUNK_IDLE
             try:
-                batch = await self.store.apply_pending(limit)
+                batch = await self.log.apply_pending(limit)
             except StoreUnavailable as exc:
                 log.error("apply.failed", error=str(exc))
                 await asyncio.sleep(RETRY_AFTER_ERROR)
@@ -72,16 +67,15 @@ class Applier:
             for applied in batch.deliveries:
                 self._report(applied)
             if len(batch.deliveries) < limit:  # caught up
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=RECHECK)
-            elif under_load and self.store.writes_waiting() >= SATURATED_QUEUE:
+                await self.stores.wakeups.wait("deliveries", RECHECK)
+            elif under_load and self.stores.health.writes_waiting() >= SATURATED_QUEUE:
                 # A backlog and no time to spare: acknowledging comes first, applying gets a small share.
                 await asyncio.sleep(batch.seconds * (1 - SHARE_WHEN_SATURATED) / SHARE_WHEN_SATURATED)
 
     async def apply_job_now(self, job_id: str) -> int:
         """Apply one job's pending deliveries ahead of the queue (for a query that must see them)."""
         try:
-            applied = await self.store.apply_pending_for_job(job_id)
+            applied = await self.log.apply_pending_for_job(job_id)
         except StoreUnavailable as exc:
             log.error("apply.failed", error=str(exc), job_id=job_id)
             return 0
@@ -94,8 +88,8 @@ class Applier:
 
     async def reprocess(self, delivery_ids: list[int] | None) -> list[AppliedDelivery]:
         """Apply stored deliveries not applied (failed, or pending) now, each reported as the applier
-        reports its own (log line, metrics, the fetcher woken for queued outputs)."""
-        applied = await self.store.reprocess_deliveries(delivery_ids)
+        reports its own (log line, metrics)."""
+        applied = await self.log.reprocess(delivery_ids)
         for delivery in applied:
             self._report(delivery)
         return applied
@@ -106,7 +100,7 @@ class Applier:
         seconds = 0.0
         try:
             for _ in range(limit):
-                batch = await self.store.apply_pending(1, isolate=True)
+                batch = await self.log.apply_pending(1, isolate=True)
                 applied += batch.deliveries
                 seconds += batch.seconds
                 if not batch.deliveries:
@@ -118,8 +112,6 @@ class Applier:
 
     def _report(self, applied: AppliedDelivery) -> None:
         notes = self._notes.pop(applied.delivery_id, {})
-        if applied.outputs_queued:
-            self.fetcher.wake()
         fields = {
             "delivery_id": applied.delivery_id,
             "idempotency_key": applied.idempotency_key,

@@ -1,0 +1,64 @@
+"""The SQLite store in the data dir (the embedded default): all of receiver.storage.base on one file.
+
+`open_sqlite` is what the factory (`receiver.storage.open_stores`) calls; tests may call it to put
+two workers on one file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..base import new_worker_id
+from ._file import SQLiteFile
+from .store import LocalWakeups, SQLiteDeliveryLog, SQLiteDownloads, SQLiteHealth, SQLiteJobs, SQLitePolls
+
+__all__ = ["DOWNLOAD_LEASE", "POLL_LEASE", "SQLiteStores", "open_sqlite"]
+
+DOWNLOAD_LEASE = 60.0  # seconds a download claim lasts without renewal (the fetcher renews at a third)
+POLL_LEASE = 60.0  # seconds a fallback poll's claim lasts (a poll is one request upstream)
+
+
+@dataclass
+class SQLiteStores:
+    file: SQLiteFile
+    deliveries: SQLiteDeliveryLog
+    jobs: SQLiteJobs
+    downloads: SQLiteDownloads
+    polls: SQLitePolls
+    health: SQLiteHealth
+    wakeups: LocalWakeups
+    worker: str
+
+    async def close(self) -> None:
+        self.file.close()
+
+
+def open_sqlite(
+    path: str,
+    *,
+    exclusive: bool = False,
+    readonly: bool = False,
+    check: bool = False,
+    create: bool = True,
+    worker: str | None = None,
+    lease: float = DOWNLOAD_LEASE,
+    poll_lease: float = POLL_LEASE,
+) -> SQLiteStores:
+    """Open (and, unless `readonly`, migrate) the store at `path`; StartupError (one line) if it cannot.
+
+    `exclusive`: this process serves the file alone (the caller holds the data-dir lock): claims of
+    any other worker are a previous run's, known dead.
+    """
+    file = SQLiteFile(path, readonly=readonly, check=check, create=create, exclusive=exclusive)
+    worker = worker or new_worker_id()
+    wakeups = LocalWakeups()
+    return SQLiteStores(
+        file=file,
+        deliveries=SQLiteDeliveryLog(file, wakeups),
+        jobs=SQLiteJobs(file),
+        downloads=SQLiteDownloads(file, worker=worker, lease=lease, exclusive=exclusive),
+        polls=SQLitePolls(file, wakeups, worker=worker, lease=poll_lease),
+        health=SQLiteHealth(file),
+        wakeups=wakeups,
+        worker=worker,
+    )
