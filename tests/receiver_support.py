@@ -22,6 +22,7 @@ from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 from openrouter_video.receiver.app import create_app
 from openrouter_video.receiver.server import uvicorn_options
 from openrouter_video.receiver.settings import Secret, Settings
+from openrouter_video.receiver.storage import assemble
 from openrouter_video.receiver.storage.base import Stores
 from openrouter_video.receiver.storage.local_content import LocalContentStore
 from openrouter_video.receiver.storage.sqlite import open_sqlite
@@ -71,18 +72,7 @@ async def open_test_stores(
         exclusive=exclusive,
     )
     content = LocalContentStore(os.path.join(str(tmp_path), "videos"))
-    return Stores(
-        deliveries=records.deliveries,
-        jobs=records.jobs,
-        downloads=records.downloads,
-        polls=records.polls,
-        health=records.health,
-        wakeups=records.wakeups,
-        content=content,
-        worker=records.worker,
-        exclusive=exclusive,
-        closing=(content.close, records.close),
-    )
+    return assemble(records, content, exclusive=exclusive)
 
 
 def stored_deliveries(db_path: str) -> list[dict[str, Any]]:

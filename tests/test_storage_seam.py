@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import sqlite3
 import sys
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from receiver_support import AUTH, open_test_stores, receiver_settings, running_receiver
 
+from openrouter_video import OpenRouterVideo
 from openrouter_video.receiver._datadir import StartupError
 from openrouter_video.receiver.cli import serve
 from openrouter_video.receiver.cli_local import jobs as jobs_command
@@ -233,3 +235,37 @@ def test_a_reading_command_on_a_data_dir_without_a_store_says_so(tmp_path) -> No
     result = CliRunner().invoke(jobs_command, ["list", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "no receiver database at" in result.output
     assert not os.path.exists(tmp_path / "receiver.db") and not os.path.exists(tmp_path / "videos")
+
+
+# -- the receiver on an S3 content store -----------------------------------------------------------
+
+
+def test_a_receiver_on_s3_stores_serves_and_deletes_a_video_by_its_content_key(
+    tmp_path, simulator, s3_env, s3_server, monkeypatch
+) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, s3_env[name])
+    settings = receiver_settings(
+        str(tmp_path / "data"), simulator, content_url=s3_env["RECEIVER_CONTENT_URL"]
+    )
+    bucket = s3_env["RECEIVER_CONTENT_URL"].split("/")[2]
+    with (
+        running_receiver(settings) as rx,
+        OpenRouterVideo(api_key=simulator.api_key, base_url=simulator.api_base) as api,
+    ):
+        job = api.submit("a lighthouse", model="google/veo-3.1", duration=4, callback_url=rx.webhook_url)
+        record = rx.wait_downloaded(job.id)
+        expected = httpx.get(f"{simulator.admin_url}/jobs/{job.id}", timeout=30).json()["outputs"][0][
+            "sha256"
+        ]
+        assert record["outputs"][0]["sha256"] == expected
+        objects = s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+        assert [o["Key"] for o in objects] == [f"videos/{job.id}/0.mp4"]
+        assert not os.path.exists(settings.videos_dir)  # nothing of the video on local disk
+        content = rx.get(f"/jobs/{job.id}/content")
+        assert content.status_code == 200 and hashlib.sha256(content.content).hexdigest() == expected
+        ranged = httpx.get(f"{rx.url}/jobs/{job.id}/content", headers={**AUTH, "Range": "bytes=4-11"})
+        assert ranged.status_code == 206 and ranged.content == b"ftypisom"
+        deleted = httpx.delete(f"{rx.url}/jobs/{job.id}", headers=AUTH, timeout=10).json()
+        assert deleted["freed_bytes"] == len(content.content)
+        assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

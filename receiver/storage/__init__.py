@@ -15,15 +15,46 @@ import asyncio
 import importlib
 from collections.abc import Awaitable, Callable
 from types import ModuleType
-from typing import Any
+from typing import Protocol
 
 from .._datadir import DataDirLock, StartupError
 from ..settings import Settings
-from .base import ContentStore, Stores, StoreUnavailable
+from .base import (
+    ContentStore,
+    DeliveryLog,
+    DownloadQueue,
+    Health,
+    Jobs,
+    PollQueue,
+    Stores,
+    StoreUnavailable,
+    Wakeups,
+)
 from .local_content import LocalContentStore
 from .sqlite import open_sqlite
 
-__all__ = ["Stores", "StoreUnavailable", "open_stores"]
+__all__ = ["Stores", "StoreUnavailable", "assemble", "open_stores"]
+
+
+class _RecordStores(Protocol):
+    """What a records backend's opener returns (`open_sqlite`, `open_postgres`): all but the content."""
+
+    @property
+    def deliveries(self) -> DeliveryLog: ...
+    @property
+    def jobs(self) -> Jobs: ...
+    @property
+    def downloads(self) -> DownloadQueue: ...
+    @property
+    def polls(self) -> PollQueue: ...
+    @property
+    def health(self) -> Health: ...
+    @property
+    def wakeups(self) -> Wakeups: ...
+    @property
+    def worker(self) -> str: ...
+
+    async def close(self) -> None: ...
 
 
 async def open_stores(
@@ -46,7 +77,7 @@ async def open_stores(
     """
     closing: list[Callable[[], Awaitable[None]]] = []
     try:
-        records: Any
+        records: _RecordStores
         if settings.database_url is None:
             if exclusive:
                 lock = await asyncio.to_thread(DataDirLock.acquire, settings.data_dir)
@@ -73,6 +104,17 @@ async def open_stores(
         for close in closing:
             await close()
         raise
+    return assemble(records, content, exclusive=exclusive and settings.database_url is None, closing=closing)
+
+
+def assemble(
+    records: _RecordStores,
+    content: ContentStore,
+    *,
+    exclusive: bool,
+    closing: list[Callable[[], Awaitable[None]]] | None = None,
+) -> Stores:
+    """One Stores of a records backend and a content store; `closing` defaults to closing both."""
     return Stores(
         deliveries=records.deliveries,
         jobs=records.jobs,
@@ -82,8 +124,8 @@ async def open_stores(
         wakeups=records.wakeups,
         content=content,
         worker=records.worker,
-        exclusive=exclusive and settings.database_url is None,
-        closing=tuple(closing),
+        exclusive=exclusive,
+        closing=tuple(closing if closing is not None else (content.close, records.close)),
     )
 
 

@@ -36,7 +36,7 @@ _MAX_NOTES = 100_000
 
 class Applier:
     def __init__(self, stores: Stores, metrics: Metrics) -> None:
-        self.log = stores.deliveries
+        self.deliveries = stores.deliveries
         self.stores = stores
         self.metrics = metrics
         self._last_intake = -1e9
@@ -55,7 +55,7 @@ class Applier:
             under_load = time.monotonic() - self._last_intake < INTAKE_QUIET_AFTER
             limit = CHUNK_UNDER_LOAD if under_load else CHUNK_IDLE
             try:
-                batch = await self.log.apply_pending(limit)
+                batch = await self.deliveries.apply_pending(limit)
             except StoreUnavailable as exc:
                 log.error("apply.failed", error=str(exc))
                 await asyncio.sleep(RETRY_AFTER_ERROR)
@@ -75,7 +75,7 @@ class Applier:
     async def apply_job_now(self, job_id: str) -> int:
         """Apply one job's pending deliveries ahead of the queue (for a query that must see them)."""
         try:
-            applied = await self.log.apply_pending_for_job(job_id)
+            applied = await self.deliveries.apply_pending_for_job(job_id)
         except StoreUnavailable as exc:
             log.error("apply.failed", error=str(exc), job_id=job_id)
             return 0
@@ -89,7 +89,7 @@ class Applier:
     async def reprocess(self, delivery_ids: list[int] | None) -> list[AppliedDelivery]:
         """Apply stored deliveries not applied (failed, or pending) now, each reported as the applier
         reports its own (log line, metrics)."""
-        applied = await self.log.reprocess(delivery_ids)
+        applied = await self.deliveries.reprocess(delivery_ids)
         for delivery in applied:
             self._report(delivery)
         return applied
@@ -100,7 +100,7 @@ class Applier:
         seconds = 0.0
         try:
             for _ in range(limit):
-                batch = await self.log.apply_pending(1, isolate=True)
+                batch = await self.deliveries.apply_pending(1, isolate=True)
                 applied += batch.deliveries
                 seconds += batch.seconds
                 if not batch.deliveries:
