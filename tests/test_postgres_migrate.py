@@ -3,6 +3,8 @@ the SQLite side (its file's bytes do not change), with the counts it reports."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -12,10 +14,12 @@ from typing import Any
 
 import psycopg
 from click.testing import CliRunner
+from receiver_support import open_test_stores
 
 from openrouter_video._cli import cli
-from openrouter_video.receiver import records
-from openrouter_video.receiver._db import connect, migrate
+from openrouter_video.receiver.domain.model import Delivery
+from openrouter_video.receiver.storage.migrate import TABLES
+from openrouter_video.receiver.storage.sqlite._db import MIGRATIONS
 
 
 def event(job_id: str, status: str, **data: Any) -> bytes:
@@ -25,44 +29,47 @@ def event(job_id: str, status: str, **data: Any) -> bytes:
 
 
 def build_sqlite(path: Path) -> dict[str, int]:
-    """A SQLite store as the receiver leaves it: applied deliveries, a pending one, a failed one, a job
-    with a finished download (a local path), one downloading (claimed), one registered and polled."""
-    conn = connect(str(path))
-    migrate(conn)
-    now = time.time()
+    """A SQLite store as the receiver leaves it, made through its interfaces: applied deliveries, a
+    pending one, a failed one, a job with a finished download, one downloading (claimed), one
+    registered and polled."""
 
-    def record(key: str, body: bytes) -> None:
-        d = records.Delivery(
-            key, body, {"webhook-id": key}, now, int(now), "127.0.0.1", replay_key=key.encode()
-        )
-        records.record_delivery(conn, d)
+    async def make() -> None:
+        s = await open_test_stores("sqlite", path.parent, worker="old-worker")
+        try:
+            now = time.time()
 
-    conn.execute("BEGIN")
-    record("a-1", event("job-a", "in_progress"))
-    record("a-2", event("job-a", "completed", unsigned_urls=["u0", "u1"]))
-    record("b-1", event("job-b", "completed"))
-    record("bad", b"not json")
-    records.apply_pending(conn, 100, now)
-    records.register_job(conn, "job-c", model="m", prompt="p", now=now, first_poll_at=now + 5)
-    [first, *_] = records.claim_downloads(conn, now, 3, worker="old-worker", lease=60)
-    records.finish_download(
-        conn,
-        first["job_id"],
-        first["idx"],
-        path=f"/data/videos/{first['job_id']}/{first['idx']}.mp4",
-        size=3,
-        sha256="ab",
-        now=now,
-        worker="old-worker",
-    )
-    record("c-1", event("job-c", "in_progress"))  # acknowledged, not applied yet
-    conn.execute("COMMIT")
-    counts = {
-        t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-        for t in ("deliveries", "jobs", "job_events", "outputs")
-    }
-    conn.close()
-    return counts
+            async def record(key: str, body: bytes) -> None:
+                await s.deliveries.record(
+                    Delivery(
+                        key, body, {"webhook-id": key}, now, int(now), "127.0.0.1", replay_key=key.encode()
+                    )
+                )
+
+            await record("a-1", event("job-a", "in_progress"))
+            await record("a-2", event("job-a", "completed", unsigned_urls=["u0", "u1"]))
+            await record("b-1", event("job-b", "completed"))
+            await record("bad", b"not json")
+            await s.deliveries.apply_pending(100)
+            await s.jobs.register("job-c", model="m", prompt="p", first_poll_at=now + 5)
+            [first, *_] = await s.downloads.claim(now, 3)
+            await s.downloads.finish(
+                first.job_id,
+                first.index,
+                content_key=f"{first.job_id}/{first.index}.mp4",
+                size=3,
+                sha256="ab",
+            )
+            await record("c-1", event("job-c", "in_progress"))  # acknowledged, not applied yet
+        finally:
+            await s.close()
+
+    asyncio.run(make())
+    return table_counts(path)
+
+
+def table_counts(path: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -87,7 +94,7 @@ def test_store_migrate_copies_everything_once_and_says_what_it_copied(tmp_path: 
         f"copied: 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs; "
         "already there (skipped): 0 deliveries, 0 jobs, 0 job_events, 0 outputs"
     ) in out
-    assert "1 output(s) recorded a local path" in out
+    assert "local path" not in out  # a current store holds content keys already
 
     code, again = run("--from", f"sqlite://{db}", "--to", pg_url)
     assert code == 0, again
@@ -125,13 +132,17 @@ def test_store_migrate_copies_what_is_new_since_the_last_run(tmp_path: Path, pg_
     db = tmp_path / "receiver.db"
     build_sqlite(db)
     assert run("--from", f"sqlite://{db}", "--to", pg_url)[0] == 0
-    conn = connect(str(db))
-    now = time.time()
-    conn.execute("BEGIN")
-    records.record_delivery(conn, records.Delivery("d-1", event("job-d", "pending"), {}, now, None))
-    records.apply_pending(conn, 10, now)
-    conn.execute("COMMIT")
-    conn.close()
+
+    async def more() -> None:
+        s = await open_test_stores("sqlite", tmp_path)
+        try:
+            now = time.time()
+            await s.deliveries.record(Delivery("d-1", event("job-d", "pending"), {}, now, None))
+            await s.deliveries.apply_pending(10)
+        finally:
+            await s.close()
+
+    asyncio.run(more())
     code, out = run("--from", f"sqlite://{db}", "--to", pg_url)
     # job-c moved on in SQLite (c-1 applied there): left as copied here, where c-1 waits pending
     assert code == 0 and "copied: 1 deliveries, 1 jobs, 1 job_events, 0 outputs" in out
@@ -152,3 +163,44 @@ def test_store_migrate_refuses_what_it_cannot_read_in_one_line(tmp_path: Path, p
     assert code == 1 and "must be a postgresql:// URL" in out
     code, out = run("--from", f"sqlite://{db}", "--to", pg_url.replace("receiver-test-pw", "wrong"))
     assert code == 1 and out.startswith("error: cannot connect to the target") and len(out.splitlines()) == 1
+
+
+def test_store_migrate_reads_an_older_sqlite_schema_without_migrating_it(tmp_path: Path, pg_url: str) -> None:
+    """Schema 4 (before content keys): `outputs.path` held the local file; a path the local store wrote
+    becomes its content key, any other path none (as SQLite's migration 5 decides). The file stays at 4."""
+    db = tmp_path / "receiver.db"
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        for number, script in enumerate(MIGRATIONS[:4], start=1):
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        conn.execute(
+            "INSERT INTO deliveries (idempotency_key, job_id, received_at, headers, body, state, replay_key) "
+            "VALUES ('k1', 'jobOld', 1.0, '{}', x'7b7d', 'applied', x'0102')"
+        )
+        conn.execute(
+            "INSERT INTO jobs (id, status, created_at, first_seen_at, updated_at, source, registered) "
+            "VALUES ('jobOld', 'completed', 1, 1, 1, 'webhook', 0)"
+        )
+        conn.execute(
+            "INSERT INTO job_events (job_id, at, source, kind, status, delivery_id) "
+            "VALUES ('jobOld', 1, 'webhook', 'status', 'completed', 1)"
+        )
+        conn.execute(
+            "INSERT INTO outputs (job_id, idx, state, next_attempt_at, updated_at, path, claimed_by, lease_until) VALUES "
+            "('jobOld', 0, 'done', 1, 1, '/srv/data/videos/jobOld/0.mp4', NULL, NULL), "
+            "('jobOld', 1, 'done', 1, 1, '/somewhere/else.mp4', NULL, NULL), "
+            "('jobOld', 2, 'downloading', 1, 1, NULL, 'w1', 99)"
+        )
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    code, out = run("--from", f"sqlite://{db}", "--to", pg_url)
+    assert code == 0, out
+    assert "copied: 1 deliveries, 1 jobs, 1 job_events, 3 outputs" in out
+    assert "1 output(s) recorded a local path: now the content key" in out
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    assert rows(pg_url, "SELECT idx, state, content_key, claimed_by FROM outputs ORDER BY idx") == [
+        (0, "done", "jobOld/0.mp4", None),
+        (1, "done", None, None),
+        (2, "pending", None, None),  # in flight under the old receiver: pending again
+    ]
+    assert rows(pg_url, "SELECT replay_key FROM deliveries") == [(b"\x01\x02",)]

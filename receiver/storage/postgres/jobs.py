@@ -1,5 +1,5 @@
 """Jobs on PostgreSQL: read (one round trip for a record with its outputs and events), list, delete,
-count, prune. Registering a job goes through the domain's plan (`applying.py`)."""
+count, prune; registering a job and noting an event store what the domain's plan decides."""
 
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ class JobReads:
 
 
 async def prune(conn: Conn, policy: Policy, now: float) -> Pruned:
-    """receiver/retention.py's policy on PostgreSQL, in the caller's transaction; `files` are content keys."""
+    """receiver.domain.retention's policy on PostgreSQL, in the caller's transaction; the content keys
+    to delete once it committed."""
     pruned = Pruned()
     if (cutoff := policy.video_cutoff(now)) is not None:
         why = policy.video_deleted_reason()

@@ -1,7 +1,7 @@
 """The PostgreSQL schema and its versioned migrations.
 
-The tables and columns are SQLite's after its migration 5 (receiver/_db.py), so `store migrate` copies
-row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
+The tables and columns are SQLite's after its migration 5 (receiver/storage/sqlite/_db.py), so
+`store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
 identity, bodies and replay keys bytea.
 
 Each migration runs in its own transaction with its version row in `schema_migrations`; every
