@@ -145,6 +145,36 @@ def test_a_replayed_signed_request_under_a_fresh_key_is_a_duplicate(pg_url: str)
     assert sql(pg_url, "SELECT count(*) FROM deliveries") == [(4,)]
 
 
+def test_deliveries_arriving_together_share_inserts_and_keep_their_own_answers(pg_url: str) -> None:
+    """300 deliveries at once (grouped into a few INSERTs): every new key and every fresh replay key
+    gets its own row and id; a key or a replay key seen earlier in the same batch or before is a
+    duplicate; text PostgreSQL cannot hold is replaced, not refused."""
+    keys = [f"k{n % 150}" for n in range(300)]  # each key twice, inside one burst
+
+    async def main() -> list[Any]:
+        async with stores(pg_url, listen=False) as s:
+            await s.deliveries.record(delivery("seen-before", replay=b"old" * 6))
+            burst = [delivery(k, {"type": "x", "text": "nul\u0000"}) for k in keys]
+            burst += [delivery("seen-before"), delivery("fresh-key", replay=b"old" * 6)]
+            burst += [delivery(f"rep{n}", replay=b"same-replay-key!") for n in range(3)]
+            return await asyncio.gather(*(s.deliveries.record(d) for d in burst))
+
+    results = asyncio.run(main())
+    by_key: dict[str, list[Any]] = {}
+    for key, result in zip([*keys, "seen-before", "fresh-key", "rep0", "rep1", "rep2"], results, strict=True):
+        by_key.setdefault(key, []).append(result)
+    for key in set(keys):
+        assert sorted(r.duplicate for r in by_key[key]) == [False, True], key
+    assert by_key["seen-before"][0].duplicate and by_key["fresh-key"][0].duplicate
+    assert sorted(by_key[f"rep{n}"][0].duplicate for n in range(3)) == [False, True, True]
+    new_ids = [r.delivery_id for r in results if not r.duplicate]
+    assert len(new_ids) == len(set(new_ids)) == 151
+    stored = dict(sql(pg_url, "SELECT idempotency_key, id FROM deliveries"))
+    assert len(stored) == 152 and set(new_ids) <= set(stored.values())
+    [(transactions,)] = sql(pg_url, "SELECT count(DISTINCT xmin::text) FROM deliveries")
+    assert transactions <= 10  # grouped: a handful of INSERTs, not one per delivery
+
+
 def test_a_selftest_delivery_is_kept_as_test_and_never_pending(pg_url: str) -> None:
     async def main() -> tuple[Any, int]:
         async with stores(pg_url, listen=False) as s:

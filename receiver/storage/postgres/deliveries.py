@@ -8,16 +8,13 @@ from typing import Any
 from ...domain.model import Delivery, DeliveryRecord, Page, RecordedDelivery
 from ...domain.pages import UNPROCESSED, check_delivery_state, decode_delivery_cursor, encode_delivery_cursor
 from ._db import Conn, Database
+from .group_insert import GroupInsert, Row
 from .wakeups import Wakeups
 
-# One statement, so one round trip and its own transaction, committed before the answer. No conflict
+# A delivery is one row of a group INSERT (group_insert.py), committed before the answer. No conflict
 # target: ON CONFLICT DO NOTHING then covers every unique constraint, the idempotency key and the
 # replay key alike (a target names one, and the other would raise). Other replicas' appliers are
 # told after the commit (wakeups.py says why not inside it).
-_RECORD = (
-    "INSERT INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, replay_key) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id"
-)
 # A `webhook test` delivery: kept for the record as 'test', never applied, no job, nobody to wake.
 _RECORD_SELFTEST = (
     "INSERT INTO deliveries (idempotency_key, job_id, event_type, received_at, signed_at, remote_addr, "
@@ -37,25 +34,14 @@ class DeliveryPages:
     def __init__(self, db: Database, wakeups: Wakeups) -> None:
         self._db = db
         self._wakeups = wakeups
+        self._group = GroupInsert(db)
 
     async def record(self, delivery: Delivery) -> RecordedDelivery:
         headers = json.dumps(delivery.headers)
         if delivery.selftest_job is not None:
-            sql = _RECORD_SELFTEST
-            params: tuple[Any, ...] = (
-                delivery.idempotency_key,
-                delivery.selftest_job,
-                delivery.received_at,
-                delivery.signed_at,
-                delivery.remote_addr,
-                headers,
-                delivery.body,
-                delivery.replay_key,
-                delivery.received_at,
-            )
-        else:
-            sql = _RECORD
-            params = (
+            return await self._record_selftest(delivery, headers)
+        new_id = await self._group.insert(
+            Row(
                 delivery.idempotency_key,
                 delivery.received_at,
                 delivery.signed_at,
@@ -64,19 +50,34 @@ class DeliveryPages:
                 delivery.body,
                 delivery.replay_key,
             )
+        )
+        if new_id is None:
+            return RecordedDelivery(duplicate=True, delivery_id=None)
+        self._wakeups.notify("deliveries")  # this process's applier, at once
+        self._wakeups.announce("deliveries")  # the other replicas
+        return RecordedDelivery(duplicate=False, delivery_id=new_id)
+
+    async def _record_selftest(self, delivery: Delivery, headers: str) -> RecordedDelivery:
+        params = (
+            delivery.idempotency_key,
+            delivery.selftest_job,
+            delivery.received_at,
+            delivery.signed_at,
+            delivery.remote_addr,
+            headers,
+            delivery.body,
+            delivery.replay_key,
+            delivery.received_at,
+        )
 
         async def insert(conn: Conn) -> RecordedDelivery:
-            row = await (await conn.execute(sql, params)).fetchone()
+            row = await (await conn.execute(_RECORD_SELFTEST, params)).fetchone()
             if row is None:
                 return RecordedDelivery(duplicate=True, delivery_id=None)
             return RecordedDelivery(duplicate=False, delivery_id=int(row["id"]))
 
         # Idempotent: replayed after a dropped connection, a committed first try answers "duplicate".
-        recorded = await self._db.run(insert, idempotent=True)
-        if not recorded.duplicate and delivery.selftest_job is None:
-            self._wakeups.notify("deliveries")  # this process's applier, at once
-            self._wakeups.announce("deliveries")  # the other replicas
-        return recorded
+        return await self._db.run(insert, idempotent=True)
 
     async def page(self, *, state: str | None, cursor: str | None, limit: int) -> Page:
         check_delivery_state(state)
