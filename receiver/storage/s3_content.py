@@ -243,6 +243,9 @@ async def open_s3(
         signature_version="s3v4",  # presigned URLs too (some servers refuse SigV2's)
         s3={"addressing_style": "path" if endpoint else "auto"},
         retries={"max_attempts": 3, "mode": "standard"},
+        # No CRC32 of every part on top of SigV4's signed payload sha256 (over http) or TLS (https):
+        # the bytes are checked twice already, and our own sha256 of the whole video is checked.
+        request_checksum_calculation="when_required",
         connect_timeout=5,
         read_timeout=60,
         # Shared by uploads (downloads x parts in flight) and the videos being served.

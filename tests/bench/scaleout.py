@@ -56,6 +56,7 @@ from ._common import (
     scratch,
     simulator_server,
 )
+from ._profile import Profiler
 from .download import vm_hwm_kib
 from .load import RequestSet, run_load, write_requests
 
@@ -485,6 +486,7 @@ def _through_receiver(
     )
     with receiver:
         before = vm_hwm_kib(receiver.pid) or 0
+        profiler = Profiler(ctx, receiver.pid, f"s3-{n}", 20) if ctx.profile_dir and n == 0 else None
         body, headers = _completed_event(poll)
         started = time.perf_counter()
         answer = httpx.post(f"{receiver.url}/webhooks/openrouter", content=body, headers=headers, timeout=30)
@@ -500,6 +502,8 @@ def _through_receiver(
             time.sleep(0.05)
         seconds = time.perf_counter() - started
         peak = vm_hwm_kib(receiver.pid) or 0
+        if profiler:
+            profiler.finish()
     if output.get("state") != "done":
         raise RuntimeError(f"the receiver did not store the video: {output}")
     return {
