@@ -4,7 +4,7 @@
     --quick      smaller sizes for a smoke run: 5 s loads, 100k records, 200 MB download, 30 jobs,
                  200 MiB into S3
     --strict     exit 1 if any figure misses its target (default: exit 1 only if a benchmark errors)
-    --profile D  sample the receiver with py-spy during benchmarks 1 and 2; raw stacks go to D/
+    --profile D  sample the receiver with py-spy during benchmarks 1, 2 and 8; raw stacks go to D/
     --python-load  use the Python load generator instead of wrk for 1 and 2 (the fallback when wrk
                  cannot be installed; on 2 cores it is itself the bottleneck, so its figures are a floor)
 
@@ -138,7 +138,7 @@ def render_commands(ctx: Context, only: list[str], quick: bool) -> str:
         "make bench                                   # all eight (several minutes); prints one table",
         "make bench BENCH_ARGS='--only 1,3 --quick'   # a subset, smaller sizes (smoke run)",
         " ".join([".venv/bin/python -m tests.bench", *flags]) + "   # what produced this table",
-        "# also: --strict (exit 1 on a miss), --profile DIR (py-spy the receiver in 1 and 2), --python-load",
+        "# also: --strict (exit 1 on a miss), --profile DIR (py-spy the receiver in 1, 2 and 8), --python-load",
         "```",
         "",
         "What each one runs (ports and scratch directories are chosen at run time):",
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument(
-        "--profile", metavar="DIR", help="py-spy the receiver during 1 and 2, stacks into DIR"
+        "--profile", metavar="DIR", help="py-spy the receiver during 1, 2 and 8, stacks into DIR"
     )
     parser.add_argument("--python-load", action="store_true", help="Python load generator instead of wrk")
     args = parser.parse_args(argv)

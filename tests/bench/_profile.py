@@ -1,4 +1,4 @@
-"""`--profile DIR`: sample the receiver with py-spy during the load of benchmarks 1 and 2.
+"""`--profile DIR`: sample the receiver with py-spy during benchmarks 1, 2 (the load) and 8 (the first upload).
 
 py-spy (installed into the venv on first use) records raw collapsed stacks of the server process
 into DIR/<name>.txt (feed them to any flame graph tool); a summary of where the samples fall,
