@@ -124,10 +124,18 @@ async def get_content(request: Request) -> Response:
     if not _ASCII_INDEX.fullmatch(raw_index) or int(raw_index) > MAX_INDEX:
         return error_response(400, f"index must be a whole number from 0 to {MAX_INDEX}")
     index = int(raw_index)
+    raw_redirect = request.query_params.get("redirect")
+    if raw_redirect not in (None, "0", "1"):
+        return error_response(400, "redirect must be 1 (a presigned URL, S3 only) or 0 (streamed)")
     stores = state_of(request).stores
     key = await stores.downloads.content_key(job_id, index)
     if key is not None:
-        answer = await stores.content.response(key, request.headers, filename=f"{job_id}-{raw_index}.mp4")
+        answer = await stores.content.response(
+            key,
+            request.headers,
+            filename=f"{job_id}-{raw_index}.mp4",
+            redirect=None if raw_redirect is None else raw_redirect == "1",
+        )
         if answer is not None:
             return answer
     return error_response(404, _why_no_content(await stores.jobs.get(job_id), job_id, index, key))

@@ -159,12 +159,19 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(
             _JOB_ID,
             _param("index", "query", {"type": "integer", "minimum": 0, "maximum": c.MAX_INDEX, "default": 0}),
+            # 1: a presigned URL (S3 content store only), 0: streamed; unset: RECEIVER_CONTENT_REDIRECT
+            _param("redirect", "query", {"type": "string", "enum": ["0", "1"]}),
             _param("Range", "header", _TEXT),
         ),
         answers={
             200: Answer("The MP4.", media={"video/mp4": _BINARY}),
             206: Answer("Part of the MP4.", media={"video/mp4": _BINARY}),
-            400: Answer("A bad index or Range header.", c.ErrorEnvelope, media={"text/plain": _TEXT}),
+            307: Answer(
+                "With the S3 store and redirect=1 (or RECEIVER_CONTENT_REDIRECT=1): a presigned URL."
+            ),
+            400: Answer(
+                "A bad index, redirect or Range header.", c.ErrorEnvelope, media={"text/plain": _TEXT}
+            ),
             401: _UNAUTHORIZED,
             404: Answer(
                 "No such job; the job failed; it has no such output; or the output is not downloaded yet "

@@ -223,9 +223,12 @@ class ContentStore(Protocol):
 
     async def stat(self, key: str) -> ContentInfo | None: ...
 
-    async def response(self, key: str, headers: Mapping[str, str], *, filename: str) -> Response | None:
+    async def response(
+        self, key: str, headers: Mapping[str, str], *, filename: str, redirect: bool | None = None
+    ) -> Response | None:
         """The HTTP answer serving `key` (Range honoured; or a redirect to a short-lived presigned URL
-        when the store is set to): None when there is no such content."""
+        when `redirect`, None: the store's setting, and the store can): None when there is no such
+        content."""
         ...
 
     async def delete(self, keys: list[str]) -> int:

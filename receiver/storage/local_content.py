@@ -58,8 +58,11 @@ class LocalContentStore:
             return None
         return ContentInfo(size=st.st_size)
 
-    async def response(self, key: str, headers: Mapping[str, str], *, filename: str) -> Response | None:
-        """The file with Range and HEAD as Starlette serves them; None when there is no such file."""
+    async def response(
+        self, key: str, headers: Mapping[str, str], *, filename: str, redirect: bool | None = None
+    ) -> Response | None:
+        """The file with Range and HEAD as Starlette serves them; None when there is no such file.
+        `redirect` is ignored: a local file has no URL of its own to send a client to."""
         path = self.path(key)
         if not await asyncio.to_thread(os.path.isfile, path):
             return None
