@@ -779,3 +779,280 @@ def list_jobs(
         job["registered"] = bool(job["registered"])
     next_cursor = encode_cursor(jobs[-1]["created_at"], jobs[-1]["id"]) if len(rows) > limit else None
     return jobs, next_cursor
+
+
+# -- dashboard ---------------------------------------------------------------------------------
+# What the web dashboard (receiver/ui) needs beyond the query API. Its one caller is
+# receiver/ui/data.py (through SQLiteJobStore's dashboard methods); each is a separate function so
+# that a new store backend can port them one by one. Every read is bounded at any table size.
+
+# A search examines at most this many jobs per page (newest first, within the other filters): a rare
+# term costs one window, not a scan of every job; the page says how far back it searched.
+SEARCH_WINDOW = 20_000
+# The total cost of a filter is computed when at most this many jobs match it (one bounded read).
+TOTAL_CAP = 20_000
+# How many changed job ids one look at the change feed returns at most (more: "reload everything").
+CHANGES_LIMIT = 200
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _job_filters(
+    status: str | None, model: str | None, since: float | None, until: float | None
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if model:
+        where.append("model = ?")
+        params.append(model)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(until)
+    return where, params
+
+
+# Search: a substring of the prompt (case-insensitive for ASCII, as LIKE is) or a prefix of the job id.
+_MATCH = "(prompt LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\')"
+
+
+def _match_params(search: str) -> list[Any]:
+    escaped = _like_escape(search)
+    return [f"%{escaped}%", f"{escaped}%"]
+
+
+def dashboard_jobs(
+    conn: sqlite3.Connection,
+    *,
+    status: str | None = None,
+    model: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    search: str | None = None,
+    cursor: str | None = None,
+    newer: bool = False,
+    limit: int = 50,
+    window: int = SEARCH_WINDOW,
+) -> dict[str, Any]:
+    """One page of jobs, newest first, keyset paginated both ways on (created_at, id).
+
+    `cursor` with `newer=False`: the jobs older than it; with `newer=True`: the `limit` jobs just newer
+    than it (the previous page). `search` narrows to a prompt substring or a job id prefix, examining
+    at most `window` jobs; when it stops there, `searched_to` is the creation time of the last job it
+    examined and `older` continues the search from there.
+
+    Returns {"jobs": [...], "older": cursor | None, "newer": cursor | None, "searched_to": float | None}.
+    ValueError for a cursor this function did not return.
+    """
+    where, params = _job_filters(status, model, since, until)
+    if cursor:
+        created_at, job_id = decode_cursor(cursor)
+        where.append("(created_at, id) > (?, ?)" if newer else "(created_at, id) < (?, ?)")
+        params += [created_at, job_id]
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    order, reverse = ("created_at ASC, id ASC", "created_at DESC, id DESC")
+    if not newer:
+        order, reverse = reverse, order
+    edge = None  # where a search window ended, when it ended before the jobs did
+    if search:
+        # The window is read lazily (a co-routine, in index order): the scan stops at limit + 1 matches.
+        rows = conn.execute(
+            f"SELECT * FROM (SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY {order} LIMIT ?) "
+            f"WHERE {_MATCH} LIMIT ?",
+            (*params, window, *_match_params(search), limit + 1),
+        ).fetchall()
+        more = len(rows) > limit
+        if not more:
+            examined = f"SELECT created_at, id FROM jobs {clause} ORDER BY {order} LIMIT ?"
+            if conn.execute(f"SELECT count(*) FROM ({examined})", (*params, window)).fetchone()[0] >= window:
+                edge = conn.execute(
+                    f"SELECT created_at, id FROM ({examined}) ORDER BY {reverse} LIMIT 1", (*params, window)
+                ).fetchone()
+    else:
+        rows = conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY {order} LIMIT ?", (*params, limit + 1)
+        ).fetchall()
+        more = len(rows) > limit
+        if newer and not more:  # fewer than a page is newer: that is the first page
+            return dashboard_jobs(conn, status=status, model=model, since=since, until=until, limit=limit)
+    jobs = [dict(r) for r in rows[:limit]]
+    for job in jobs:
+        job["registered"] = bool(job["registered"])
+    if newer:
+        jobs.reverse()
+
+    def key(job: dict[str, Any]) -> str:
+        return encode_cursor(job["created_at"], job["id"])
+
+    edge_cursor = encode_cursor(edge["created_at"], edge["id"]) if edge is not None else None
+    older: str | None
+    newer_cursor: str | None
+    if newer:
+        older = key(jobs[-1]) if jobs else cursor
+        newer_cursor = edge_cursor or (key(jobs[0]) if more else None)
+    else:
+        older = edge_cursor or (key(jobs[-1]) if more else None)
+        newer_cursor = (key(jobs[0]) if jobs else cursor) if cursor else None
+    return {
+        "jobs": jobs,
+        "older": older,
+        "newer": newer_cursor,
+        "searched_to": edge["created_at"] if edge is not None else None,
+    }
+
+
+def dashboard_cost_total(
+    conn: sqlite3.Connection,
+    *,
+    status: str | None = None,
+    model: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    search: str | None = None,
+    cap: int = TOTAL_CAP,
+) -> tuple[int, float] | None:
+    """(jobs matching, their total cost in USD) of a whole filter, or None when more than `cap` jobs match
+    the filters other than the search (the total would need an unbounded read)."""
+    where, params = _job_filters(status, model, since, until)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    match = _MATCH if search else "1"
+    row = conn.execute(
+        f"SELECT count(*), sum({match}), total(CASE WHEN {match} THEN cost END) FROM "
+        f"(SELECT id, prompt, cost FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?)",
+        (
+            *(_match_params(search) if search else []),
+            *(_match_params(search) if search else []),
+            *params,
+            cap + 1,
+        ),
+    ).fetchone()
+    if row[0] > cap:
+        return None
+    return int(row[1] or 0), float(row[2])
+
+
+def distinct_models(conn: sqlite3.Connection, limit: int = 200) -> list[str]:
+    """The model names jobs have, by skipping through the model index (one seek per name, not a scan)."""
+    rows = conn.execute(
+        "WITH RECURSIVE m(name, n) AS ("
+        " SELECT (SELECT min(model) FROM jobs), 1"
+        " UNION ALL SELECT (SELECT min(model) FROM jobs WHERE model > m.name), n + 1 FROM m"
+        " WHERE m.name IS NOT NULL AND n < ?"
+        ") SELECT name FROM m WHERE name IS NOT NULL",
+        (limit,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def job_timeline(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    """What happened to a job, oldest first: its events and every webhook delivery stored for it.
+
+    Each entry: at, source, kind, status, detail, delivery_id (for a delivery: its id; `kind` is
+    `delivery` and `detail` says what became of it). Pending deliveries are not yet tied to a job
+    (their job id is read when they are applied), so they show once applied or failed.
+    """
+    entries = [
+        dict(r)
+        for r in conn.execute(
+            "SELECT at, source, kind, status, detail, delivery_id, id AS seq, 1 AS rank FROM job_events "
+            "WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+    ]
+    for r in conn.execute(
+        "SELECT id, idempotency_key, event_type, status, received_at, state, error, applied_at "
+        "FROM deliveries WHERE job_id = ? ORDER BY id",
+        (job_id,),
+    ):
+        outcome = {"applied": "applied", "failed": "not applied", "pending": "not applied yet"}.get(
+            r["state"], r["state"]
+        )
+        detail = f"{r['event_type'] or 'event'} {outcome}"
+        if r["error"]:
+            detail += f": {r['error']}"
+        entries.append(
+            {
+                "at": r["received_at"],
+                "source": "webhook",
+                "kind": "delivery",
+                "status": r["status"],
+                "detail": detail,
+                "delivery_id": r["id"],
+                "seq": r["id"],
+                "rank": 0,  # at the same instant, the delivery comes before what it did
+            }
+        )
+    entries.sort(key=lambda e: (e["at"], e["rank"], e["seq"]))
+    for entry in entries:
+        del entry["seq"], entry["rank"]
+    return entries
+
+
+def job_polling(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
+    """The fallback poller's view of a job: polls made and the next one (None: not polled any more)."""
+    row = conn.execute("SELECT poll_attempts, next_poll_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return dict(row) if row else None
+
+
+def outputs_needing_attention(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """Outputs whose download failed for good (`failed`, `gone`) or is waiting to be tried again (pending
+    with the last attempt's error), most recently updated first, with their job's model."""
+    rows = conn.execute(
+        'SELECT o.job_id, o.idx AS "index", o.state, o.attempts, o.error, o.updated_at, o.next_attempt_at, '
+        "j.model FROM outputs o LEFT JOIN jobs j ON j.id = o.job_id "
+        "WHERE o.rowid IN (SELECT rowid FROM outputs WHERE state IN ('failed', 'gone') "
+        "UNION ALL SELECT rowid FROM outputs WHERE state = 'pending' AND error IS NOT NULL) "
+        "ORDER BY o.updated_at DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def retry_output(conn: sqlite3.Connection, job_id: str, index: int, now: float, *, who: str) -> str | None:
+    """An operator's "download this output again now": a failed, gone or waiting output goes back to
+    pending, due now, with its attempts reset, and the job gets an event saying so. Returns the state
+    it was in (None: no such output, or it is downloading, done or deleted: nothing changed)."""
+    row = conn.execute(
+        "SELECT state, error FROM outputs WHERE job_id = ? AND idx = ?", (job_id, index)
+    ).fetchone()
+    if row is None or row["state"] not in ("failed", "gone", "pending"):
+        return None
+    conn.execute(
+        "UPDATE outputs SET state = 'pending', attempts = 0, next_attempt_at = ?, error = NULL, updated_at = ?, "
+        "claimed_by = NULL, lease_until = NULL WHERE job_id = ? AND idx = ?",
+        (now, now, job_id, index),
+    )
+    was = row["state"] + (f": {row['error']}" if row["error"] else "")
+    add_event(conn, job_id, now, who, "download_retry", None, f"output {index}: retry requested (was {was})")
+    return str(row["state"])
+
+
+def change_token(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(last job event id, last delivery id): both only grow, and every change a page shows adds one
+    (a status, a registration, a download, a retry; a delivery stored). Two primary-key lookups."""
+    row = conn.execute(
+        "SELECT (SELECT coalesce(max(id), 0) FROM job_events), (SELECT coalesce(max(id), 0) FROM deliveries)"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def jobs_changed_since(conn: sqlite3.Connection, event_id: int, limit: int = CHANGES_LIMIT) -> list[str]:
+    """The ids of jobs with an event after `event_id` (at most `limit`; more: the caller reloads all)."""
+    rows = conn.execute(
+        "SELECT DISTINCT job_id FROM (SELECT job_id FROM job_events WHERE id > ? ORDER BY id LIMIT ?)",
+        (event_id, limit * 20),
+    ).fetchall()
+    return [r[0] for r in rows][: limit + 1]
+
+
+def last_delivery_at(conn: sqlite3.Connection) -> float | None:
+    """When the newest stored webhook delivery was received (ids grow with time: one index step)."""
+    row = conn.execute("SELECT received_at FROM deliveries ORDER BY id DESC LIMIT 1").fetchone()
+    return row[0] if row else None

@@ -86,6 +86,18 @@ class JobStore(Protocol):
     def writes_waiting(self) -> int: ...
     def next_download_at(self) -> float | None: ...
 
+    # dashboard (receiver/ui/data.py is the one caller; see the dashboard section of receiver.records)
+    def dashboard_jobs(self, **query: Any) -> dict[str, Any]: ...
+    def dashboard_cost_total(self, **filters: Any) -> tuple[int, float] | None: ...
+    def distinct_models(self) -> list[str]: ...
+    def job_timeline(self, job_id: str) -> list[dict[str, Any]]: ...
+    def job_polling(self, job_id: str) -> dict[str, Any] | None: ...
+    def outputs_needing_attention(self, limit: int) -> list[dict[str, Any]]: ...
+    def change_token(self) -> tuple[int, int]: ...
+    def jobs_changed_since(self, event_id: int) -> list[str]: ...
+    def last_delivery_at(self) -> float | None: ...
+    async def retry_output(self, job_id: str, index: int, *, who: str) -> str | None: ...
+
 
 def new_worker_id() -> str:
     """Who holds a claim: host, process and a random part (a restarted process is a new worker)."""
@@ -283,6 +295,39 @@ class SQLiteJobStore:
 
     def next_download_at(self) -> float | None:
         return records.next_download_at(self._read)
+
+    # -- dashboard (receiver/ui/data.py is the one caller; see the dashboard section of records) --
+
+    def dashboard_jobs(self, **query: Any) -> dict[str, Any]:
+        return records.dashboard_jobs(self._read, **query)
+
+    def dashboard_cost_total(self, **filters: Any) -> tuple[int, float] | None:
+        return records.dashboard_cost_total(self._read, **filters)
+
+    def distinct_models(self) -> list[str]:
+        return records.distinct_models(self._read)
+
+    def job_timeline(self, job_id: str) -> list[dict[str, Any]]:
+        return records.job_timeline(self._read, job_id)
+
+    def job_polling(self, job_id: str) -> dict[str, Any] | None:
+        return records.job_polling(self._read, job_id)
+
+    def outputs_needing_attention(self, limit: int) -> list[dict[str, Any]]:
+        return records.outputs_needing_attention(self._read, limit)
+
+    def change_token(self) -> tuple[int, int]:
+        return records.change_token(self._read)
+
+    def jobs_changed_since(self, event_id: int) -> list[str]:
+        return records.jobs_changed_since(self._read, event_id)
+
+    def last_delivery_at(self) -> float | None:
+        return records.last_delivery_at(self._read)
+
+    async def retry_output(self, job_id: str, index: int, *, who: str) -> str | None:
+        """An operator's retry of a failed, gone or waiting output (see records.retry_output)."""
+        return await self._writer.run(records.retry_output, job_id, index, time.time(), who=who)
 
 
 def _apply_pending(conn: sqlite3.Connection, limit: int, isolate: bool) -> AppliedBatch:
