@@ -22,7 +22,7 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api, retention
+from . import api, retention, ui
 from ._datadir import DataDirLock, StartupError
 from .applier import Applier
 from .content import LocalContentStore
@@ -62,6 +62,7 @@ ROUTE_TEMPLATES = (
             "/openapi.json",
         )
     ),
+    *ui.ROUTE_TEMPLATES,
 )
 
 
@@ -191,6 +192,7 @@ def create_app(
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),  # unauthenticated: shape only, no data
+        *ui.routes(settings),  # the dashboard, /ui/ (its own session sign-in; see receiver/ui)
     ]
     token = settings.api_token.reveal() if settings.api_token else None
     middleware = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -45,6 +46,9 @@ class Applier:
         self._last_intake = -1e9
         # What only the intake knows (request id, client, answer time), for the canonical log line.
         self._notes: dict[int, dict[str, object]] = {}
+        # Told of each delivery taken out of pending (applied or failed), in this process: the
+        # dashboard's live updates listen here so an open page changes at once, not at its next look.
+        self.listeners: list[Callable[[AppliedDelivery], None]] = []
 
     def received(self, delivery_id: int, **fields: object) -> None:
         """A delivery was stored (pending): apply it soon."""
@@ -118,6 +122,8 @@ class Applier:
 
     def _report(self, applied: AppliedDelivery) -> None:
         notes = self._notes.pop(applied.delivery_id, {})
+        for listener in self.listeners:
+            listener(applied)
         if applied.outputs_queued:
             self.fetcher.wake()
         fields = {

@@ -97,7 +97,7 @@ def serve(
     from ._datadir import StartupError
     from .app import create_app, prepare
     from .logs import configure_logging
-    from .server import uvicorn_options
+    from .server import ReceiverServer, uvicorn_options
 
     settings = _settings(data_dir=data_dir)
     if no_auth and settings.api_token is not None:
@@ -138,7 +138,7 @@ def serve(
         server_header=False,
         **uvicorn_options(settings),  # header caps and slow-client timeouts: see receiver/server.py
     )
-    server = uvicorn.Server(config)
+    server = ReceiverServer(config)  # ends the dashboard's live streams first when it stops
     try:
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
