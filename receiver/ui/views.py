@@ -236,7 +236,9 @@ class Dashboard:
             return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
         return self._signin_page(request)
 
-    def _signin_page(self, request: Request, error: str | None = None, status: int = 200) -> Response:
+    def _signin_page(
+        self, request: Request, error: str | None = None, status: int = 200, next_path: str | None = None
+    ) -> Response:
         nonce, fresh = self.sessions.signin_nonce(request)
         response = self.render(
             request,
@@ -245,7 +247,7 @@ class Dashboard:
             status=status,
             error=error,
             nonce=nonce,
-            next=_safe_next(request.query_params.get("next")),
+            next=_safe_next(next_path or request.query_params.get("next")),
             signed_out=request.query_params.get("signed_out") == "1",
         )
         if fresh:
@@ -260,25 +262,29 @@ class Dashboard:
             log.warning("ui.signin", outcome="cross_site", client=address)
             return self.refuse(request, None, "This sign-in came from another site and was refused.")
         form = await read_form(request)
+        target = form.get("next")
         nonce = request.cookies.get("orv_signin", "")
         given_nonce = form.get("nonce")
         if not nonce or not isinstance(given_nonce, str) or given_nonce != nonce:
             log.warning("ui.signin", outcome="bad_form_token", client=address)
-            return self._signin_page(request, "The sign-in form expired: please try again.", 403)
+            return self._signin_page(request, "The sign-in form expired: please try again.", 403, target)
         wait = self.sessions.retry_after(address)
         if wait:
             log.warning("ui.signin", outcome="throttled", client=address, retry_after=wait)
-            response = self._signin_page(request, f"Too many failed sign-ins: try again in {wait} s.", 429)
+            response = self._signin_page(
+                request, f"Too many failed sign-ins: try again in {wait} s.", 429, target
+            )
             response.headers["Retry-After"] = str(wait)
             return response
         token = form.get("token")
         if not isinstance(token, str) or not self.sessions.check_token(address, token.strip()):
             log.warning("ui.signin", outcome="wrong_token", client=address)
-            return self._signin_page(request, "That token is not this receiver's API token.", 401)
+            return self._signin_page(
+                request, "That token is not this receiver's API token.", 200, target
+            )  # a form shown again (a 4xx would be a console error)
         log.info("ui.signin", outcome="ok", client=address)
         _session, value = self.sessions.new()
-        target = form.get("next")
-        response = RedirectResponse(_safe_next(target if isinstance(target, str) else None), status_code=303)
+        response = RedirectResponse(_safe_next(target), status_code=303)
         self.sessions.set_cookie(response, request, value)
         return response
 
