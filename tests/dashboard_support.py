@@ -93,15 +93,16 @@ def sign_in(page: Any, base_url: str, token: str) -> None:
     page.wait_for_url(f"{base_url}/ui/")
 
 
-def http_session(base_url: str, token: str) -> httpx.Client:
+@contextlib.contextmanager
+def http_session(base_url: str, token: str) -> Iterator[httpx.Client]:
     """An httpx client signed in to the dashboard (cookie jar), for the HTTP-level checks."""
-    client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=10)
-    form = client.get("/ui/signin")
-    nonce = re.search(r'name="nonce" value="(\w+)"', form.text)
-    assert nonce, form.text[:500]
-    answer = client.post("/ui/signin", data={"nonce": nonce.group(1), "token": token, "next": "/ui/"})
-    assert answer.status_code == 303, answer.text[:500]
-    return client
+    with httpx.Client(base_url=base_url, follow_redirects=False, timeout=10) as client:
+        form = client.get("/ui/signin")
+        nonce = re.search(r'name="nonce" value="(\w+)"', form.text)
+        assert nonce, form.text[:500]
+        answer = client.post("/ui/signin", data={"nonce": nonce.group(1), "token": token, "next": "/ui/"})
+        assert answer.status_code == 303, answer.text[:500]
+        yield client
 
 
 def csrf_of(html: str) -> str:
