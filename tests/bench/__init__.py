@@ -6,6 +6,7 @@
 4. download of a 2 GB simulated video: client vs curl, peak memory of the client
 5. query API on 1,000,000 job records
 6. end to end on the simulator: webhook sent -> MP4 fsynced, p50/p99
+7. the dashboard's jobs page on 1,000,000 job records: first, filtered, deep-cursor and search pages
 
 Every benchmark runs its servers as subprocesses on loopback, is bounded in time and size, and
 removes its processes and files. See `__main__.py` for the options.
