@@ -922,23 +922,27 @@ def dashboard_cost_total(
     the filters other than the search (the total would need an unbounded read)."""
     where, params = _job_filters(status, model, since, until)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    # First count, up to the cap, through the index that orders the listing (no row is read when the
-    # filters are on indexed columns); only a set within the cap is then added up.
-    counted = conn.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?)",
-        (*params, cap + 1),
-    ).fetchone()[0]
-    if counted > cap:
-        return None
-    if not search:
-        row = conn.execute(f"SELECT count(*), total(cost) FROM jobs {clause}", params).fetchone()
-        return int(row[0]), float(row[1])
-    match_params = _match_params(search)
+    match_params = _match_params(search) if search else []
+    match = _MATCH if search else "1"
+    if not (status and model):
+        # Count up to the cap first, through the index that orders the listing: no row is read (the
+        # filters are all in that index), so a filter over the cap costs an index walk and no more.
+        counted = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?)",
+            (*params, cap + 1),
+        ).fetchone()[0]
+        if counted > cap:
+            return None
+    # One pass over at most cap + 1 jobs (status and model together are in no single index: the
+    # rows are read anyway, so counting and adding up go together).
     row = conn.execute(
-        f"SELECT count(*), total(cost) FROM jobs {clause} {'AND' if where else 'WHERE'} {_MATCH}",
-        (*params, *match_params),
+        f"SELECT count(*), sum({match}), total(CASE WHEN {match} THEN cost END) FROM "
+        f"(SELECT id, prompt, cost FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?)",
+        (*match_params, *match_params, *params, cap + 1),
     ).fetchone()
-    return int(row[0]), float(row[1])
+    if row[0] > cap:
+        return None
+    return int(row[1] or 0), float(row[2])
 
 
 def distinct_models(conn: sqlite3.Connection, limit: int = 200) -> list[str]:

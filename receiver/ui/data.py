@@ -216,6 +216,14 @@ async def get_job(state: ReceiverState, job_id: str) -> JobView | None:
     )
 
 
+async def find_job(state: ReceiverState, job_id: str) -> JobRecord | None:
+    """The job whose id is exactly `job_id`, if any (a search that is a whole job id)."""
+    if not is_valid_job_id(job_id):
+        return None
+    row = state.store.get_job(job_id)
+    return _job(row) if row is not None else None
+
+
 async def content_response(
     state: ReceiverState, job_id: str, index: int, *, download: bool = False
 ) -> Response | None:

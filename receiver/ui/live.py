@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import weakref
 from collections.abc import AsyncIterator
 
@@ -74,14 +75,15 @@ class LiveHub:
         if self._watcher is not None:
             self._watcher.cancel()
 
-    async def stream(self, state: ReceiverState) -> AsyncIterator[bytes]:
-        """One page's event stream: `change` events ({"jobs": [...], "all": bool}) and pings."""
+    async def stream(self, state: ReceiverState, *, until: float | None = None) -> AsyncIterator[bytes]:
+        """One page's event stream: `change` events ({"jobs": [...], "all": bool, "deliveries": bool})
+        and pings; it ends at `until` (when the session that opened it expires) or when closed."""
         queue: asyncio.Queue[dict[str, object] | _Closed] = asyncio.Queue(_QUEUE)
         self._queues.add(queue)
         self._start(state)
         try:
             yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
-            while not self._closed:
+            while not self._closed and (until is None or time.time() < until):
                 try:
                     item = await asyncio.wait_for(queue.get(), timeout=PING_SECONDS)
                 except asyncio.TimeoutError:

@@ -195,7 +195,9 @@ class Dashboard:
             if session is None:
                 if api:
                     return Response("sign in first", status_code=401, media_type="text/plain")
-                back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                back = "/ui/"  # after sign-in, a POST's address cannot be visited: the jobs then
+                if request.method in ("GET", "HEAD"):
+                    back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/ui/signin?{urlencode({'next': back})}", status_code=303)
             if request.method == "POST":
                 refusal = await self._check_post(request, session)
@@ -332,13 +334,13 @@ class Dashboard:
             "until": q.get("until", "") if until is not None else "",
         }
         base = {k: v for k, v in filters.items() if v}
-        exact = await data.get_job(state, search) if search else None
+        exact = await data.find_job(state, search) if search else None
         context: dict[str, Any] = {
             "page": page,
             "filters": filters,
             "filtered": bool(base),
             "problems": problems,
-            "exact": exact.record if exact else None,
+            "exact": exact,
             "older_url": "/ui/?" + urlencode({**base, "cursor": page.older}) if page.older else None,
             "newer_url": "/ui/?" + urlencode({**base, "cursor": page.newer, "dir": "newer"})
             if page.newer
@@ -439,7 +441,7 @@ class Dashboard:
                 media_type="text/plain",
             )
         return StreamingResponse(
-            self.hub.stream(state_of(request)),
+            self.hub.stream(state_of(request), until=session.expires),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
