@@ -136,7 +136,9 @@ def test_live_streams_are_capped(receiver, monkeypatch) -> None:
             monkeypatch.setattr(hub, "max_streams", 2)
         with client.stream("GET", "/ui/events") as first, client.stream("GET", "/ui/events") as second:
             assert first.status_code == second.status_code == 200
+            # A stream counts once its first bytes are out (the hub registers it as it starts).
             assert next(first.iter_bytes()).startswith(b"retry:")
+            assert next(second.iter_bytes()).startswith(b"retry:")
             third = client.get("/ui/events")
             assert third.status_code == 503 and third.headers["retry-after"] == "5"
 
