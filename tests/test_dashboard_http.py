@@ -136,9 +136,10 @@ def test_live_streams_are_capped(receiver, monkeypatch) -> None:
             monkeypatch.setattr(hub, "max_streams", 2)
         with client.stream("GET", "/ui/events") as first, client.stream("GET", "/ui/events") as second:
             assert first.status_code == second.status_code == 200
-            # A stream counts once its first bytes are out (the hub registers it as it starts).
-            assert next(first.iter_bytes()).startswith(b"retry:")
-            assert next(second.iter_bytes()).startswith(b"retry:")
+            # A stream counts once its first bytes are out (the hub registers it as it starts). The
+            # iterators are kept: a dropped one closes its response, and the server ends that stream.
+            reading = [stream.iter_bytes() for stream in (first, second)]
+            assert all(next(chunks).startswith(b"retry:") for chunks in reading)
             third = client.get("/ui/events")
             assert third.status_code == 503 and third.headers["retry-after"] == "5"
 
@@ -147,7 +148,8 @@ def test_serve_stops_promptly_with_live_streams_open(simulator, tmp_path) -> Non
     process = ReceiverProcess(receiver_settings(str(tmp_path / "data"), simulator)).start()
     try:
         with http_session(process.url, API_TOKEN) as client, client.stream("GET", "/ui/events") as stream:
-            assert next(stream.iter_bytes()).startswith(b"retry:")
+            chunks = stream.iter_bytes()  # kept: a dropped iterator closes the response (and the stream)
+            assert next(chunks).startswith(b"retry:")
             started = time.monotonic()
             assert process.process is not None
             process.process.terminate()
