@@ -163,7 +163,7 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str] | None:
 # -- reads -------------------------------------------------------------------------------------
 
 
-def _job(row: sqlite3.Row, **more: Any) -> JobRecord:
+def job_record(row: sqlite3.Row, **more: Any) -> JobRecord:
     values = dict(row)
     values["registered"] = bool(values["registered"])
     return JobRecord(**values, **more)
@@ -187,26 +187,32 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
             "SELECT at, source, kind, status, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
         )
     )
-    return _job(row, outputs=outputs, events=events)
+    return job_record(row, outputs=outputs, events=events)
 
 
 def jobs_by_status(conn: sqlite3.Connection) -> dict[str, int]:
     return {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")}
 
 
-def page_jobs(conn: sqlite3.Connection, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
-    """Newest first, keyset pagination on (created_at, id); a cursor not returned here: ValueError."""
+def filter_terms(filters: JobFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (ANDed) of a listing's filters and their parameters; an empty filter is none."""
     where: list[str] = []
     params: list[Any] = []
-    for clause, value in (
+    for term, value in (
         ("status = ?", filters.status),
         ("model = ?", filters.model),
         ("created_at >= ?", filters.since),
         ("created_at < ?", filters.until),
     ):
         if value is not None and value != "":
-            where.append(clause)
+            where.append(term)
             params.append(value)
+    return where, params
+
+
+def page_jobs(conn: sqlite3.Connection, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
+    """Newest first, keyset pagination on (created_at, id); a cursor not returned here: ValueError."""
+    where, params = filter_terms(filters)
     if cursor:
         created_at, job_id = decode_cursor(cursor)
         where.append("(created_at, id) < (?, ?)")
@@ -216,6 +222,6 @@ def page_jobs(conn: sqlite3.Connection, filters: JobFilter, *, cursor: str | Non
         f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
         (*params, limit + 1),
     ).fetchall()
-    jobs = [_job(r) for r in rows[:limit]]
+    jobs = [job_record(r) for r in rows[:limit]]
     next_cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if len(rows) > limit else None
     return Page(jobs, next_cursor)
