@@ -48,6 +48,22 @@ async def delete_job_rows(conn: Conn, job_ids: list[str]) -> list[str]:
     return [r["content_key"] for r in rows if r["content_key"]]
 
 
+def filter_terms(filters: JobFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (ANDed) of a listing's filters and their parameters; an empty filter is none."""
+    where: list[str] = []
+    params: list[Any] = []
+    for term, value in (
+        ("status = %s", filters.status),
+        ("model = %s", filters.model),
+        ("created_at >= %s", filters.since),
+        ("created_at < %s", filters.until),
+    ):
+        if value is not None and value != "":
+            where.append(term)
+            params.append(value)
+    return where, params
+
+
 class JobReads:
     """The Jobs interface but for `register` (which decides, through the plan)."""
 
@@ -62,20 +78,7 @@ class JobReads:
         return job_record(row) if row else None
 
     async def page(self, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
-        where: list[str] = []
-        params: list[Any] = []
-        if filters.status:
-            where.append("status = %s")
-            params.append(filters.status)
-        if filters.model:
-            where.append("model = %s")
-            params.append(filters.model)
-        if filters.since is not None:
-            where.append("created_at >= %s")
-            params.append(filters.since)
-        if filters.until is not None:
-            where.append("created_at < %s")
-            params.append(filters.until)
+        where, params = filter_terms(filters)
         if cursor:
             created_at, after_id = decode_cursor(cursor)
             where.append("(created_at, id) < (%s, %s)")
