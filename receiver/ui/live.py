@@ -1,9 +1,9 @@
 """Live updates for open dashboard pages: Server-Sent Events fed by one watcher per process.
 
-The watcher looks at the store's change token (two primary-key lookups) once a second, so a change
-made by any replica sharing the store reaches every open page within about a second; and this
-process's applier wakes it at once when it applies a delivery, so a webhook received here shows
-without that second. Each change is sent to every open stream as the ids of the jobs it touched.
+The watcher looks at the store's change feed (`Dashboard.changes_since`: a primary-key lookup or two
+while nothing changed) once a second, so a change made by any replica sharing the store reaches every
+open page within about a second; and this process's applier wakes it at once when it applies a
+delivery, so a webhook received here shows without that second. Each change is sent to every open stream as the ids of the jobs it touched.
 The watcher runs only while a stream is open: the cost is one small query a second per process,
 whatever the number of pages.
 
@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 
+from ..domain.model import ChangeToken
 from ..state import ReceiverState
 from . import data
 
@@ -122,27 +123,20 @@ class LiveHub:
 
     async def _watch(self, state: ReceiverState, wake: asyncio.Event) -> None:
         stop_listening = data.on_applied(state, wake.set)
+        token: ChangeToken | None = None  # the first look only finds where the feed stands
         try:
-            token = await data.change_token(state)
             while True:
+                try:
+                    looked, change = await data.changes(state, token)
+                except Exception:  # a store error must not end the pages' streams; try again next time
+                    log.exception("ui.live_failed")
+                else:
+                    if token is not None and (change["jobs"] or change["all"] or change["deliveries"]):
+                        for queue in list(self._queues):
+                            self._put(queue, change)
+                    token = looked
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=self.look_every)
                 wake.clear()
-                try:
-                    now = await data.change_token(state)
-                    if now == token:
-                        continue
-                    jobs = await data.jobs_changed_since(state, token) if now.events != token.events else []
-                except Exception:  # a store error must not end the pages' streams; try again next time
-                    log.exception("ui.live_failed")
-                    continue
-                change = {
-                    "jobs": jobs[:200],
-                    "all": len(jobs) > 200,
-                    "deliveries": now.deliveries != token.deliveries,
-                }
-                token = now
-                for queue in list(self._queues):
-                    self._put(queue, change)
         finally:
             stop_listening()

@@ -375,7 +375,11 @@ class Dashboard:
         if not _INDEX.match(raw):
             return Response("index must be a whole number", status_code=400, media_type="text/plain")
         response = await data.content_response(
-            state_of(request), job_id, int(raw), download=request.query_params.get("download") == "1"
+            state_of(request),
+            job_id,
+            int(raw),
+            request.headers,
+            download=request.query_params.get("download") == "1",
         )
         if response is None:
             return Response("this output is not downloaded", status_code=404, media_type="text/plain")
