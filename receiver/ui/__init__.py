@@ -17,7 +17,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from ..settings import Settings
-from .views import STATIC_DIR, Dashboard, SecurityHeaders
+from .pages import STATIC_DIR, SecurityHeaders
+from .views import Dashboard
 
 __all__ = ["ROUTE_TEMPLATES", "routes"]
 

@@ -22,12 +22,12 @@ from ...domain.model import (
     JobSearchPage,
     TimelineEntry,
 )
-from ...domain.pages import decode_cursor
+from ...domain.pages import decode_cursor, filter_terms
 from ._db import Conn, Database
 from .changes import insert_events
 from .deliveries import SHOWN as DELIVERY_COLUMNS
 from .feed import changes_since
-from .jobs import JOB_COLUMNS, filter_terms, job_record
+from .jobs import JOB_COLUMNS, job_record
 
 # A prompt substring or a job id prefix, case-insensitive (ILIKE; `\` escapes, as like_patterns writes).
 _MATCH = "(prompt ILIKE %s OR id ILIKE %s)"
@@ -37,7 +37,7 @@ _ATTENTION = "(state IN ('failed', 'gone') OR (state = 'pending' AND error IS NO
 
 
 def _where(filters: JobFilter, *more: str) -> tuple[str, list[Any]]:
-    where, params = filter_terms(filters)
+    where, params = filter_terms(filters, "%s")
     where += more
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from ...domain.model import EventRecord, JobFilter, JobRecord, OutputRecord, Page
-from ...domain.pages import decode_cursor, encode_cursor
+from ...domain.pages import decode_cursor, encode_cursor, filter_terms
 from ...domain.plan import plan_note, plan_registration
 from ...domain.retention import Policy, Pruned
 from ._db import Conn, Database
@@ -48,22 +48,6 @@ async def delete_job_rows(conn: Conn, job_ids: list[str]) -> list[str]:
     return [r["content_key"] for r in rows if r["content_key"]]
 
 
-def filter_terms(filters: JobFilter) -> tuple[list[str], list[Any]]:
-    """The WHERE terms (ANDed) of a listing's filters and their parameters; an empty filter is none."""
-    where: list[str] = []
-    params: list[Any] = []
-    for term, value in (
-        ("status = %s", filters.status),
-        ("model = %s", filters.model),
-        ("created_at >= %s", filters.since),
-        ("created_at < %s", filters.until),
-    ):
-        if value is not None and value != "":
-            where.append(term)
-            params.append(value)
-    return where, params
-
-
 class JobReads:
     """The Jobs interface but for `register` (which decides, through the plan)."""
 
@@ -78,7 +62,7 @@ class JobReads:
         return job_record(row) if row else None
 
     async def page(self, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
-        where, params = filter_terms(filters)
+        where, params = filter_terms(filters, "%s")
         if cursor:
             created_at, after_id = decode_cursor(cursor)
             where.append("(created_at, id) < (%s, %s)")

@@ -26,10 +26,10 @@ from ...domain.model import (
     JobSearchPage,
     TimelineEntry,
 )
-from ...domain.pages import decode_cursor
+from ...domain.pages import decode_cursor, filter_terms
 from ._file import SQLiteFile
 from .deliveries import SHOWN as DELIVERY_COLUMNS
-from .jobs import JOB_COLUMNS, add_event, filter_terms, job_record
+from .jobs import JOB_COLUMNS, add_event, job_record
 from .store import LocalWakeups
 
 # A prompt substring (LIKE: case-insensitive for ASCII) or a job id prefix.
@@ -38,7 +38,7 @@ _NEWEST_FIRST, _OLDEST_FIRST = "created_at DESC, id DESC", "created_at ASC, id A
 
 
 def _where(filters: JobFilter) -> tuple[str, list[Any]]:
-    where, params = filter_terms(filters)
+    where, params = filter_terms(filters, "?")
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from openrouter_video import VideoJob
 
 from ...domain.model import ApplyResult, EventRecord, JobFilter, JobRecord, OutputRecord, Page
-from ...domain.pages import decode_cursor, encode_cursor
+from ...domain.pages import decode_cursor, encode_cursor, filter_terms
 from ...domain.plan import (
     JOB_STATE_COLUMNS,
     JobChange,
@@ -194,25 +194,9 @@ def jobs_by_status(conn: sqlite3.Connection) -> dict[str, int]:
     return {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM jobs GROUP BY status")}
 
 
-def filter_terms(filters: JobFilter) -> tuple[list[str], list[Any]]:
-    """The WHERE terms (ANDed) of a listing's filters and their parameters; an empty filter is none."""
-    where: list[str] = []
-    params: list[Any] = []
-    for term, value in (
-        ("status = ?", filters.status),
-        ("model = ?", filters.model),
-        ("created_at >= ?", filters.since),
-        ("created_at < ?", filters.until),
-    ):
-        if value is not None and value != "":
-            where.append(term)
-            params.append(value)
-    return where, params
-
-
 def page_jobs(conn: sqlite3.Connection, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
     """Newest first, keyset pagination on (created_at, id); a cursor not returned here: ValueError."""
-    where, params = filter_terms(filters)
+    where, params = filter_terms(filters, "?")
     if cursor:
         created_at, job_id = decode_cursor(cursor)
         where.append("(created_at, id) < (?, ?)")
