@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv test demo lint bench clean
+.PHONY: all venv test demo demo-ui lint bench clean
 
 all: test
 
@@ -21,6 +21,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# The demo, then the dashboard: prints its URL and the token to sign in, runs until Ctrl-C.
+demo-ui: $(STAMP)
+	$(BIN)/python examples/demo.py --ui
 
 lint: $(STAMP)
 	$(BIN)/ruff check client receiver tests examples tools

@@ -4,10 +4,14 @@ Starts the simulator and the receiver as real processes on free loopback ports, 
 with callback URLs (one normal, one whose webhook the simulator drops so the polling fallback
 recovers it, one that fails upstream), shows their progress live, then prints each job's record
 and the path of each downloaded MP4. Stops everything it started, whatever happens.
+
+`--ui` (`make demo-ui`): then prints the dashboard's URL and the token to sign in with, and leaves the
+simulator and the receiver running until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
@@ -61,7 +65,12 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(5)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The whole flow against the built-in simulator.")
+    parser.add_argument(
+        "--ui", action="store_true", help="then keep the receiver running and print the dashboard's URL"
+    )
+    ui = parser.parse_args(argv).ui
     root = Path("demo-data").resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -134,7 +143,10 @@ def main() -> int:
             {"Authorization": f"Bearer {api_key}"},
         )
         _wait_up(f"{rx_url}/healthz", processes[1], "receiver", rx_log)
-        return _run(sim_base, api_key, rx_url, auth, root)
+        status = _run(sim_base, api_key, rx_url, auth, root)
+        if ui:
+            _serve_dashboard(rx_url, token, processes)
+        return status
     except OpenRouterVideoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 3
@@ -217,6 +229,24 @@ def _run(sim_base: str, api_key: str, rx_url: str, auth: dict, root: Path) -> in
     print(f"  openrouter-video jobs list --data-dir {data_dir}")
     print(f"  openrouter-video jobs show JOB_ID --data-dir {data_dir}")
     return 0
+
+
+def _serve_dashboard(rx_url: str, token: str, processes: list[subprocess.Popen]) -> None:
+    """Leave the receiver (and the simulator) running for the dashboard until Ctrl-C."""
+    print(f"\ndashboard: {rx_url}/ui/")
+    print(f"sign in with the demo's API token: {token}")
+    print("the receiver keeps running; press Ctrl-C to stop it")
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM as Ctrl-C: the servers are stopped on the way out
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        print("demo: a server exited; see the logs under demo-data/", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nstopping")
 
 
 def _event_text(event: dict) -> str:

@@ -304,14 +304,14 @@ async def readyz(request: Request) -> Response:
         await asyncio.wait_for(s.stores.health.check_writable(), timeout=5)
     except Exception as exc:  # any failure here means "not ready", with the reason shown
         problems.append(f"database not writable: {exc or type(exc).__name__}")
-    free = _disk_free(s)
+    free = disk_free(s)
     if free is not None and free < s.settings.min_free_bytes:
         problems.append(f"disk space low: {free} bytes free, floor {s.settings.min_free_bytes}")
     answer = contract.Readiness("ready" if not problems else "not ready", problems, free or 0)
     return _json(answer, status=200 if not problems else 503)
 
 
-def _disk_free(s: ReceiverState) -> int | None:
+def disk_free(s: ReceiverState) -> int | None:
     """Free bytes where the receiver writes to disk: the data dir (the SQLite store, local videos);
     None when it writes to no local disk (PostgreSQL and S3)."""
     free = s.stores.content.free_bytes()
@@ -329,5 +329,5 @@ async def metrics(request: Request) -> Response:
         gauges.set_jobs_by_status(await stores.jobs.counts_by_status())
     except Exception as exc:
         log.warning("metrics.store_unavailable", error=str(exc) or type(exc).__name__)
-    gauges.set_gauge("receiver_disk_free_bytes", _disk_free(s) or 0)
+    gauges.set_gauge("receiver_disk_free_bytes", disk_free(s) or 0)
     return PlainTextResponse(gauges.render(), media_type="text/plain; version=0.0.4")

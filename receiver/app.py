@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api
+from . import api, ui
 from .errors import INTERNAL_ERROR, error_response
 from .intake import WebhookFastPath
 from .logs import configure_logging
@@ -60,6 +60,7 @@ ROUTE_TEMPLATES = (
             "/openapi.json",
         )
     ),
+    *ui.ROUTE_TEMPLATES,
 )
 
 
@@ -141,6 +142,7 @@ def create_app(
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),  # unauthenticated: shape only, no data
+        *ui.routes(settings),  # the dashboard, /ui/ (its own session sign-in; see receiver/ui)
     ]
     token = settings.api_token.reveal() if settings.api_token else None
     middleware = [

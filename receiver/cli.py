@@ -98,7 +98,7 @@ def serve(
     from ._datadir import StartupError
     from .app import create_app
     from .logs import configure_logging
-    from .server import uvicorn_options
+    from .server import ReceiverServer, uvicorn_options
     from .storage import open_stores
 
     settings = _settings(data_dir=data_dir)
@@ -133,7 +133,7 @@ def serve(
             server_header=False,
             **uvicorn_options(settings),  # header caps and slow-client timeouts: see receiver/server.py
         )
-        server = uvicorn.Server(config)
+        server = ReceiverServer(config)  # ends the dashboard's live streams first when it stops
 
         async def serve_on_the_stores() -> None:
             # The stores are opened on the loop that serves them (a PostgreSQL pool belongs to its loop),

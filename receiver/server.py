@@ -14,8 +14,10 @@ directly skips it and has NONE of these limits: use `openrouter-video serve`.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .errors import error_bytes
@@ -204,6 +206,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing a request that has been refused."""
+
+
+class ReceiverServer(uvicorn.Server):
+    """uvicorn's server, which first ends the dashboard's live streams when it shuts down: they never
+    end by themselves, and uvicorn would wait for them until its graceful timeout."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        from .ui.live import end_streams
+
+        end_streams()
+        await super().shutdown(sockets)
 
 
 def guarded_protocol(settings: Settings) -> type[GuardedHttpToolsProtocol]:

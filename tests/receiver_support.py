@@ -54,14 +54,29 @@ def receiver_settings(data_dir: str, sim: RunningSimulator, **overrides: Any) ->
     return Settings(**values)
 
 
-STORE_KINDS = ("sqlite",)  # what `open_test_stores` opens; the behavioural suites may run over each
+STORE_KINDS = ("sqlite", "postgres")  # what `open_test_stores` opens; suites may run over each
 
 
 async def open_test_stores(
-    kind: str, tmp_path: Any, *, worker: str | None = None, lease: float = 60.0, exclusive: bool = False
+    kind: str,
+    tmp_path: Any,
+    *,
+    worker: str | None = None,
+    lease: float = 60.0,
+    exclusive: bool = False,
+    database_url: str | None = None,
 ) -> Stores:
     """Fresh stores of `kind` in `tmp_path` (records, and a local content store), for tests that drive
-    the interfaces directly. Two calls on one `tmp_path` share one store (two workers)."""
+    the interfaces directly. Two calls on one `tmp_path` (or one `database_url`) share one store (two
+    workers). `postgres`: on `database_url` (the `pg_url` fixture's), no LISTEN connection."""
+    content = LocalContentStore(os.path.join(str(tmp_path), "videos"))
+    if kind == "postgres":
+        from openrouter_video.receiver.storage.postgres import open_postgres
+
+        if database_url is None:
+            raise ValueError("postgres test stores need a database_url (the pg_url fixture)")
+        on_pg = await open_postgres(database_url, worker=worker, lease=lease, poll_lease=lease, listen=False)
+        return assemble(on_pg, content, exclusive=False)
     if kind != "sqlite":
         raise ValueError(f"no test stores of kind {kind!r} (have: {', '.join(STORE_KINDS)})")
     records = open_sqlite(
@@ -71,7 +86,6 @@ async def open_test_stores(
         poll_lease=lease,
         exclusive=exclusive,
     )
-    content = LocalContentStore(os.path.join(str(tmp_path), "videos"))
     return assemble(records, content, exclusive=exclusive)
 
 

@@ -42,6 +42,17 @@ def test_the_wheel_has_one_namespace_and_a_client_that_needs_only_httpx_and_clic
         "openrouter_video/receiver/app.py" in names
         and "openrouter_video/_simulator/samples/1280x720.mp4" in names
     )
+    # Each storage backend ships (PostgreSQL's is imported only when configured: nothing else would notice).
+    assert {
+        "openrouter_video/receiver/storage/sqlite/dashboard.py",
+        "openrouter_video/receiver/storage/postgres/dashboard.py",
+    } <= names
+    # The dashboard's templates, stylesheet and script ship with it (package data).
+    assert {
+        "openrouter_video/receiver/ui/templates/jobs.html",
+        "openrouter_video/receiver/ui/static/app.css",
+        "openrouter_video/receiver/ui/static/app.js",
+    } <= names
     required = sorted(
         r.split(">")[0].split(";")[0].strip() for r in meta.get_all("Requires-Dist") if "extra" not in r
     )

@@ -171,3 +171,96 @@ class AppliedDelivery:
 class AppliedBatch:
     deliveries: list[AppliedDelivery]
     seconds: float  # time spent applying them (not waiting for the commit): the applier paces itself by it
+
+
+# -- the dashboard's reads (storage.base.Dashboard; receiver/ui/data.py is the one caller) -----
+
+# A search examines at most this many jobs per page (newest first, within the other filters): a rare
+# term costs one window, not a scan of every job; the page says how far back it searched.
+SEARCH_WINDOW = 20_000
+# The total cost of a filter is added up when at most this many jobs match it (one bounded read).
+TOTAL_CAP = 20_000
+# How many changed job ids one look at the change feed returns at most (more: "reload everything").
+CHANGES_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class JobSearch:
+    """What the dashboard's jobs page asks for: filters, a search text and where in the listing
+    (newest first, keyset paginated both ways on (created_at, id))."""
+
+    filters: JobFilter = JobFilter()
+    text: str | None = None  # a prompt substring or a job id prefix, case-insensitive (ASCII at least)
+    cursor: str | None = None
+    newer: bool = False  # the `limit` jobs just newer than `cursor` (going back), else those older
+    limit: int = 50
+    window: int = SEARCH_WINDOW  # the most jobs one page of a search examines
+
+
+@dataclass(frozen=True, slots=True)
+class JobSearchPage:
+    jobs: list[JobRecord]  # without outputs and events
+    older: str | None  # cursor of the next (older) page
+    newer: str | None  # cursor of the previous (newer) page; None on the first page
+    searched_to: float | None  # a search stopped at this creation time (None: it saw every job)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterTotal:
+    jobs: int
+    cost: float  # USD
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of a job's timeline: one of its events, or a webhook delivery stored for it."""
+
+    at: float
+    source: str
+    kind: str  # an event's kind, or `delivery`
+    status: str | None
+    detail: str | None
+    delivery_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolling:
+    """The fallback poller's view of a job: polls made and the next one (None: not polled any more)."""
+
+    poll_attempts: int
+    next_poll_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionOutput:
+    """An output whose download failed for good (`failed`, `gone`) or waits to be tried again."""
+
+    job_id: str
+    index: int
+    state: OutputState
+    attempts: int
+    error: str | None
+    updated_at: float
+    next_attempt_at: float | None
+    model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeToken:
+    """Where a store's change feed stands, as `Dashboard.changes_since` last answered. Only the store
+    that issued it reads it; equal tokens: nothing a page shows changed in between."""
+
+    events: int  # the newest job event id seen
+    deliveries: int  # the newest delivery id seen
+    # PostgreSQL hands ids out in one order and commits them in another: ids below the newest that were
+    # not yet committed when last looked, with when they were first missed (looked for a while longer).
+    unseen_events: tuple[tuple[int, float], ...] = ()
+    unseen_deliveries: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    token: ChangeToken  # where the feed stands now: the next look starts here
+    jobs: tuple[str, ...] = ()  # jobs with an event since the previous token (at most CHANGES_LIMIT)
+    all: bool = False  # more changed than listed: whatever a page shows may have changed
+    deliveries: bool = False  # a webhook delivery was stored since

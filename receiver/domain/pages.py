@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import get_args
+from typing import Any, get_args
 
-from .model import DeliveryState, OutputState
+from .model import DeliveryState, JobFilter, OutputState
 
 DELIVERY_STATES: tuple[str, ...] = get_args(DeliveryState)  # test: a `webhook test` delivery
 # `deleted`: done once, its content removed by retention (RECEIVER_RETENTION_DAYS); the output's
@@ -22,6 +22,24 @@ UNPROCESSED = "unprocessed"  # a delivery state filter: failed or pending
 def check_delivery_state(state: str | None) -> None:
     if state is not None and state != UNPROCESSED and state not in DELIVERY_STATES:
         raise ValueError(f"state must be one of {', '.join((*DELIVERY_STATES, UNPROCESSED))}")
+
+
+def filter_terms(filters: JobFilter, placeholder: str) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (ANDed) of a job listing's filters, written with the backend's parameter
+    `placeholder` (`?`, `%s`), and their parameters; an empty filter is none. The same for the API's
+    listing and the dashboard's, on every backend."""
+    where: list[str] = []
+    params: list[Any] = []
+    for term, value in (
+        ("status = ", filters.status),
+        ("model = ", filters.model),
+        ("created_at >= ", filters.since),
+        ("created_at < ", filters.until),
+    ):
+        if value is not None and value != "":
+            where.append(term + placeholder)
+            params.append(value)
+    return where, params
 
 
 def encode_cursor(created_at: float, job_id: str) -> str:

@@ -21,6 +21,7 @@ from .._datadir import DataDirLock, StartupError
 from ..settings import Settings
 from .base import (
     ContentStore,
+    Dashboard,
     DeliveryLog,
     DownloadQueue,
     Health,
@@ -49,6 +50,8 @@ class _RecordStores(Protocol):
     def polls(self) -> PollQueue: ...
     @property
     def health(self) -> Health: ...
+    @property
+    def dashboard(self) -> Dashboard: ...
     @property
     def wakeups(self) -> Wakeups: ...
     @property
@@ -129,6 +132,7 @@ def assemble(
         downloads=records.downloads,
         polls=records.polls,
         health=records.health,
+        dashboard=records.dashboard,
         wakeups=records.wakeups,
         content=content,
         worker=records.worker,

@@ -1,6 +1,6 @@
 """The storage seam: what the receiver needs of a store, split by who uses it.
 
-Every backend (SQLite in the data dir, PostgreSQL) implements all five interfaces; the decisions
+Every backend (SQLite in the data dir, PostgreSQL) implements all six interfaces; the decisions
 (what an event does to a job, what a poll answer changes, the retry plan of a download) are pure
 code in `receiver.domain`, which a backend calls between reading the current state and storing the
 decided change, in one transaction. A backend stores; it never decides.
@@ -15,6 +15,9 @@ Who uses what:
 - `PollQueue`: the fallback poller. A job is claimed for one poll (worker id, lease) so that two
   replicas never poll the same job at the same time; `schedule` records the outcome and frees it.
 - `Health`: readiness and metrics.
+- `Dashboard`: the web dashboard (receiver/ui/data.py): its jobs page (filters, a bounded search,
+  keyset pages both ways), a job's timeline, the outputs needing attention, the change feed its live
+  pages follow (on every replica), and its one write, an operator's retry of a download.
 
 `Wakeups` lets a worker sleep until there may be work (an in-process event for SQLite, LISTEN/NOTIFY
 for PostgreSQL, so a download queued by one replica wakes the fetchers of the others).
@@ -42,13 +45,21 @@ from ..domain.model import (
     AppliedBatch,
     AppliedDelivery,
     ApplyResult,
+    AttentionOutput,
+    Changes,
+    ChangeToken,
     Delivery,
     DownloadClaim,
+    FilterTotal,
     JobFilter,
+    JobPolling,
     JobRecord,
+    JobSearch,
+    JobSearchPage,
     Page,
     PollClaim,
     RecordedDelivery,
+    TimelineEntry,
 )
 
 if TYPE_CHECKING:
@@ -192,6 +203,49 @@ class Health(Protocol):
         ...
 
 
+class Dashboard(Protocol):
+    """The dashboard's reads beyond the query API, each bounded at any table size, and its one write.
+    Reprocessing deliveries is the DeliveryLog's `reprocess`, as for the API."""
+
+    async def jobs_page(self, search: JobSearch) -> JobSearchPage:
+        """A page of jobs (keyset both ways); a search examines at most `search.window` jobs and
+        says where it stopped. ValueError for a cursor it did not issue."""
+        ...
+
+    async def filter_total(self, filters: JobFilter, text: str | None, *, cap: int) -> FilterTotal | None:
+        """Jobs matching the filters and search text, and their total cost; None when more than `cap`
+        jobs match the filters alone (the total would need an unbounded read)."""
+        ...
+
+    async def models(self, limit: int = 200) -> list[str]:
+        """The model names jobs have (a seek per name through the model index, not a scan)."""
+        ...
+
+    async def timeline(self, job_id: str) -> list[TimelineEntry]:
+        """The job's events and the webhook deliveries stored for it, oldest first."""
+        ...
+
+    async def polling(self, job_id: str) -> JobPolling | None: ...
+
+    async def outputs_needing_attention(self, limit: int) -> list[AttentionOutput]:
+        """Failed, gone, or pending after a failed attempt; most recently updated first."""
+        ...
+
+    async def retry_output(self, job_id: str, index: int, *, who: str) -> str | None:
+        """Send a failed, gone or waiting output back to the queue, due now, attempts reset, with a job
+        event saying `who` did; the state it was in (None: no such output, or not one to retry)."""
+        ...
+
+    async def changes_since(self, token: ChangeToken | None) -> Changes:
+        """What changed since `token` (None: nothing yet, only where the feed stands): the jobs with
+        a new event, whether a delivery was stored. Sees every replica's commits."""
+        ...
+
+    async def last_delivery_at(self) -> float | None:
+        """When the newest stored webhook delivery was received."""
+        ...
+
+
 class Wakeups(Protocol):
     def notify(self, topic: Literal["deliveries", "downloads"]) -> None:
         """Work of this kind may be waiting (in this process; a backend may tell other replicas too)."""
@@ -259,6 +313,7 @@ class Stores:
     downloads: DownloadQueue
     polls: PollQueue
     health: Health
+    dashboard: Dashboard
     wakeups: Wakeups
     content: ContentStore
     worker: str  # the worker id every claim of this process is made under

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -42,6 +43,9 @@ class Applier:
         self._last_intake = -1e9
         # What only the intake knows (request id, client, answer time), for the canonical log line.
         self._notes: dict[int, dict[str, object]] = {}
+        # Told of each delivery taken out of pending (applied or failed), in this process: the
+        # dashboard's live updates listen here so an open page changes at once, not at its next look.
+        self.listeners: list[Callable[[AppliedDelivery], None]] = []
 
     def received(self, delivery_id: int, **fields: object) -> None:
         """A delivery was stored (pending): apply it soon."""
@@ -112,6 +116,8 @@ class Applier:
 
     def _report(self, applied: AppliedDelivery) -> None:
         notes = self._notes.pop(applied.delivery_id, {})
+        for listener in self.listeners:
+            listener(applied)
         fields = {
             "delivery_id": applied.delivery_id,
             "idempotency_key": applied.idempotency_key,

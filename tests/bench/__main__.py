@@ -1,7 +1,7 @@
 """Run the benchmarks and print one table: `python -m tests.bench [--only 1,3] [--quick]`.
 
     --only 1,3   run only these benchmarks (numbers as in tests/bench/__init__.py)
-    --quick      smaller sizes for a smoke run: 5 s loads, 100k records, 200 MB download, 30 jobs,
+    --quick      smaller sizes for a smoke run: 5 s loads, 100k records (5, 9), 200 MB download, 30 jobs,
                  200 MiB into S3
     --strict     exit 1 if any figure misses its target (default: exit 1 only if a benchmark errors)
     --profile D  sample the receiver with py-spy during benchmarks 1, 2 and 8; raw stacks go to D/
@@ -58,6 +58,12 @@ def _query(ctx: Context) -> None:
     bench_query(ctx)
 
 
+def _dashboard(ctx: Context) -> None:
+    from .dashboard import bench_dashboard
+
+    bench_dashboard(ctx)
+
+
 def _e2e(ctx: Context) -> None:
     from .e2e import bench_e2e
 
@@ -85,6 +91,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Context], None]]] = {
     "6": ("end to end on the simulator", _e2e),
     "7": ("PostgreSQL: durable acks/s, 1 and 2 replicas, vs pgbench", _postgres),
     "8": ("S3: a video stored through the receiver vs aws s3 cp, peak memory", _s3),
+    "9": ("dashboard jobs page on 1M records", _dashboard),
 }
 
 
@@ -135,7 +142,7 @@ def render_commands(ctx: Context, only: list[str], quick: bool) -> str:
         "## Benchmarks",
         "",
         "```sh",
-        "make bench                                   # all eight (several minutes); prints one table",
+        "make bench                                   # all nine (several minutes); prints one table",
         "make bench BENCH_ARGS='--only 1,3 --quick'   # a subset, smaller sizes (smoke run)",
         " ".join([".venv/bin/python -m tests.bench", *flags]) + "   # what produced this table",
         "# also: --strict (exit 1 on a miss), --profile DIR (py-spy the receiver in 1, 2 and 8), --python-load",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..base import StoreUnavailable, new_worker_id
 from ._db import Database
 from .applying import DeliveryLog
+from .dashboard import Dashboard
 from .health import Health
 from .jobs import Jobs
 from .polls import Polls
@@ -38,6 +39,7 @@ class PostgresStores:
         self.downloads = Downloads(db, worker=worker, lease=lease)
         self.polls = Polls(db, wakeups, worker=worker, lease=poll_lease)
         self.health = Health(db)
+        self.dashboard = Dashboard(db)
         self.wakeups = wakeups
 
     async def close(self) -> None:
@@ -84,5 +86,6 @@ if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface i
         downloads: base.DownloadQueue = stores.downloads
         polls: base.PollQueue = stores.polls
         health: base.Health = stores.health
+        dashboard: base.Dashboard = stores.dashboard
         wakeups: base.Wakeups = stores.wakeups
-        del deliveries, jobs, downloads, polls, health, wakeups
+        del deliveries, jobs, downloads, polls, health, dashboard, wakeups

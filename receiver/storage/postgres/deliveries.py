@@ -21,7 +21,7 @@ _RECORD_SELFTEST = (
     "headers, body, replay_key, state, applied_at) VALUES (%s, %s, 'selftest', %s, %s, %s, %s, %s, %s, "
     "'test', %s) ON CONFLICT DO NOTHING RETURNING id"
 )
-_SHOWN = (
+SHOWN = (
     "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
     "octet_length(body) AS body_bytes"
 )  # never the body or the headers (the signature is one)
@@ -87,14 +87,14 @@ class DeliveryPages:
         where = "AND id < %(before)s" if before is not None else ""
         if state == UNPROCESSED:  # each state through its own partial index
             sql = (
-                f"SELECT * FROM (SELECT {_SHOWN} FROM deliveries WHERE state = 'failed' {where} "
-                f"UNION ALL SELECT {_SHOWN} FROM deliveries WHERE state = 'pending' {where}) AS d "
+                f"SELECT * FROM (SELECT {SHOWN} FROM deliveries WHERE state = 'failed' {where} "
+                f"UNION ALL SELECT {SHOWN} FROM deliveries WHERE state = 'pending' {where}) AS d "
                 "ORDER BY id DESC LIMIT %(limit)s"
             )
         elif state is not None:
-            sql = f"SELECT {_SHOWN} FROM deliveries WHERE state = %(state)s {where} ORDER BY id DESC LIMIT %(limit)s"
+            sql = f"SELECT {SHOWN} FROM deliveries WHERE state = %(state)s {where} ORDER BY id DESC LIMIT %(limit)s"
         else:
-            sql = f"SELECT {_SHOWN} FROM deliveries WHERE true {where} ORDER BY id DESC LIMIT %(limit)s"
+            sql = f"SELECT {SHOWN} FROM deliveries WHERE true {where} ORDER BY id DESC LIMIT %(limit)s"
         params = {"before": before, "state": state, "limit": limit + 1}
 
         async def read(conn: Conn) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from ...domain.model import EventRecord, JobFilter, JobRecord, OutputRecord, Page
-from ...domain.pages import decode_cursor, encode_cursor
+from ...domain.pages import decode_cursor, encode_cursor, filter_terms
 from ...domain.plan import plan_note, plan_registration
 from ...domain.retention import Policy, Pruned
 from ._db import Conn, Database
@@ -62,20 +62,7 @@ class JobReads:
         return job_record(row) if row else None
 
     async def page(self, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
-        where: list[str] = []
-        params: list[Any] = []
-        if filters.status:
-            where.append("status = %s")
-            params.append(filters.status)
-        if filters.model:
-            where.append("model = %s")
-            params.append(filters.model)
-        if filters.since is not None:
-            where.append("created_at >= %s")
-            params.append(filters.since)
-        if filters.until is not None:
-            where.append("created_at < %s")
-            params.append(filters.until)
+        where, params = filter_terms(filters, "%s")
         if cursor:
             created_at, after_id = decode_cursor(cursor)
             where.append("(created_at, id) < (%s, %s)")

@@ -100,6 +100,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outputs_due ON outputs (next_attempt_at) WHERE state = 'pending';
     CREATE INDEX outputs_leased ON outputs (lease_until) WHERE state = 'downloading';
     """,
+    # 2: the dashboard's outputs needing attention (failed or gone, or waiting after a failed attempt),
+    # most recently updated first: a few rows of this index, not a scan of every output. (SQLite
+    # finds them through its outputs_due index, which has the state first.)
+    """
+    CREATE INDEX outputs_attention ON outputs (updated_at)
+        WHERE state IN ('failed', 'gone') OR (state = 'pending' AND error IS NOT NULL);
+    """,
 )
 
 

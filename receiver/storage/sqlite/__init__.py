@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..base import new_worker_id
 from ._file import SQLiteFile
+from .dashboard import SQLiteDashboard
 from .store import LocalWakeups, SQLiteDeliveryLog, SQLiteDownloads, SQLiteHealth, SQLiteJobs, SQLitePolls
 
 __all__ = ["DOWNLOAD_LEASE", "POLL_LEASE", "SQLiteStores", "open_sqlite"]
@@ -26,6 +27,7 @@ class SQLiteStores:
     downloads: SQLiteDownloads
     polls: SQLitePolls
     health: SQLiteHealth
+    dashboard: SQLiteDashboard
     wakeups: LocalWakeups
     worker: str
 
@@ -59,6 +61,7 @@ def open_sqlite(
         downloads=SQLiteDownloads(file, worker=worker, lease=lease, exclusive=exclusive),
         polls=SQLitePolls(file, wakeups, worker=worker, lease=poll_lease),
         health=SQLiteHealth(file),
+        dashboard=SQLiteDashboard(file, wakeups),
         wakeups=wakeups,
         worker=worker,
     )

@@ -19,7 +19,7 @@ from .jobs import apply_job_update
 
 _TO_APPLY = "id, idempotency_key, received_at, body"  # what _apply_delivery reads of a row
 # What is shown of a delivery: never its body or its headers (the signature is one).
-_SHOWN = (
+SHOWN = (
     "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
     "length(body) AS body_bytes"
 )
@@ -197,16 +197,16 @@ def page_deliveries(conn: sqlite3.Connection, *, state: str | None, cursor: str 
     params: list[Any] = [before] if before is not None else []
     if state == UNPROCESSED:  # each state through its own partial index
         sql = (
-            f"SELECT * FROM (SELECT {_SHOWN} FROM deliveries WHERE state = 'failed' {where} "
-            f"UNION ALL SELECT {_SHOWN} FROM deliveries WHERE state = 'pending' {where}) "
+            f"SELECT * FROM (SELECT {SHOWN} FROM deliveries WHERE state = 'failed' {where} "
+            f"UNION ALL SELECT {SHOWN} FROM deliveries WHERE state = 'pending' {where}) "
             "ORDER BY id DESC LIMIT ?"
         )
         params = params * 2
     elif state is not None:
-        sql = f"SELECT {_SHOWN} FROM deliveries WHERE state = ? {where} ORDER BY id DESC LIMIT ?"
+        sql = f"SELECT {SHOWN} FROM deliveries WHERE state = ? {where} ORDER BY id DESC LIMIT ?"
         params = [state, *params]
     else:
-        sql = f"SELECT {_SHOWN} FROM deliveries WHERE 1 {where} ORDER BY id DESC LIMIT ?"
+        sql = f"SELECT {SHOWN} FROM deliveries WHERE 1 {where} ORDER BY id DESC LIMIT ?"
     rows = [DeliveryRecord(**dict(r)) for r in conn.execute(sql, (*params, limit + 1)).fetchall()]
     next_cursor = encode_delivery_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return Page(rows[:limit], next_cursor)

@@ -13,7 +13,7 @@ from typing import Any
 from openrouter_video import VideoJob
 
 from ...domain.model import ApplyResult, EventRecord, JobFilter, JobRecord, OutputRecord, Page
-from ...domain.pages import decode_cursor, encode_cursor
+from ...domain.pages import decode_cursor, encode_cursor, filter_terms
 from ...domain.plan import (
     JOB_STATE_COLUMNS,
     JobChange,
@@ -163,7 +163,7 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str] | None:
 # -- reads -------------------------------------------------------------------------------------
 
 
-def _job(row: sqlite3.Row, **more: Any) -> JobRecord:
+def job_record(row: sqlite3.Row, **more: Any) -> JobRecord:
     values = dict(row)
     values["registered"] = bool(values["registered"])
     return JobRecord(**values, **more)
@@ -187,7 +187,7 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
             "SELECT at, source, kind, status, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
         )
     )
-    return _job(row, outputs=outputs, events=events)
+    return job_record(row, outputs=outputs, events=events)
 
 
 def jobs_by_status(conn: sqlite3.Connection) -> dict[str, int]:
@@ -196,17 +196,7 @@ def jobs_by_status(conn: sqlite3.Connection) -> dict[str, int]:
 
 def page_jobs(conn: sqlite3.Connection, filters: JobFilter, *, cursor: str | None, limit: int) -> Page:
     """Newest first, keyset pagination on (created_at, id); a cursor not returned here: ValueError."""
-    where: list[str] = []
-    params: list[Any] = []
-    for clause, value in (
-        ("status = ?", filters.status),
-        ("model = ?", filters.model),
-        ("created_at >= ?", filters.since),
-        ("created_at < ?", filters.until),
-    ):
-        if value is not None and value != "":
-            where.append(clause)
-            params.append(value)
+    where, params = filter_terms(filters, "?")
     if cursor:
         created_at, job_id = decode_cursor(cursor)
         where.append("(created_at, id) < (?, ?)")
@@ -216,6 +206,6 @@ def page_jobs(conn: sqlite3.Connection, filters: JobFilter, *, cursor: str | Non
         f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
         (*params, limit + 1),
     ).fetchall()
-    jobs = [_job(r) for r in rows[:limit]]
+    jobs = [job_record(r) for r in rows[:limit]]
     next_cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if len(rows) > limit else None
     return Page(jobs, next_cursor)
