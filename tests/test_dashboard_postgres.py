@@ -24,7 +24,9 @@ SECONDS = 4
 def test_replica_a_shows_live_what_replica_b_received_and_plays_the_video_from_s3(
     tmp_path, simulator, pg_url: str, s3_env: dict[str, str]
 ) -> None:
-    env = {**s3_env, "RECEIVER_DATABASE_URL": pg_url}
+    # The API redirects content to presigned URLs here; the dashboard must still stream it (its CSP
+    # plays only what the receiver itself serves).
+    env = {**s3_env, "RECEIVER_DATABASE_URL": pg_url, "RECEIVER_CONTENT_REDIRECT": "1"}
     with contextlib.ExitStack() as stack:
         a, b = (
             ReceiverProcess(receiver_settings(str(tmp_path / name), simulator), extra_env=env).start()
@@ -79,6 +81,8 @@ def test_replica_a_shows_live_what_replica_b_received_and_plays_the_video_from_s
         assert record["outputs"][0]["state"] == "done" and record["source"] == "webhook"
         for replica in ("a", "b"):
             assert not os.path.exists(tmp_path / replica / "videos" / job.id)
+        api_content = httpx.get(f"{a.url}/jobs/{job.id}/content", headers=AUTH, timeout=10)
+        assert api_content.status_code == 307  # while the page above played it streamed
         page.goto(f"{a.url}/ui/ops")
         assert "no local disk" in page.inner_text("#h-disk")
         assert watch.errors == []

@@ -155,7 +155,9 @@ async def content_response(
     key = await stores.downloads.content_key(job_id, index)
     if key is None:
         return None
-    response = await stores.content.response(key, headers, filename=f"{job_id}-{index}.mp4")
+    # Streamed by the receiver even when S3 redirects by default: the page's CSP (media-src 'self')
+    # plays only what this origin serves, and a session cookie is what lets the browser in here.
+    response = await stores.content.response(key, headers, filename=f"{job_id}-{index}.mp4", redirect=False)
     disposition = response.headers.get("content-disposition", "") if response is not None else ""
     if response is not None and download and disposition.startswith("inline"):
         response.headers["content-disposition"] = "attachment" + disposition[len("inline") :]
