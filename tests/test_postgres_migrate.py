@@ -204,3 +204,18 @@ def test_store_migrate_reads_an_older_sqlite_schema_without_migrating_it(tmp_pat
         (2, "pending", None, None),  # in flight under the old receiver: pending again
     ]
     assert rows(pg_url, "SELECT replay_key FROM deliveries") == [(b"\x01\x02",)]
+
+
+def test_store_migrate_reads_sqlalchemy_style_urls_and_odd_directory_names(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """`sqlite:////abs/path` (SQLAlchemy's absolute form) and a directory named with URI characters
+    ('?', '#', '%') name the same file as the plain path would."""
+    odd = tmp_path / "a?b#c%20d"
+    odd.mkdir()
+    db = odd / "receiver.db"
+    build_sqlite(db)
+    code, out = run("--from", f"sqlite:///{db}", "--to", pg_url)  # four slashes: db is absolute
+    assert code == 0, out
+    assert "copied: 5 deliveries, 3 jobs" in out
+    assert rows(pg_url, "SELECT count(*) FROM jobs") == [(3,)]

@@ -18,6 +18,7 @@ content store separately).
 from __future__ import annotations
 
 import os
+import pathlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -47,8 +48,12 @@ class Copied:
 
 
 def sqlite_path(url: str) -> str:
-    """`sqlite:///abs/path/receiver.db` (or a plain path) -> the file's path."""
+    """`sqlite:///abs/path/receiver.db` (or SQLAlchemy's `sqlite:////abs/path`, or a plain path) ->
+    the file's path. Leading slashes collapse to one: POSIX keeps `//x` apart from `/x`, and a
+    `file://x` URI would read `x` as a host."""
     path = url[len("sqlite://") :] if url.startswith("sqlite://") else url
+    if path.startswith("/"):
+        path = "/" + path.lstrip("/")
     if not path or path == "/":
         raise MigrateError(f"no SQLite file in {url!r} (expected sqlite:///path/to/receiver.db)")
     return os.path.normpath(path)
@@ -59,7 +64,8 @@ def open_source(path: str) -> sqlite3.Connection:
     if not os.path.isfile(path):
         raise MigrateError(f"no SQLite database at {path}")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # as_uri() percent-encodes: a '?', '#' or '%' in a directory name stays part of the path
+        conn = sqlite3.connect(pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro", uri=True)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA query_only = ON")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
