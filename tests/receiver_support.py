@@ -80,12 +80,12 @@ async def open_test_stores(
 T = TypeVar("T")
 
 
-def with_stores(settings: Settings, use: Callable[[Stores], Awaitable[T]]) -> T:
-    """`use` the stores `settings` configure (any backend), opened beside the receiver as a reading
-    CLI command opens them, then closed."""
+def with_stores(settings: Settings, use: Callable[[Stores], Awaitable[T]], *, readonly: bool = True) -> T:
+    """`use` the stores `settings` configure (any backend), opened beside the receiver as a CLI
+    command opens them (a reading one unless `readonly=False`), then closed."""
 
     async def run() -> T:
-        stores = await open_stores(settings, exclusive=False, readonly=True)
+        stores = await open_stores(settings, exclusive=False, readonly=readonly)
         try:
             return await use(stores)
         finally:
