@@ -35,6 +35,7 @@ class Backend:
     database_url: str | None = None
     s3: SeaweedS3 | None = None
     s3_env: dict[str, str] = field(default_factory=dict)
+    _client: Any = field(default=None, repr=False)
 
     @property
     def content_url(self) -> str | None:
@@ -67,6 +68,13 @@ class Backend:
 
     # -- the content as stored ------------------------------------------------------------------
 
+    def _s3_client(self) -> Any:
+        """One client for the test: tests poll these listings, and a new client costs a lot more."""
+        if self._client is None:
+            assert self.s3 is not None
+            self._client = self.s3.client()
+        return self._client
+
     def _bucket_and_prefix(self) -> tuple[str, str]:
         assert self.content_url is not None
         bucket, _, prefix = self.content_url.removeprefix("s3://").partition("/")
@@ -83,7 +91,7 @@ class Backend:
             )
         bucket, prefix = self._bucket_and_prefix()
         found: list[str] = []
-        for page in self.s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for page in self._s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             found += [item["Key"].removeprefix(prefix) for item in page.get("Contents") or []]
         return sorted(found)
 
@@ -100,7 +108,7 @@ class Backend:
         bucket, prefix = self._bucket_and_prefix()
         found: list[str] = []
         pages = (
-            self.s3.client().get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
+            self._s3_client().get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
         )
         for page in pages:
             found += [item["Key"].removeprefix(prefix) for item in page.get("Uploads") or []]

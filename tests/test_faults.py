@@ -422,9 +422,10 @@ def test_fallback_polls_and_downloads_through_429_and_5xx(tmp_path, simulator, a
 
 def test_slow_content_is_never_served_half_written(tmp_path, simulator, api, backend) -> None:
     settings = backend.settings(str(tmp_path / "data"), simulator)
-    # More than one 8 MiB part: S3 holds the partial video as a multipart upload (a smaller one is
-    # sent in one PutObject at the end), as the folder holds a .part file; about 2.5 s of download.
-    size = 10_000_000
+    # Two 8 MiB parts and more: S3 holds the partial video as a multipart upload only once the first
+    # part is full (a smaller video is sent in one PutObject at the end), so the upload is there for
+    # the second half of these 4+ s, as the folder's .part file is there throughout.
+    size = 17_000_000
     with running_receiver(settings) as rx:
         job = api.submit(
             f"[sim:bytes={size}, rate=4000000] slow",
