@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -11,9 +12,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from support import RunningSimulator, UvicornThread
@@ -22,12 +23,11 @@ from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 from openrouter_video.receiver.app import create_app
 from openrouter_video.receiver.server import uvicorn_options
 from openrouter_video.receiver.settings import Secret, Settings
-from openrouter_video.receiver.storage import assemble
+from openrouter_video.receiver.storage import assemble, open_stores
 from openrouter_video.receiver.storage.base import Stores
 from openrouter_video.receiver.storage.local_content import LocalContentStore
 from openrouter_video.receiver.storage.sqlite import open_sqlite
 from openrouter_video.receiver.storage.sqlite._db import connect
-from openrouter_video.receiver.storage.sqlite.deliveries import page_deliveries, pending_count
 
 API_TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -54,7 +54,9 @@ def receiver_settings(data_dir: str, sim: RunningSimulator, **overrides: Any) ->
     return Settings(**values)
 
 
-STORE_KINDS = ("sqlite", "postgres")  # what `open_test_stores` opens; suites may run over each
+# What `open_test_stores` opens (the dashboard's store cases run over each); the receivers of the
+# behavioural suites take theirs from the `backend` fixture (tests/backends.py).
+STORE_KINDS = ("sqlite", "postgres")
 
 
 async def open_test_stores(
@@ -89,11 +91,31 @@ async def open_test_stores(
     return assemble(records, content, exclusive=exclusive)
 
 
-def stored_deliveries(db_path: str) -> list[dict[str, Any]]:
-    """Every stored delivery of a SQLite store (newest first), as the API shows them."""
-    with contextlib.closing(connect(db_path)) as conn:
-        page = page_deliveries(conn, state=None, cursor=None, limit=10**9)
-    return [dataclasses.asdict(d) for d in page.items]
+T = TypeVar("T")
+
+
+def with_stores(settings: Settings, use: Callable[[Stores], Awaitable[T]], *, readonly: bool = True) -> T:
+    """`use` the stores `settings` configure (any backend), opened beside the receiver as a CLI
+    command opens them (a reading one unless `readonly=False`), then closed."""
+
+    async def run() -> T:
+        stores = await open_stores(settings, exclusive=False, readonly=readonly)
+        try:
+            return await use(stores)
+        finally:
+            await stores.close()
+
+    return asyncio.run(run())
+
+
+def stored_deliveries(settings: Settings) -> list[dict[str, Any]]:
+    """Every stored delivery (newest first), read through the store interface."""
+
+    async def every(stores: Stores) -> list[dict[str, Any]]:
+        page = await stores.deliveries.page(state=None, cursor=None, limit=10**9)
+        return [dataclasses.asdict(d) for d in page.items]
+
+    return with_stores(settings, every)
 
 
 def wait_until(
@@ -112,11 +134,16 @@ def wait_until(
 def wait_applied(settings: Settings, timeout: float = 10.0) -> None:
     """Wait until the receiver's applier has applied (or marked failed) every stored delivery."""
 
-    def settled() -> bool:
-        with contextlib.closing(connect(settings.db_path)) as conn:
-            return pending_count(conn) == 0
+    async def settled(stores: Stores) -> None:
+        deadline = time.monotonic() + timeout
+        while (left := await stores.deliveries.pending_count()) != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {left} deliveries to be applied"
+                )
+            await asyncio.sleep(0.05)
 
-    wait_until(settled, timeout, what="the applier to apply every stored delivery")
+    with_stores(settings, settled)
 
 
 @dataclass
@@ -151,17 +178,27 @@ class RunningReceiver:
         )
 
     def db(self):
+        """The SQLite file itself: for tests about SQLite only (the others read through the API)."""
         return connect(self.settings.db_path)
 
     def applied(self, timeout: float = 10.0) -> None:
         wait_applied(self.settings, timeout)
 
     def delivery_count(self) -> int:
-        with contextlib.closing(self.db()) as conn:
-            return conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+        return len(self.deliveries())
 
     def deliveries(self) -> list[dict]:
-        return stored_deliveries(self.settings.db_path)
+        """Every stored delivery, newest first, as GET /deliveries lists them (every page)."""
+        found: list[dict] = []
+        cursor = None
+        while True:
+            response = self.get(
+                "/deliveries", params={"limit": 500, **({"cursor": cursor} if cursor else {})}
+            )
+            assert response.status_code == 200, response.text
+            found += response.json()["deliveries"]
+            if not (cursor := response.json()["next_cursor"]):
+                return found
 
 
 @contextlib.contextmanager
@@ -244,8 +281,14 @@ class ReceiverProcess:
                 "RECEIVER_MIN_FREE_BYTES": str(s.min_free_bytes),
                 "RECEIVER_LOG_FORMAT": "json",
                 "RECEIVER_VERIFY_REGISTRATIONS": "1" if s.verify_registrations else "0",
+                "RECEIVER_CLAIM_LEASE": str(s.claim_lease),
             }
         )
+        # The backend: the settings' stores (the AWS credentials come from this process's environment).
+        if s.database_url is not None:
+            env["RECEIVER_DATABASE_URL"] = s.database_url
+        if s.content_url is not None:
+            env["RECEIVER_CONTENT_URL"] = s.content_url
         env.update(self.extra_env)
         return env
 

@@ -106,7 +106,7 @@ class Stack:
         return httpx.Client(transport=transport, timeout=15, follow_redirects=False)
 
     def deliveries(self) -> dict[str, dict]:
-        return {d["idempotency_key"]: d for d in stored_deliveries(self.receiver.settings.db_path)}
+        return {d["idempotency_key"]: d for d in stored_deliveries(self.receiver.settings)}
 
     def job(self, job_id: str) -> dict | None:
         with contextlib.closing(connect(self.receiver.settings.db_path, readonly=True)) as conn:

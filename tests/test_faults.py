@@ -1,6 +1,9 @@
 """The receiver when things break: SIGKILL mid-burst, a full disk, and an unreliable upstream.
 
-Real processes and sockets on loopback, a real SQLite file, the simulator over HTTP. The
+Real processes and sockets on loopback, the simulator over HTTP. The SIGKILL mid-burst, duplicate
+storm, out-of-order and half-written-content tests run on each storage backend (tests/backends.py:
+a SQLite file and videos folder; PostgreSQL and S3) and read what is stored through the store
+interfaces or the HTTP API; the full disk is the local folder's (SQLite only). The
 SIGKILL-during-downloads case lives in test_receiver.py.
 """
 
@@ -28,11 +31,13 @@ from receiver_support import (
     signed_event,
     wait_applied,
     wait_until,
+    with_stores,
 )
 
 from openrouter_video import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, OpenRouterVideo, sign
+from openrouter_video.receiver.domain.model import DeliveryRecord, JobRecord
 from openrouter_video.receiver.settings import Secret
-from openrouter_video.receiver.storage.sqlite._db import connect
+from openrouter_video.receiver.storage.base import Stores
 
 
 @pytest.fixture
@@ -98,9 +103,31 @@ async def _burst(
     return acked, refused, unanswered
 
 
-def test_sigkill_mid_burst_loses_no_acknowledged_delivery(tmp_path, simulator) -> None:
-    settings = receiver_settings(str(tmp_path / "data"), simulator)
+def stored_after(settings, job_ids: list[str]) -> tuple[dict[str, DeliveryRecord], dict[str, JobRecord]]:
+    """What the store holds: every delivery by idempotency key, and the records of those of
+    `job_ids` it knows, read through the store interfaces (whatever the backend)."""
+
+    async def read(stores: Stores) -> tuple[dict[str, DeliveryRecord], dict[str, JobRecord]]:
+        page = await stores.deliveries.page(state=None, cursor=None, limit=10**9)
+        records = {}
+        for job_id in job_ids:
+            if (record := await stores.jobs.get(job_id)) is not None:
+                records[job_id] = record
+        return {d.idempotency_key: d for d in page.items}, records
+
+    return with_stores(settings, read)
+
+
+def effects(record: JobRecord | None) -> list[str]:
+    """The statuses of the webhook deliveries applied to a job: one event each (status, stale or
+    conflict), whatever order they came in."""
+    return sorted(e.status or "" for e in (record.events if record else ()) if e.source == "webhook")
+
+
+def test_sigkill_mid_burst_loses_no_acknowledged_delivery(tmp_path, simulator, backend) -> None:
+    settings = backend.settings(str(tmp_path / "data"), simulator)
     deliveries = []
+    sent: dict[str, tuple[str, str]] = {}  # idempotency key -> (job id, status)
     for i in range(1000):
         for status in ("in_progress", "failed"):
             data = {"id": f"jobBurst{i:04d}", "status": status, "model": "google/veo-3.1"}
@@ -108,6 +135,8 @@ def test_sigkill_mid_burst_loses_no_acknowledged_delivery(tmp_path, simulator) -
                 data["error"] = "Content policy violation"
             body, headers = signed_event(simulator.secret, data)
             deliveries.append((headers[IDEMPOTENCY_HEADER], body, headers))
+            sent[headers[IDEMPOTENCY_HEADER]] = (data["id"], status)
+    job_ids = sorted({job_id for job_id, _status in sent.values()})
     random.Random(20261121).shuffle(deliveries)
     proc = ReceiverProcess(settings).start()
     try:
@@ -120,57 +149,38 @@ def test_sigkill_mid_burst_loses_no_acknowledged_delivery(tmp_path, simulator) -
         assert refused == []  # before the kill every answer was a 2xx; after it, no answer at all
         assert 600 <= len(acked) < len(deliveries) and unanswered > 0, (len(acked), unanswered)
 
-        # What is on disk, read straight from the file after the crash (SQLite recovers the WAL).
-        with contextlib.closing(connect(settings.db_path)) as conn:
-            stored = {
-                r["idempotency_key"]: dict(r)
-                for r in conn.execute("SELECT id, idempotency_key, job_id, status, state FROM deliveries")
-            }
-            jobs = {r["id"]: r["status"] for r in conn.execute("SELECT id, status FROM jobs")}
-            effects = {
-                r["delivery_id"]: r["n"]
-                for r in conn.execute(
-                    "SELECT delivery_id, count(*) AS n FROM job_events WHERE delivery_id IS NOT NULL GROUP BY 1"
-                )
-            }
+        # What is stored, read through the store interfaces after the crash (SQLite recovers the WAL;
+        # PostgreSQL rolled back what the dead process had not committed).
+        stored, jobs = stored_after(settings, job_ids)
         missing = set(acked) - set(stored)
         assert not missing, f"{len(missing)} acknowledged deliveries were lost, e.g. {sorted(missing)[:5]}"
+        applied: dict[str, list[str]] = {job_id: [] for job_id in job_ids}
         for key, row in stored.items():
             # A delivery is applied (its effect committed with the mark, exactly once) or still pending
             # (no effect yet): never half of it.
-            assert row["state"] in ("applied", "pending"), key
-            if row["state"] == "pending":
-                assert row["id"] not in effects, key
-                continue
-            assert effects.get(row["id"]) == 1, key
-            assert row["job_id"] in jobs, key
-            if row["status"] == "failed":
-                assert jobs[row["job_id"]] == "failed", key
+            assert row.state in ("applied", "pending"), key
+            job_id, status = sent[key]
+            if row.state == "applied":
+                assert row.job_id == job_id, key
+                applied[job_id].append(status)
+        for job_id in job_ids:
+            # One event per applied delivery of the job, none for a pending one.
+            assert effects(jobs.get(job_id)) == sorted(applied[job_id]), job_id
+            assert (job_id in jobs) == bool(applied[job_id]), job_id
+            if "failed" in applied[job_id]:
+                assert jobs[job_id].status == "failed", job_id
         # Deliveries committed but not answered are possible, but only the ones in flight at the kill.
         assert len(set(stored) - set(acked)) <= 64  # one request in flight per sender
 
         proc = ReceiverProcess(settings, port=proc.port).start()
 
         # The restarted receiver applies what the crash left pending, each exactly once.
-        def all_applied() -> bool:
-            with contextlib.closing(connect(settings.db_path)) as conn:
-                return (
-                    conn.execute("SELECT count(*) FROM deliveries WHERE state != 'applied'").fetchone()[0]
-                    == 0
-                )
-
-        wait_until(all_applied, 30, what="the pending deliveries to be applied after the restart")
-        with contextlib.closing(connect(settings.db_path)) as conn:
-            effects = dict(
-                conn.execute(
-                    "SELECT delivery_id, count(*) FROM job_events WHERE delivery_id IS NOT NULL GROUP BY 1"
-                )
-            )
-            job_of = dict(conn.execute("SELECT idempotency_key, job_id FROM deliveries"))
-            ids = [r[0] for r in conn.execute("SELECT id FROM deliveries")]
-        assert all(effects.get(i) == 1 for i in ids)
-        # (The job id of a delivery still pending at the kill is only known once it is applied.)
-        for job_id in random.Random(1).sample(sorted({job_of[k] for k in acked}), 25):
+        wait_applied(settings, timeout=30)
+        stored, jobs = stored_after(settings, job_ids)
+        assert {row.state for row in stored.values()} == {"applied"}
+        for job_id in job_ids:
+            assert effects(jobs.get(job_id)) == sorted(sent[k][1] for k in stored if sent[k][0] == job_id)
+        for job_id in random.Random(1).sample(sorted({sent[k][0] for k in acked}), 25):
             record = httpx.get(f"{proc.url}/jobs/{job_id}", headers=AUTH, timeout=10)
             assert record.status_code == 200 and record.json()["status"] in ("in_progress", "failed")
 
@@ -181,10 +191,10 @@ def test_sigkill_mid_burst_loses_no_acknowledged_delivery(tmp_path, simulator) -
         assert all(again[key] == "duplicate" for key in stored)
         # The deliveries first stored just now are applied in the background: wait for that, not time.
         wait_applied(settings, timeout=30)
-        with contextlib.closing(connect(settings.db_path)) as conn:
-            assert conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == len(deliveries)
-            statuses = {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM jobs GROUP BY 1")}
-        assert statuses == {"failed": 1000}
+        stored, jobs = stored_after(settings, [])
+        assert len(stored) == len(deliveries)
+        statuses = with_stores(settings, lambda stores: stores.jobs.counts_by_status())
+        assert {status: n for status, n in statuses.items() if n} == {"failed": 1000}
     finally:
         proc.stop()
 
@@ -410,24 +420,26 @@ def test_fallback_polls_and_downloads_through_429_and_5xx(tmp_path, simulator, a
         assert [e["kind"] for e in record["events"]].count("downloaded") == 1
 
 
-def test_slow_content_is_never_served_half_written(tmp_path, simulator, api) -> None:
-    settings = receiver_settings(str(tmp_path / "data"), simulator)
-    size = 1_500_000
+def test_slow_content_is_never_served_half_written(tmp_path, simulator, api, backend) -> None:
+    settings = backend.settings(str(tmp_path / "data"), simulator)
+    # Two 8 MiB parts and more: S3 holds the partial video as a multipart upload only once the first
+    # part is full (a smaller video is sent in one PutObject at the end), so the upload is there for
+    # the second half of these 4+ s, as the folder's .part file is there throughout.
+    size = 17_000_000
     with running_receiver(settings) as rx:
         job = api.submit(
-            f"[sim:bytes={size}, rate=500000] slow",
+            f"[sim:bytes={size}, rate=4000000] slow",
             model="google/veo-3.1",
             duration=4,
             callback_url=rx.webhook_url,
         )
-        part = os.path.join(settings.videos_dir, job.id, "0.mp4.part")
         expected = sim_sha256(simulator, job.id)
         rx.wait_job(job.id, lambda j: j["outputs"] and j["outputs"][0]["state"] == "downloading", timeout=20)
         refused_while_downloading = seen_part = False
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             state = rx.job(job.id)["outputs"][0]["state"]
-            seen_part |= os.path.exists(part)
+            seen_part |= f"{job.id}/0.mp4" in backend.partials(settings)  # a .part file, an upload
             content = rx.get(f"/jobs/{job.id}/content")
             if content.status_code == 200:  # only ever the whole file
                 assert (
@@ -445,8 +457,10 @@ def test_slow_content_is_never_served_half_written(tmp_path, simulator, api) -> 
         assert len(rx.get(f"/jobs/{job.id}/content").content) == size
 
 
-def test_webhook_copies_delivered_concurrently_and_late_are_applied_once(tmp_path, simulator, api) -> None:
-    settings = receiver_settings(str(tmp_path / "data"), simulator)
+def test_webhook_copies_delivered_concurrently_and_late_are_applied_once(
+    tmp_path, simulator, api, backend
+) -> None:
+    settings = backend.settings(str(tmp_path / "data"), simulator)
     with running_receiver(settings) as rx:
         job = api.submit(
             "[sim:copies=25, delay=0.4] popular",

@@ -3,7 +3,8 @@ readiness that takes a delivery's path, a damaged or deleted database, capped ou
 acknowledged delivery visible to the query API at once.
 
 Real receivers (a thread or `openrouter-video serve` in a subprocess), a real SQLite file, the
-simulator over HTTP.
+simulator over HTTP. The two tests of 16 (what the query API shows right after an acknowledgement)
+run on each storage backend (tests/backends.py); the rest are about the SQLite file itself.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from receiver_support import (
     running_receiver,
     signed_event,
     wait_until,
+    with_stores,
 )
 
 from openrouter_video import VideoJob
@@ -32,7 +34,6 @@ from openrouter_video.receiver.domain.events import storable_key
 from openrouter_video.receiver.domain.model import Delivery
 from openrouter_video.receiver.domain.plan import MAX_OUTPUTS_PER_JOB
 from openrouter_video.receiver.storage.sqlite._db import connect
-from openrouter_video.receiver.storage.sqlite.deliveries import record_delivery
 
 
 def _serve(settings, port: int) -> subprocess.CompletedProcess:
@@ -201,18 +202,16 @@ def test_an_event_announcing_thousands_of_outputs_queues_only_the_cap(tmp_path, 
 # -- 16. an acknowledged delivery is visible at once ------------------------------------------------
 
 
-def test_a_stored_delivery_not_yet_applied_is_visible_to_the_query_api(tmp_path, simulator) -> None:
-    settings = receiver_settings(str(tmp_path / "data"), simulator)
+def test_a_stored_delivery_not_yet_applied_is_visible_to_the_query_api(tmp_path, simulator, backend) -> None:
+    settings = backend.settings(str(tmp_path / "data"), simulator)
     with running_receiver(settings) as rx:
         rx.applied()
-        # Stored and acknowledged, the applier not woken (it looks again only every few seconds):
-        # the state right after a 2xx when the applier is behind.
+        # Stored and acknowledged by another store instance (SQLite: the receiver's applier is not
+        # woken, it looks again only every few seconds; PostgreSQL: as by another replica): the state
+        # right after a 2xx when the applier is behind.
         body, _headers = signed_event(simulator.secret, {"id": "jobSeen1", "status": "in_progress"})
         delivery = Delivery("jobSeen1-in_progress", body, {}, time.time(), int(time.time()))
-        with contextlib.closing(connect(settings.db_path)) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            record_delivery(conn, delivery)
-            conn.execute("COMMIT")
+        with_stores(settings, lambda stores: stores.deliveries.record(delivery), readonly=False)
         response = rx.get("/jobs/jobSeen1")
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "in_progress"
@@ -221,8 +220,8 @@ def test_a_stored_delivery_not_yet_applied_is_visible_to_the_query_api(tmp_path,
         assert [d["state"] for d in rx.deliveries() if d["job_id"] == "jobSeen1"] == ["applied"]
 
 
-def test_every_job_is_readable_right_after_its_webhook_is_acknowledged(tmp_path, simulator) -> None:
-    settings = receiver_settings(str(tmp_path / "data"), simulator)
+def test_every_job_is_readable_right_after_its_webhook_is_acknowledged(tmp_path, simulator, backend) -> None:
+    settings = backend.settings(str(tmp_path / "data"), simulator)
     with running_receiver(settings) as rx, httpx.Client(timeout=10) as http:
         for n in range(100):
             body, headers = signed_event(simulator.secret, {"id": f"jobAck{n}", "status": "in_progress"})

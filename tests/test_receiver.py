@@ -1,4 +1,7 @@
-"""The receiver end to end: real uvicorn on loopback, a real SQLite file, the simulator over HTTP."""
+"""The receiver end to end: real uvicorn on loopback, the simulator over HTTP, and each storage
+backend (tests/backends.py): a real SQLite file and videos folder, then a real PostgreSQL database
+and S3 bucket. Every test here runs on both; what it checks goes through the HTTP API, and what it
+checks of the stored videos through `backend.objects` / `backend.partials`."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import pytest
 from receiver_support import (
     AUTH,
     ReceiverProcess,
-    receiver_settings,
     running_receiver,
     signed_event,
     wait_until,
@@ -27,8 +29,8 @@ from openrouter_video import OpenRouterVideo, sign
 
 
 @pytest.fixture
-def receiver(tmp_path, simulator):
-    with running_receiver(receiver_settings(str(tmp_path / "data"), simulator)) as rx:
+def receiver(tmp_path, simulator, backend):
+    with running_receiver(backend.settings(str(tmp_path / "data"), simulator)) as rx:
         yield rx
 
 
@@ -177,7 +179,7 @@ def test_failed_job_is_recorded_with_upstream_error_and_nothing_downloaded(recei
     assert sim_stats(simulator)["content"] == 0
 
 
-def test_verified_non_event_is_kept_unprocessed_and_can_be_reprocessed(receiver, simulator) -> None:
+def test_verified_non_event_is_kept_unprocessed_and_can_be_reprocessed(receiver, simulator, backend) -> None:
     from click.testing import CliRunner
 
     from openrouter_video.receiver.cli_local import deliveries, reprocess
@@ -197,7 +199,7 @@ def test_verified_non_event_is_kept_unprocessed_and_can_be_reprocessed(receiver,
     stored = receiver.deliveries()
     assert len(stored) == 2 and all(d["state"] == "failed" for d in stored)
     assert not os.path.exists(os.path.join(receiver.settings.videos_dir, "..", "..", "etc"))
-    runner = CliRunner()
+    runner = CliRunner(env=backend.env)  # the CLI opens the receiver's stores, wherever they are
     listing = runner.invoke(deliveries, ["--unprocessed", "--data-dir", receiver.settings.data_dir])
     assert listing.exit_code == 0 and "UNPROCESSED" in listing.output and "not JSON" in listing.output
     result = runner.invoke(reprocess, ["--data-dir", receiver.settings.data_dir])
@@ -259,8 +261,8 @@ def test_api_key_never_reaches_a_host_named_in_a_signed_event(receiver, simulato
 # -- polling fallback ------------------------------------------------------------------------
 
 
-def test_dropped_webhook_is_recovered_by_the_fallback(tmp_path, simulator, api) -> None:
-    settings = receiver_settings(str(tmp_path / "data"), simulator, fallback_after=0.5)
+def test_dropped_webhook_is_recovered_by_the_fallback(tmp_path, simulator, api, backend) -> None:
+    settings = backend.settings(str(tmp_path / "data"), simulator, fallback_after=0.5)
     with running_receiver(settings) as rx:
         job = api.submit(
             "[sim:webhook=drop] lost in the mail",
@@ -354,11 +356,13 @@ def test_job_listing_filters_and_paginates(receiver, simulator) -> None:
 
 
 def test_sigkill_during_downloads_then_restart_downloads_each_output_exactly_once(
-    tmp_path, simulator, api
+    tmp_path, simulator, api, backend
 ) -> None:
     size = 24 * 1024 * 1024
     simulator.config.faults.webhook = "drop"
-    settings = receiver_settings(str(tmp_path / "data"), simulator, download_concurrency=3)
+    # A short lease: with PostgreSQL (replicas) the killed worker's claims are free only once their
+    # leases run out, and its abandoned uploads are swept a lease later (SQLite knows at once).
+    settings = backend.settings(str(tmp_path / "data"), simulator, download_concurrency=3, claim_lease=3.0)
     jobs = [
         api.submit(f"[sim:bytes={size}, rate={16 * 1024 * 1024}] big {i}", model="google/veo-3.1", duration=4)
         for i in range(4)
@@ -374,12 +378,13 @@ def test_sigkill_during_downloads_then_restart_downloads_each_output_exactly_onc
                 == 200
             )
 
-        def part_files():
-            return [f for _d, _s, fs in os.walk(settings.videos_dir) for f in fs if f.endswith(".part")]
+        def partials():  # .part files, or multipart uploads
+            return backend.partials(settings)
 
-        wait_until(part_files, timeout=10, what="downloads to be under way")
+        wait_until(partials, timeout=10, what="downloads to be under way")
         proc.kill()
-        assert part_files(), "the kill should leave partial files behind"
+        assert partials(), "the kill should leave partial downloads behind"
+        assert len(backend.objects(settings)) < len(jobs), "the kill should come mid-download"
         proc = ReceiverProcess(settings, port=proc.port).start()
         for job in jobs:
 
@@ -394,7 +399,7 @@ def test_sigkill_during_downloads_then_restart_downloads_each_output_exactly_onc
             assert record["outputs"][0]["sha256"] == sim_sha256(simulator, job.id)
             assert record["outputs"][0]["bytes"] == size
             assert [e["kind"] for e in record["events"]].count("downloaded") == 1
-        assert part_files() == []
-        assert sorted(os.listdir(settings.videos_dir)) == sorted(j.id for j in jobs)
+        wait_until(lambda: partials() == [], timeout=20, what="the abandoned partial downloads to be swept")
+        assert backend.objects(settings) == sorted(f"{j.id}/0.mp4" for j in jobs)
     finally:
         proc.stop()
