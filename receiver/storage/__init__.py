@@ -28,6 +28,7 @@ from .base import (
     PollQueue,
     Stores,
     StoreUnavailable,
+    Submissions,
     Wakeups,
 )
 from .local_content import LocalContentStore
@@ -51,6 +52,8 @@ class _RecordStores(Protocol):
     def health(self) -> Health: ...
     @property
     def wakeups(self) -> Wakeups: ...
+    @property
+    def submissions(self) -> Submissions: ...
     @property
     def worker(self) -> str: ...
 
@@ -131,6 +134,7 @@ def assemble(
         health=records.health,
         wakeups=records.wakeups,
         content=content,
+        submissions=records.submissions,
         worker=records.worker,
         exclusive=exclusive,
         closing=tuple(closing if closing is not None else (content.close, records.close)),

@@ -17,6 +17,7 @@ from .jobs import Jobs
 from .polls import Polls
 from .queues import Downloads
 from .schema import migrate
+from .submissions import Submissions
 from .wakeups import Wakeups
 
 __all__ = ["PostgresStores", "StoreUnavailable", "open_postgres"]
@@ -39,6 +40,7 @@ class PostgresStores:
         self.polls = Polls(db, wakeups, worker=worker, lease=poll_lease)
         self.health = Health(db)
         self.wakeups = wakeups
+        self.submissions = Submissions(db)
 
     async def close(self) -> None:
         await self.wakeups.close()
@@ -85,4 +87,5 @@ if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface i
         polls: base.PollQueue = stores.polls
         health: base.Health = stores.health
         wakeups: base.Wakeups = stores.wakeups
-        del deliveries, jobs, downloads, polls, health, wakeups
+        submissions: base.Submissions = stores.submissions
+        del deliveries, jobs, downloads, polls, health, wakeups, submissions

@@ -15,8 +15,8 @@ from .wakeups import Wakeups
 # replay key alike (a target names one, and the other would raise). Other replicas' appliers are
 # told after the commit (wakeups.py says why not inside it).
 _RECORD = (
-    "INSERT INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, replay_key) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id"
+    "INSERT INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, replay_key, "
+    "submission_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id"
 )
 # A `webhook test` delivery: kept for the record as 'test', never applied, no job, nobody to wake.
 _RECORD_SELFTEST = (
@@ -63,6 +63,7 @@ class DeliveryPages:
                 headers,
                 delivery.body,
                 delivery.replay_key,
+                delivery.submission_id,
             )
 
         async def insert(conn: Conn) -> RecordedDelivery:

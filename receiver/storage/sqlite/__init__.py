@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..base import new_worker_id
 from ._file import SQLiteFile
 from .store import LocalWakeups, SQLiteDeliveryLog, SQLiteDownloads, SQLiteHealth, SQLiteJobs, SQLitePolls
+from .submissions import SQLiteSubmissions
 
 __all__ = ["DOWNLOAD_LEASE", "POLL_LEASE", "SQLiteStores", "open_sqlite"]
 
@@ -27,6 +28,7 @@ class SQLiteStores:
     polls: SQLitePolls
     health: SQLiteHealth
     wakeups: LocalWakeups
+    submissions: SQLiteSubmissions
     worker: str
 
     async def close(self) -> None:
@@ -60,5 +62,6 @@ def open_sqlite(
         polls=SQLitePolls(file, wakeups, worker=worker, lease=poll_lease),
         health=SQLiteHealth(file),
         wakeups=wakeups,
+        submissions=SQLiteSubmissions(file),
         worker=worker,
     )
