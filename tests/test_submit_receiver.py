@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from receiver_support import AUTH, public_receiver, receiver_settings, wait_until
+from receiver_support import AUTH, ReceiverProcess, free_port, public_receiver, receiver_settings, wait_until
 from support import RunningSimulator
 
 VEO = "google/veo-3.1"
@@ -151,3 +151,54 @@ def test_a_request_the_catalog_rules_out_is_a_400_naming_field_value_and_allowed
             httpx.post(f"{receiver.url}/jobs", json=BODY, headers=AUTH, timeout=10).status_code == 400
         )  # no key
         assert upstream(simulator) == (0, 0)
+
+
+def test_sigkill_between_the_record_and_the_answer_never_pays_twice(tmp_path, simulator, store) -> None:
+    """The receiver is killed while its submit is held upstream (recorded, sent, unanswered); after a
+    restart, retries of the key send nothing, and the job's webhook ties the submission back."""
+    settings = receiver_settings(str(tmp_path / "data"), simulator)
+    port = free_port()
+    env = {"RECEIVER_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    if "database_url" in store:
+        env["RECEIVER_DATABASE_URL"] = store["database_url"]
+    simulator.config.faults.submit_latency = 3.0
+    simulator.config.webhook_attempts = 12  # the webhook keeps trying while the receiver restarts
+    first = ReceiverProcess(settings, port=port, extra_env=env).start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(submit, first, "fox-kill")
+            wait_until(lambda: upstream(simulator)[0] == 1, timeout=20, what="the submit to reach upstream")
+            first.kill()  # recorded and sent, not answered: the worst moment
+            with pytest.raises(httpx.HTTPError):
+                pending.result(timeout=10)
+    finally:
+        first.kill()
+    simulator.config.faults.submit_latency = 0.0
+    second = ReceiverProcess(settings, port=port, extra_env=env).start()
+    try:
+        shown = second_get(second, "/submissions/fox-kill")
+        # SQLite (one process per data dir): known dead at start, so outcome_unknown at once. PostgreSQL
+        # (replicas) cannot tell a dead submit from another replica's live one until it is stale; either
+        # way the webhook below ties it to its job.
+        assert shown["state"] in ("outcome_unknown", "submitting", "submitted")
+        if "database_url" not in store:
+            assert shown["state"] in ("outcome_unknown", "submitted")
+        tied = wait_until(
+            lambda: (lambda s: s if s["state"] == "submitted" else None)(
+                second_get(second, "/submissions/fox-kill")
+            ),
+            timeout=30,
+            what="the webhook to tie the submission to its job",
+        )
+        for _ in range(3):
+            again = submit(second, "fox-kill")
+            assert again.status_code == 200 and again.json()["job_id"] == tied["job_id"], again.text
+        assert upstream(simulator) == (1, 1)
+    finally:
+        second.stop()
+
+
+def second_get(receiver: ReceiverProcess, path: str) -> dict[str, Any]:
+    answer = httpx.get(f"{receiver.url}{path}", headers=AUTH, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
