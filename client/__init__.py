@@ -19,6 +19,7 @@ from ._exceptions import (
     AuthenticationError,
     DownloadError,
     DownloadTooSlow,
+    IdempotencyKeyReused,
     InsufficientCreditsError,
     InsufficientStorageError,
     InvalidRequestError,
@@ -43,6 +44,7 @@ from ._exceptions import (
 )
 from ._pricing import CostEstimate, PriceRow, estimate_cost, price_rows
 from ._receiver_api import ReceiverClient
+from ._receiver_submit import AsyncReceiverClient
 from ._target import AsyncDownloadTarget
 from ._types import (
     ALL_STATUSES,
@@ -110,12 +112,14 @@ __all__ = [
     "NotFoundError",
     "OpenRouterVideo",
     "OpenRouterVideoError",
+    "IdempotencyKeyReused",
     "OutputGoneError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PriceRow",
     "RateLimitError",
     "ReceiverClient",
+    "AsyncReceiverClient",
     "ResponseFormatError",
     "RetryEvent",
     "RetryPolicy",

@@ -22,6 +22,7 @@
         ├── PermissionDeniedError        403
         ├── NotFoundError                404
         ├── OutputGoneError              409, 410: the output is no longer available
+        ├── IdempotencyKeyReused         409 from the receiver's submit: the key was used for another request
         ├── PayloadTooLargeError         413
         ├── RateLimitError               429 (`.retry_after` seconds, or None)
         └── UpstreamError                5xx and any other unexpected status
@@ -42,6 +43,7 @@ __all__ = [
     "DownloadError",
     "DownloadTooSlow",
     "InsufficientCreditsError",
+    "IdempotencyKeyReused",
     "InsufficientStorageError",
     "InvalidRequestError",
     "JobCancelled",
@@ -223,6 +225,11 @@ class NotFoundError(APIError):
 
 class OutputGoneError(APIError):
     """409/410: the job's output is no longer (or not yet) available for download."""
+
+
+class IdempotencyKeyReused(APIError):
+    """409 from the receiver's `POST /jobs`: this Idempotency-Key was used for another request; a new
+    request needs a new key."""
 
 
 class PayloadTooLargeError(APIError):

@@ -5,6 +5,7 @@
         for job in rx.jobs(status="failed", since="2026-12-01"):    # follows the cursors
             print(job["id"], job["error"])
         rx.reprocess()                                              # apply what failed, after a fix
+        rx.submit("a red fox", model="google/veo-3.1", duration=4)  # paid exactly once, retried safely
 
 Records are plain dicts exactly as the API returns them (times ISO 8601 UTC). Errors come from the
 same tree as the OpenRouter client's (`openrouter_video._exceptions`): an error status is an
@@ -15,6 +16,7 @@ The receiver is reached over HTTP only: this module does not import it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -23,7 +25,8 @@ from urllib.parse import quote
 import httpx
 
 from ._base import error_from_response, translate_transport_error
-from ._exceptions import ResponseFormatError
+from ._exceptions import OpenRouterVideoError, ResponseFormatError
+from ._receiver_submit import SUBMIT_RETRIES, SUBMIT_TIMEOUT, SubmitPlan
 
 __all__ = ["DEFAULT_RECEIVER_TIMEOUT", "ReceiverClient"]
 
@@ -109,6 +112,49 @@ class ReceiverClient:
     def job(self, job_id: str) -> dict[str, Any]:
         """One job record with its outputs and events (NotFoundError if the receiver has none)."""
         return self._get_object(f"/jobs/{quote(job_id, safe='')}", {}, job_id=job_id)
+
+    # -- submitting through the receiver ---------------------------------------------------------
+
+    def submit(
+        self,
+        prompt: str | None = None,
+        *,
+        model: str,
+        idempotency_key: str | None = None,
+        retries: int = SUBMIT_RETRIES,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Submit a job through the receiver, exactly once (see `openrouter_video._receiver_submit`):
+        the submission (`state` submitted, `job_id`, `job`). Retries reuse one Idempotency-Key, so a
+        timeout never pays twice; `outcome_unknown` raises SubmissionOutcomeUnknown naming the
+        submission. Takes the fields of `OpenRouterVideo.submit` but `callback_url`."""
+        plan = SubmitPlan.build(
+            prompt, model=model, idempotency_key=idempotency_key, retries=retries, **fields
+        )
+        last: OpenRouterVideoError | None = None
+        for attempt in range(plan.retries + 1):
+            try:
+                response = self._http.post(
+                    f"{self.url}/jobs",
+                    json=plan.body,
+                    headers={**self._headers, **plan.headers},
+                    timeout=SUBMIT_TIMEOUT,
+                )
+            except httpx.HTTPError as exc:
+                last = translate_transport_error(exc)
+            else:
+                if (submission := plan.outcome(response)) is not None:
+                    return submission
+                last = error_from_response(response) if response.status_code >= 300 else None
+            delay = plan.delay(attempt)
+            if delay is None:
+                break
+            time.sleep(delay)
+        raise plan.gave_up(last)
+
+    def submission(self, ref: str) -> dict[str, Any]:
+        """A submission by its id or its Idempotency-Key (NotFoundError if none)."""
+        return self._get_object(f"/submissions/{quote(ref, safe='')}", {})
 
     # -- deliveries ----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api, ui
+from . import api, api_submit, ui
 from .errors import INTERNAL_ERROR, error_response
 from .intake import WebhookFastPath
 from .logs import configure_logging
@@ -37,12 +37,13 @@ from .settings import Settings
 from .state import ReceiverState
 from .storage import open_stores
 from .storage.base import Stores
+from .submitting import Submitter
 from .workers.applier import Applier
 from .workers.fallback import FallbackPoller
 from .workers.fetcher import Fetcher
 from .workers.retention import retention_policy, run_sweeps
 
-PROTECTED_PREFIXES = ("/jobs", "/deliveries", "/metrics")
+PROTECTED_PREFIXES = ("/jobs", "/submissions", "/deliveries", "/metrics")
 # The request-latency histogram's route labels: the webhook and every route below, as templates.
 ROUTE_TEMPLATES = (
     WEBHOOK_PATH,
@@ -52,6 +53,7 @@ ROUTE_TEMPLATES = (
             "/jobs",
             "/jobs/{job_id:path}/content",
             "/jobs/{job_id:path}",
+            "/submissions/{ref:path}",
             "/deliveries",
             "/deliveries/reprocess",
             "/healthz",
@@ -93,6 +95,8 @@ def create_app(
         fetcher = Fetcher(held, client, settings, metrics)
         applier = Applier(held, metrics)
         poller = FallbackPoller(held, client, settings, metrics)
+        submitter = Submitter(held, client, settings)
+        await submitter.recover()  # submits a stopped run left undecided: outcome_unknown, never resent
         tasks = [
             asyncio.create_task(applier.run(), name="applier"),
             asyncio.create_task(fetcher.run(), name="fetcher"),
@@ -119,6 +123,7 @@ def create_app(
                     fetcher=fetcher,
                     applier=applier,
                     secrets=settings.secret_values(),
+                    submitter=submitter,
                 )
             }
         finally:
@@ -132,7 +137,8 @@ def create_app(
     routes = [
         Route(WEBHOOK_PATH, _method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/jobs", api.list_jobs, methods=["GET"]),
-        Route("/jobs", api.register_job, methods=["POST"]),
+        Route("/jobs", api_submit.post_jobs, methods=["POST"]),
+        Route("/submissions/{ref:path}", api_submit.get_submission, methods=["GET"]),
         Route("/jobs/{job_id:path}/content", api.get_content, methods=["GET", "HEAD"]),
         Route("/jobs/{job_id:path}", api.get_job, methods=["GET"]),
         Route("/deliveries", api.list_deliveries, methods=["GET"]),

@@ -17,9 +17,11 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from openrouter_video import ALL_STATUSES, JOB_ID_PATTERN
+from openrouter_video._types import FRAME_TYPES
 
-from .domain.model import DeliveryRecord, JobRecord
+from .domain.model import DeliveryRecord, JobRecord, SubmissionRecord
 from .domain.pages import DELIVERY_STATES, DOWNLOAD_STATES
+from .domain.submissions import SUBMISSION_ID_PATTERN, SUBMISSION_STATES
 
 # OpenRouter documents no prompt limit; 10,000 characters is far above any real prompt, and a record is
 # returned in every listing, so one huge prompt must not make every listing huge.
@@ -51,6 +53,9 @@ class ErrorDetail(msgspec.Struct, omit_defaults=True):
     code: int
     message: str
     reason: str | None = None  # why a webhook was not verified
+    field: str | None = None  # a submit's field the model's catalog entry (or the API) rules out
+    allowed: list[Any] | None = None  # what that field allows
+    submission: Submission | None = None  # a refused submit: the submission, as GET /submissions shows
 
 
 class ErrorEnvelope(msgspec.Struct):
@@ -111,6 +116,71 @@ class Registration(msgspec.Struct, forbid_unknown_fields=False):
     id: JobId
     model: Annotated[str, msgspec.Meta(max_length=MAX_MODEL_CHARS)] | None = None
     prompt: Annotated[str, msgspec.Meta(max_length=MAX_PROMPT_CHARS)] | None = None
+
+
+class ImageUrl(msgspec.Struct, forbid_unknown_fields=True):
+    url: Annotated[str, msgspec.Meta(description="https:// or data: URL (the receiver reads no files)")]
+
+
+class FrameImage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    image_url: ImageUrl
+    frame_type: Literal[FRAME_TYPES]  # type: ignore[valid-type]
+    type: Literal["image_url"] = "image_url"
+
+
+class InputReference(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    type: Literal["image_url", "audio_url", "video_url"]
+    image_url: ImageUrl | None = None
+    audio_url: ImageUrl | None = None
+    video_url: ImageUrl | None = None
+
+
+class ProviderPreferences(msgspec.Struct, forbid_unknown_fields=True):
+    options: dict[str, dict[str, Any]]
+
+
+class SubmitRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """`POST /jobs` with an `Idempotency-Key` header: submit a job through the receiver. The body is
+    OpenRouter's `POST /videos` body (what `openrouter-video submit` sends) without `callback_url`:
+    the receiver sets that to its own webhook URL. Checked against the model's catalog entry before
+    anything is paid."""
+
+    model: Annotated[str, msgspec.Meta(max_length=MAX_MODEL_CHARS)]
+    prompt: Annotated[str, msgspec.Meta(max_length=MAX_PROMPT_CHARS)] | None = None
+    duration: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    resolution: str | None = None
+    aspect_ratio: str | None = None
+    size: str | None = None
+    seed: int | None = None
+    generate_audio: bool | None = None
+    frame_images: list[FrameImage] | None = None
+    input_references: list[InputReference] | None = None
+    provider: ProviderPreferences | None = None
+    upscale_factor: float | None = None
+    creativity: int | None = None
+    previous_job_id: JobId | None = None
+    session_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    trace: dict[str, Any] | None = None
+    user: str | None = None
+
+
+class Submission(msgspec.Struct, kw_only=True):
+    """A submit made through the receiver (`GET /submissions/{id or key}`): `submitting` (recorded,
+    upstream not answered yet), `submitted` (`job_id` known; `job` is its record), `refused` (upstream
+    said no: `upstream_status`, `error`; final for this key), or `outcome_unknown` (no clear answer;
+    never resubmitted: the job's webhook ties it back, naming this submission in its callback URL)."""
+
+    id: Annotated[str, msgspec.Meta(pattern=SUBMISSION_ID_PATTERN)]
+    idempotency_key: str
+    state: Literal[SUBMISSION_STATES]  # type: ignore[valid-type]
+    model: str
+    prompt: str | None
+    job_id: JobId | None
+    upstream_status: int | None
+    error: str | None
+    created_at: Time
+    updated_at: Time
+    job: Job | None = None
 
 
 class WebhookUsage(msgspec.Struct):
@@ -269,6 +339,15 @@ def present_summary(job: JobRecord) -> dict[str, Any]:
     record = present_job(job)
     del record["outputs"], record["events"]
     return record
+
+
+def present_submission(submission: SubmissionRecord, job: JobRecord | None) -> dict[str, Any]:
+    """A submission as it is shown: ISO 8601 times, and its job's record once there is one."""
+    row = dataclasses.asdict(submission)
+    del row["fingerprint"]  # a hash of the request: the store's business, not the caller's
+    row["created_at"], row["updated_at"] = iso(submission.created_at), iso(submission.updated_at)
+    row["job"] = present_job(job) if job is not None else None
+    return row
 
 
 def present_delivery(delivery: DeliveryRecord) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import time
+from urllib.parse import parse_qs
 
 import structlog
 from starlette.types import Receive, Scope, Send
@@ -33,6 +34,7 @@ from openrouter_video import (
 from .contract import DeliveryAnswer, encode
 from .domain.events import SELFTEST_HEADER, selftest_job_of, storable_key
 from .domain.model import Delivery
+from .domain.submissions import SUBMISSION_PARAM, is_submission_id
 from .errors import INTERNAL_ERROR, error_body
 from .middleware import REQUEST_ID_PATTERN, new_request_id
 from .state import ReceiverState
@@ -129,6 +131,16 @@ async def _read_capped(receive: Receive, cap: int) -> bytes | None:
             return b"".join(chunks)
 
 
+def _submission_ref(query: bytes) -> str | None:
+    """The submission a callback URL names (`?submission=sub_...`), if well-formed. The query string is
+    not covered by the signature: the reference only links an undecided submission to the signed
+    event's job (see receiver.domain.submissions.plan_link); it grants nothing."""
+    if not query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get(SUBMISSION_PARAM) or []
+    return values[0] if len(values) == 1 and is_submission_id(values[0]) else None
+
+
 async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     started = time.perf_counter()
     s: ReceiverState = scope["state"]["receiver"]
@@ -207,6 +219,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         # cheap (benchmarked: a 75-character text key cost ~20 us per delivery, this one ~0).
         replay_key=hashlib.sha256(b"%d." % signed_at + body).digest()[:16],
         selftest_job=selftest_job,
+        submission_id=_submission_ref(scope.get("query_string") or b""),
     )
     try:
         recorded = await s.stores.deliveries.record(delivery)

@@ -32,7 +32,7 @@ class Answer:
     """One response of an operation: a contract type (JSON), or a raw schema under a media type."""
 
     description: str
-    shape: type | None = None
+    shape: type | tuple[type, ...] | None = None  # several: any of them (anyOf)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
     headers: dict[str, Any] = field(default_factory=dict)
 
@@ -45,7 +45,7 @@ class Operation:
     summary: str
     answers: dict[int, Answer]
     public: bool = False
-    body: type | None = None
+    body: type | tuple[type, ...] | None = None  # several: any of them (anyOf)
     body_required: bool = True
     parameters: tuple[dict[str, Any], ...] = ()
 
@@ -113,18 +113,65 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post",
         "/jobs",
-        "registerJob",
-        "Track a submitted job (idempotent); the polling fallback then covers it",
-        body=c.Registration,
+        "submitOrRegisterJob",
+        "Submit a job through the receiver, exactly once per Idempotency-Key (OpenRouter's POST /videos "
+        "body, without callback_url); or, with a body of {id, model, prompt}, track a job submitted "
+        "elsewhere (idempotent). Either way the polling fallback covers the job from the start",
+        body=(c.SubmitRequest, c.Registration),
+        parameters=(
+            _param(
+                "Idempotency-Key",
+                "header",
+                {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"},
+                "required to submit: the same key with the same body answers the same submission, "
+                "with another body 409",
+            ),
+        ),
         answers={
-            201: Answer("Newly tracked.", c.Job),
-            200: Answer("Already known.", c.Job),
+            201: Answer("Submitted now (a Submission), or newly tracked (a Job).", (c.Submission, c.Job)),
+            200: Answer(
+                "The same key again (a Submission), or already known (a Job).", (c.Submission, c.Job)
+            ),
+            202: Answer(
+                "The outcome upstream is unknown (never resubmitted; the job's webhook ties it back), or "
+                "another replica's submit under this key is still under way.",
+                c.Submission,
+            ),
             400: Answer(
-                "Not a JSON object, or a bad id, model or prompt, or a job OpenRouter does not know.",
+                "Not a JSON object, a bad field, a missing Idempotency-Key, or a value the model's "
+                "catalog entry rules out (`field`, `allowed`); for a registration, a bad id or a job "
+                "OpenRouter does not know.",
                 c.ErrorEnvelope,
             ),
             401: _UNAUTHORIZED,
+            402: Answer(
+                "OpenRouter refused the submit (as every retry of its key): `submission`.", c.ErrorEnvelope
+            ),
+            404: Answer("OpenRouter refused the submit (404).", c.ErrorEnvelope),
+            409: Answer("The Idempotency-Key was used for another request.", c.ErrorEnvelope),
             413: _TOO_LARGE,
+            422: Answer("OpenRouter refused the submit (422).", c.ErrorEnvelope),
+            429: Answer("OpenRouter refused the submit (rate limit; final for this key).", c.ErrorEnvelope),
+            502: Answer("OpenRouter refused the receiver's own API key.", c.ErrorEnvelope),
+            503: Answer(
+                "Nothing was sent and nothing kept: the catalog or OpenRouter unreachable, no "
+                "RECEIVER_PUBLIC_URL, or the store down. Retry with the same key.",
+                c.ErrorEnvelope,
+            ),
+        },
+    ),
+    Operation(
+        "get",
+        "/submissions/{ref}",
+        "getSubmission",
+        "A submission made through the receiver, by its id or its Idempotency-Key",
+        parameters=(
+            _param("ref", "path", _TEXT, "submission id (sub_...) or Idempotency-Key", required=True),
+        ),
+        answers={
+            200: Answer("The submission (with its job's record once it has one).", c.Submission),
+            401: _UNAUTHORIZED,
+            404: Answer("No such submission.", c.ErrorEnvelope),
         },
     ),
     Operation(
@@ -249,7 +296,11 @@ OPERATIONS: tuple[Operation, ...] = (
 
 def _build(operations: tuple[Operation, ...]) -> dict[str, Any]:
     shapes = sorted(
-        {t for op in operations for t in (op.body, *(a.shape for a in op.answers.values())) if t is not None},
+        {
+            t
+            for op in operations
+            for t in (*_bodies(op), *(k for a in op.answers.values() for k in _kinds(a.shape)))
+        },
         key=lambda t: t.__name__,
     )
     refs, schemas = msgspec.json.schema_components(shapes, ref_template=_REF)
@@ -260,14 +311,14 @@ def _build(operations: tuple[Operation, ...]) -> dict[str, Any]:
             "operationId": op.operation_id,
             "summary": op.summary,
             "security": [] if op.public else [{"bearerAuth": []}],
-            "responses": {str(code): _answer(a, ref_of) for code, a in sorted(op.answers.items())},
+            "responses": {str(code): _answer(a, ref_of, schemas) for code, a in sorted(op.answers.items())},
         }
         if op.parameters:
             spec["parameters"] = list(op.parameters)
         if op.body is not None:
             spec["requestBody"] = {
                 "required": op.body_required,
-                "content": {"application/json": {"schema": ref_of[op.body]}},
+                "content": {"application/json": {"schema": _schema(op.body, ref_of)}},
             }
         paths.setdefault(op.path, {})[op.method] = spec
     return {
@@ -287,8 +338,33 @@ def _build(operations: tuple[Operation, ...]) -> dict[str, Any]:
     }
 
 
-def _answer(answer: Answer, ref_of: dict[type, dict[str, Any]]) -> dict[str, Any]:
-    content = {} if answer.shape is None else {"application/json": {"schema": ref_of[answer.shape]}}
+def _kinds(shape: type | tuple[type, ...] | None) -> tuple[type, ...]:
+    if shape is None:
+        return ()
+    return shape if isinstance(shape, tuple) else (shape,)
+
+
+def _bodies(op: Operation) -> tuple[type, ...]:
+    return _kinds(op.body)
+
+
+def _schema(
+    shape: type | tuple[type, ...], ref_of: dict[type, dict[str, Any]], schemas: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One shape's reference; several: any of them, each written out (Schemathesis checks an answer
+    against an anyOf of references as if the first were the only one)."""
+    kinds = _kinds(shape)
+    if len(kinds) == 1:
+        return ref_of[kinds[0]]
+    return {"anyOf": [schemas[k.__name__] if schemas else ref_of[k] for k in kinds]}
+
+
+def _answer(answer: Answer, ref_of: dict[type, dict[str, Any]], schemas: dict[str, Any]) -> dict[str, Any]:
+    content = (
+        {}
+        if answer.shape is None
+        else {"application/json": {"schema": _schema(answer.shape, ref_of, schemas)}}
+    )
     content.update({media: {"schema": schema} for media, schema in answer.media.items()})
     spec: dict[str, Any] = {"description": answer.description, "content": content}
     if answer.headers:

@@ -14,6 +14,7 @@ from .settings import Settings
 from .storage.base import Stores
 
 if TYPE_CHECKING:
+    from .submitting import Submitter
     from .workers.applier import Applier
     from .workers.fetcher import Fetcher
 
@@ -27,6 +28,7 @@ class ReceiverState:
     fetcher: Fetcher
     applier: Applier
     secrets: list[str]
+    submitter: Submitter
 
 
 def state_of(request: Request) -> ReceiverState:

@@ -202,10 +202,20 @@ class RunningReceiver:
 
 
 @contextlib.contextmanager
-def running_receiver(settings: Settings) -> Iterator[RunningReceiver]:
-    """The receiver under uvicorn configured as `openrouter-video serve` configures it."""
-    with UvicornThread(create_app(settings), **uvicorn_options(settings)) as server:
+def running_receiver(settings: Settings, *, port: int = 0) -> Iterator[RunningReceiver]:
+    """The receiver under uvicorn configured as `openrouter-video serve` configures it (on `port`, e.g.
+    the one its `public_url` names; 0: any free one)."""
+    with UvicornThread(create_app(settings), port=port, **uvicorn_options(settings)) as server:
         yield RunningReceiver(url=server.url, settings=settings)
+
+
+@contextlib.contextmanager
+def public_receiver(settings: Settings) -> Iterator[RunningReceiver]:
+    """A receiver that knows its own URL (RECEIVER_PUBLIC_URL), as submitting through it needs."""
+    port = free_port()
+    settings = dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}")
+    with running_receiver(settings, port=port) as receiver:
+        yield receiver
 
 
 def signed_event(

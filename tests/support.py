@@ -52,6 +52,7 @@ class UvicornThread:
         log_level: str = "warning",
         startup_timeout: float = 10.0,
         graceful_shutdown: float = 3.0,
+        port: int = 0,
         **uvicorn_options: Any,
     ) -> None:
         uvicorn_options.setdefault("lifespan", "on")
@@ -68,6 +69,7 @@ class UvicornThread:
         )
         self.server = _Server(self.config)
         self.host = host
+        self._port = port  # 0: any free one
         self.port: int | None = None
         self._startup_timeout = startup_timeout
         self._thread: threading.Thread | None = None
@@ -82,7 +84,7 @@ class UvicornThread:
     def start(self) -> UvicornThread:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock.bind((self.host, self._port))
         self._socket = sock
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(

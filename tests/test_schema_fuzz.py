@@ -97,6 +97,7 @@ def test_the_document_is_served_and_describes_every_route(live) -> None:
         "/jobs",
         "/jobs/{job_id}",
         "/jobs/{job_id}/content",
+        "/submissions/{ref}",
         "/deliveries",
         "/deliveries/reprocess",
         "/healthz",

@@ -19,6 +19,7 @@ from .jobs import check_output, download_with_progress, raise_if_unsuccessful, w
 from .options import force_option, json_option, output_option, wait_options
 from .receiver_link import receiver_callback_url, register_with_receiver
 from .state import PROG, CliState, pass_state
+from .via_receiver import submit_via_receiver
 
 
 def parse_provider_options(values: Iterable[str]) -> dict[str, dict[str, Any]] | None:
@@ -123,6 +124,16 @@ def _shortened(value: Any) -> Any:
     metavar="USD",
     help="Refuse (exit 2) when the estimated cost is above USD or cannot be estimated.",
 )
+@click.option(
+    "--via-receiver",
+    metavar="URL",
+    help="Have the receiver at URL submit it (it holds the API key; exactly once per invocation, "
+    "retried safely). Token: RECEIVER_API_TOKEN or --token-file.",
+)
+@click.option("--token-file", type=click.Path(dir_okay=False), help="With --via-receiver: the token's file.")
+@click.option(
+    "--idempotency-key", metavar="KEY", help="With --via-receiver: resume a submit that ended unknown."
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job, then download the video.")
 @wait_options(only_with="--wait")
 @output_option("With --wait: file to write (default <job id>.mp4; - for stdout).")
@@ -151,6 +162,9 @@ def submit_cmd(
     no_validate: bool,
     dry_run: bool,
     max_cost: float | None,
+    via_receiver: str | None,
+    token_file: str | None,
+    idempotency_key: str | None,
     wait_: bool,
     timeout: float,
     poll_interval: float,
@@ -175,6 +189,11 @@ def submit_cmd(
     registered with the receiver after the submit.
 
     \b
+    With --via-receiver URL the receiver submits it (the API key stays on the server): one
+    Idempotency-Key per invocation, printed on stderr, so a retried timeout never pays twice; the
+    receiver checks the request against the catalog and sets the callback URL itself.
+
+    \b
     The estimated cost (from the model's pricing SKUs) is printed on stderr before sending; it is
     "at most" when the request leaves the duration, resolution or audio open, and unknown for
     models priced per video token or per megapixel (then --max-cost refuses).
@@ -184,6 +203,13 @@ def submit_cmd(
     if output == "-" and as_json:
         raise click.UsageError("--json cannot share stdout with -o - (the video)")
     check_output(output, None, 0, force=force)  # before paying for a video that could not be saved
+    if via_receiver is None and (token_file or idempotency_key):
+        raise click.UsageError("--token-file and --idempotency-key go with --via-receiver")
+    if via_receiver is not None and (wait_ or callback_url):
+        raise click.UsageError(
+            "--via-receiver sets the callback URL itself and does not --wait yet; follow the job with "
+            f"`{PROG} jobs show ID --receiver URL`"
+        )
     fields: dict[str, Any] = {
         "duration": duration,
         "resolution": resolution,
@@ -202,15 +228,32 @@ def submit_cmd(
         "session_id": session_id,
     }
     fields = {k: v for k, v in fields.items() if v is not None}
-    api = state.client() if dry_run else state.keyed_client()
-    body = build_submit_body(model=model, prompt=prompt, **fields)
-    estimate = _estimate(api, body, validate=not no_validate)
-    if dry_run:
-        emit_json({"body": _shortened(body), "estimate": dataclasses.asdict(estimate)})
-    click.echo(estimate.describe(), err=True)
-    _check_max_cost(estimate, max_cost)
-    if dry_run:
-        click.echo("dry run: nothing was sent", err=True)
+    if via_receiver is not None:
+        fields.pop("callback_url", None)  # the receiver names its own webhook URL
+    # Via the receiver, the catalog is checked there before paying: here only for --dry-run and
+    # --max-cost (which need the estimate), and without the API key (it stays on the server).
+    if via_receiver is None or dry_run or max_cost is not None:
+        api = state.client() if dry_run or via_receiver else state.keyed_client()
+        body = build_submit_body(model=model, prompt=prompt, **fields)
+        estimate = _estimate(api, body, validate=not no_validate)
+        if dry_run:
+            emit_json({"body": _shortened(body), "estimate": dataclasses.asdict(estimate)})
+        click.echo(estimate.describe(), err=True)
+        _check_max_cost(estimate, max_cost)
+        if dry_run:
+            click.echo("dry run: nothing was sent", err=True)
+            return
+    if via_receiver is not None:
+        submit_via_receiver(
+            state,
+            via_receiver,
+            token_file=token_file,
+            key=idempotency_key,
+            prompt=prompt,
+            model=model,
+            fields=fields,
+            as_json=as_json,
+        )
         return
     state.submitting = True
     job = api.submit(prompt, model=model, validate=not no_validate, **fields)

@@ -38,6 +38,9 @@ Global-only faults (JSON for `POST /_simulator/faults`, merged into the current 
     disconnect_creates_job: true     whether such a dropped submit still created its job
     poll_latency: 0.2                hold every poll this many seconds before answering (polls of one
                                      job by two workers at once then overlap: see the admin stats)
+    submit_latency: 2                hold every valid submit this many seconds before its job is
+                                     created and answered (`requests.submits` in the admin stats
+                                     counts it on arrival; `jobs` counts the jobs made)
 
 Admin endpoints (no auth, only when `config.admin`): see `_admin`.
 """

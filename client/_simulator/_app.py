@@ -98,6 +98,8 @@ async def submit(request: Request) -> Response:
         job = build_job(video_request, overrides, config, _base_url(request, state))
     except (RequestError, KnobError) as exc:
         raise ApiError(400, str(exc)) from None
+    if config.faults.submit_latency:
+        await asyncio.sleep(config.faults.submit_latency)
     dropped = config.faults.take_disconnect()
     if dropped and not config.faults.disconnect_creates_job:
         return await drop_connection(request)

@@ -82,6 +82,9 @@ class Faults:
     poll_latency: float = 0.0
     """Seconds every poll is held before its answer (read live): polls of one job by two workers at
     once then overlap, and the admin stats count them (`max_concurrent`)."""
+    submit_latency: float = 0.0
+    """Seconds every valid submit is held before its job is created and answered (read live): a test
+    can stop the caller while its submit is in flight (the job is created all the same)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,9 +147,9 @@ def _parse_fault(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise KnobError(f"submit_disconnects must be a non-negative integer, got {value!r}")
         return value
-    if name == "poll_latency":
+    if name in ("poll_latency", "submit_latency"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
-            raise KnobError(f"poll_latency must be a number of seconds from 0 to 60, got {value!r}")
+            raise KnobError(f"{name} must be a number of seconds from 0 to 60, got {value!r}")
         return float(value)
     if name == "disconnect_creates_job":
         if not isinstance(value, bool):

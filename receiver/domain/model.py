@@ -30,6 +30,8 @@ class Delivery:
     remote_addr: str | None = None
     replay_key: bytes | None = None  # hash of signed timestamp + body: the same signed request seen again
     selftest_job: str | None = None  # a `webhook test` delivery (its synthetic job id): stored as 'test'
+    # The submission its callback URL named (`?submission=`): unsigned, it only links (see domain.submissions)
+    submission_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,3 +266,29 @@ class Changes:
     jobs: tuple[str, ...] = ()  # jobs with an event since the previous token (at most CHANGES_LIMIT)
     all: bool = False  # more changed than listed: whatever a page shows may have changed
     deliveries: bool = False  # a webhook delivery was stored since
+
+
+# -- submissions made through the receiver (POST /jobs with an Idempotency-Key) ----------------
+
+SubmissionState = Literal["submitting", "submitted", "outcome_unknown", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRecord:
+    """One paid submit asked of the receiver, under the caller's idempotency key.
+
+    `fingerprint` identifies the request (the same key with another request is refused); `job_id` is
+    known once upstream answered (or, after an ambiguous failure, once the job's webhook tied it
+    back); `upstream_status` and `error` say why it was refused or why its outcome is unknown."""
+
+    id: str
+    idempotency_key: str
+    fingerprint: str
+    state: SubmissionState
+    model: str
+    prompt: str | None
+    job_id: str | None
+    upstream_status: int | None
+    error: str | None
+    created_at: float
+    updated_at: float

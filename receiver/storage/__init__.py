@@ -29,6 +29,7 @@ from .base import (
     PollQueue,
     Stores,
     StoreUnavailable,
+    Submissions,
     Wakeups,
 )
 from .local_content import LocalContentStore
@@ -54,6 +55,8 @@ class _RecordStores(Protocol):
     def dashboard(self) -> Dashboard: ...
     @property
     def wakeups(self) -> Wakeups: ...
+    @property
+    def submissions(self) -> Submissions: ...
     @property
     def worker(self) -> str: ...
 
@@ -135,6 +138,7 @@ def assemble(
         dashboard=records.dashboard,
         wakeups=records.wakeups,
         content=content,
+        submissions=records.submissions,
         worker=records.worker,
         exclusive=exclusive,
         closing=tuple(closing if closing is not None else (content.close, records.close)),

@@ -18,6 +18,8 @@ Who uses what:
 - `Dashboard`: the web dashboard (receiver/ui/data.py): its jobs page (filters, a bounded search,
   keyset pages both ways), a job's timeline, the outputs needing attention, the change feed its live
   pages follow (on every replica), and its one write, an operator's retry of a download.
+- `Submissions`: the submit endpoint (a paid submit recorded before the call, then its outcome), the
+  applier (a webhook carrying a submission's reference ties it to its job), the start-up sweep.
 
 `Wakeups` lets a worker sleep until there may be work (an in-process event for SQLite, LISTEN/NOTIFY
 for PostgreSQL, so a download queued by one replica wakes the fetchers of the others).
@@ -59,6 +61,7 @@ from ..domain.model import (
     Page,
     PollClaim,
     RecordedDelivery,
+    SubmissionRecord,
     TimelineEntry,
 )
 
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from ..domain.retention import Policy, Pruned
+    from ..domain.submissions import Outcome
 
 
 class StoreUnavailable(Exception):
@@ -193,6 +197,32 @@ class PollQueue(Protocol):
     async def not_found_upstream(self, job_id: str, detail: str) -> None: ...
 
 
+class Submissions(Protocol):
+    async def begin(self, submission: SubmissionRecord) -> tuple[SubmissionRecord, bool]:
+        """Record a new submission (`submitting`) under its idempotency key, committed before it
+        returns; (the stored one, True) or, when the key is taken, (the one stored under it, False)."""
+        ...
+
+    async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:
+        """By submission id, else by idempotency key (`by_key`: by the key only)."""
+        ...
+
+    async def finish(
+        self, submission_id: str, outcome: Outcome, *, first_poll_at: float
+    ) -> SubmissionRecord | None:
+        """Store what upstream answered (as `plan_outcome` decides); a job id also registers the job
+        (polled from `first_poll_at`) in the same transaction. The stored record (None: no such one)."""
+        ...
+
+    async def forget(self, submission_id: str) -> None:
+        """Drop a `submitting` submission whose request provably never left (the key is free again)."""
+        ...
+
+    async def abandon(self, older_than: float | None) -> int:
+        """`submitting` ones created before `older_than` (None: all) become `outcome_unknown`; how many."""
+        ...
+
+
 class Health(Protocol):
     async def check_writable(self) -> None:
         """Exercise the path a delivery takes (write a delivery row, roll it back); raise if it fails."""
@@ -316,6 +346,7 @@ class Stores:
     dashboard: Dashboard
     wakeups: Wakeups
     content: ContentStore
+    submissions: Submissions
     worker: str  # the worker id every claim of this process is made under
     # This process serves the store alone (SQLite under the data-dir lock): a previous run's claims
     # and partial downloads are known dead at start. Never so with replicas.

@@ -18,6 +18,7 @@ from .jobs import Jobs
 from .polls import Polls
 from .queues import Downloads
 from .schema import migrate
+from .submissions import Submissions
 from .wakeups import Wakeups
 
 __all__ = ["PostgresStores", "StoreUnavailable", "open_postgres"]
@@ -41,6 +42,7 @@ class PostgresStores:
         self.health = Health(db)
         self.dashboard = Dashboard(db)
         self.wakeups = wakeups
+        self.submissions = Submissions(db)
 
     async def close(self) -> None:
         await self.wakeups.close()
@@ -88,4 +90,5 @@ if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface i
         health: base.Health = stores.health
         dashboard: base.Dashboard = stores.dashboard
         wakeups: base.Wakeups = stores.wakeups
-        del deliveries, jobs, downloads, polls, health, dashboard, wakeups
+        submissions: base.Submissions = stores.submissions
+        del deliveries, jobs, downloads, polls, health, dashboard, wakeups, submissions

@@ -24,8 +24,9 @@ from ._db import Conn
 from ._locks import lock_jobs
 from .changes import change_job
 from .deliveries import DeliveryPages
+from .submissions import link_submission
 
-_TO_APPLY = "id, idempotency_key, received_at, body"
+_TO_APPLY = "id, idempotency_key, received_at, body, submission_id"
 
 
 class DeliveryLog(DeliveryPages):
@@ -141,6 +142,8 @@ async def _apply_one(conn: Conn, row: dict[str, Any], plan: DeliveryPlan, now: f
         )
         if change.result is not None:
             decision, queued = change.result.decision, change.result.outputs_queued
+        if row["submission_id"] is not None:  # the job's lock is held (taken for the batch)
+            await link_submission(conn, row["submission_id"], job.id, job.model, row["received_at"])
     await conn.execute(
         "UPDATE deliveries SET state = %s, error = %s, job_id = %s, event_type = %s, status = %s, applied_at = %s "
         "WHERE id = %s",

@@ -49,6 +49,7 @@ class DeliveryPages:
                 headers,
                 delivery.body,
                 delivery.replay_key,
+                delivery.submission_id,
             )
         )
         if new_id is None:

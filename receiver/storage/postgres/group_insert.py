@@ -23,9 +23,10 @@ from typing import Any
 from ._db import Conn, Database, storable_text
 
 _INSERT_MANY = (
-    "INSERT INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, replay_key) "
-    "SELECT k, ra, sa, addr, h, b, rk FROM unnest(%s::text[], %s::float8[], %s::int8[], %s::text[], %s::text[], %s::bytea[], "
-    "%s::bytea[]) WITH ORDINALITY AS r(k, ra, sa, addr, h, b, rk, n) ORDER BY n "
+    "INSERT INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, replay_key, "
+    "submission_id) SELECT k, ra, sa, addr, h, b, rk, sub FROM unnest(%s::text[], %s::float8[], %s::int8[], "
+    "%s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::text[]) "
+    "WITH ORDINALITY AS r(k, ra, sa, addr, h, b, rk, sub, n) ORDER BY n "
     "ON CONFLICT DO NOTHING RETURNING id, idempotency_key, replay_key"
 )
 
@@ -39,6 +40,7 @@ class Row:
     headers: str
     body: bytes
     replay_key: bytes | None
+    submission_id: str | None = None  # the callback URL's `?submission=` (it only links)
 
 
 class GroupInsert:
@@ -101,6 +103,7 @@ def _inserter(rows: list[Row]) -> Callable[[Conn], Any]:
         [r.headers for r in rows],
         [r.body for r in rows],
         [r.replay_key for r in rows],
+        [r.submission_id for r in rows],
     )
 
     async def insert(conn: Conn) -> list[int | None]:

@@ -1,7 +1,7 @@
 """The PostgreSQL schema and its versioned migrations.
 
-The tables and columns are SQLite's after its migration 5 (receiver/storage/sqlite/_db.py), so
-`store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
+The tables and columns are SQLite's (receiver/storage/sqlite/_db.py; migration 1 here is SQLite's
+1 to 5 at once, 2 is its 6), so `store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
 identity, bodies and replay keys bytea.
 
 Each migration runs in its own transaction with its version row in `schema_migrations`; every
@@ -106,6 +106,27 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outputs_attention ON outputs (updated_at)
         WHERE state IN ('failed', 'gone') OR (state = 'pending' AND error IS NOT NULL);
+    """,
+    # 3: SQLite's migration 6: submits made through the receiver, each recorded before the paid call
+    # upstream, and the submission a webhook's callback URL names, kept with the delivery.
+    """
+    CREATE TABLE submissions (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        idempotency_key TEXT COLLATE "C" NOT NULL UNIQUE,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('submitting', 'submitted', 'outcome_unknown', 'refused')),
+        model TEXT NOT NULL,
+        prompt TEXT,
+        job_id TEXT COLLATE "C",
+        upstream_status INTEGER,
+        error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX submissions_submitting ON submissions (created_at) WHERE state = 'submitting';
+    CREATE INDEX submissions_job ON submissions (job_id) WHERE job_id IS NOT NULL;
+    ALTER TABLE deliveries ADD COLUMN submission_id TEXT;
     """,
 )
 

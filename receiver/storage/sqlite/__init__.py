@@ -12,6 +12,7 @@ from ..base import new_worker_id
 from ._file import SQLiteFile
 from .dashboard import SQLiteDashboard
 from .store import LocalWakeups, SQLiteDeliveryLog, SQLiteDownloads, SQLiteHealth, SQLiteJobs, SQLitePolls
+from .submissions import SQLiteSubmissions
 
 __all__ = ["DOWNLOAD_LEASE", "POLL_LEASE", "SQLiteStores", "open_sqlite"]
 
@@ -29,6 +30,7 @@ class SQLiteStores:
     health: SQLiteHealth
     dashboard: SQLiteDashboard
     wakeups: LocalWakeups
+    submissions: SQLiteSubmissions
     worker: str
 
     async def close(self) -> None:
@@ -63,5 +65,6 @@ def open_sqlite(
         health=SQLiteHealth(file),
         dashboard=SQLiteDashboard(file, wakeups),
         wakeups=wakeups,
+        submissions=SQLiteSubmissions(file),
         worker=worker,
     )

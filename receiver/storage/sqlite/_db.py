@@ -158,6 +158,28 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN poll_claimed_by TEXT;
     ALTER TABLE jobs ADD COLUMN poll_lease_until REAL;
     """,
+    # 6: submits made through the receiver (POST /jobs with an Idempotency-Key), each recorded before
+    # the paid call upstream; and the submission a webhook names in its callback URL, kept with the
+    # delivery so the applier can tie an undecided submission to its job.
+    """
+    CREATE TABLE submissions (
+        id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('submitting', 'submitted', 'outcome_unknown', 'refused')),
+        model TEXT NOT NULL,
+        prompt TEXT,
+        job_id TEXT,
+        upstream_status INTEGER,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX submissions_submitting ON submissions(created_at) WHERE state = 'submitting';
+    CREATE INDEX submissions_job ON submissions(job_id) WHERE job_id IS NOT NULL;
+    ALTER TABLE deliveries ADD COLUMN submission_id TEXT;
+    """,
 )
 
 

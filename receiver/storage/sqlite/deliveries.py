@@ -16,8 +16,9 @@ from ...domain.events import plan_delivery
 from ...domain.model import AppliedDelivery, Delivery, DeliveryRecord, Page, RecordedDelivery
 from ...domain.pages import UNPROCESSED, check_delivery_state, decode_delivery_cursor, encode_delivery_cursor
 from .jobs import apply_job_update
+from .submissions import link_submission
 
-_TO_APPLY = "id, idempotency_key, received_at, body"  # what _apply_delivery reads of a row
+_TO_APPLY = "id, idempotency_key, received_at, body, submission_id"  # what _apply_delivery reads of a row
 # What is shown of a delivery: never its body or its headers (the signature is one).
 SHOWN = (
     "id, idempotency_key, job_id, event_type, status, received_at, remote_addr, state, error, applied_at, "
@@ -31,7 +32,7 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDel
         return _record_selftest(conn, delivery)
     cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, received_at, signed_at, remote_addr, headers, body, "
-        "replay_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "replay_key, submission_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             delivery.idempotency_key,
             delivery.received_at,
@@ -40,6 +41,7 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDel
             json.dumps(delivery.headers),
             delivery.body,
             delivery.replay_key,
+            delivery.submission_id,
         ),
     )
     if cursor.rowcount == 0:
@@ -120,6 +122,8 @@ def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> A
             conn, plan.job, source="webhook", now=row["received_at"], delivery_id=row["id"]
         )
         decision, queued = result.decision, result.outputs_queued
+        if row["submission_id"] is not None:
+            link_submission(conn, row["submission_id"], plan.job.id, plan.job.model, row["received_at"])
     conn.execute(
         "UPDATE deliveries SET state = ?, error = ?, job_id = ?, event_type = ?, status = ?, applied_at = ? "
         "WHERE id = ?",

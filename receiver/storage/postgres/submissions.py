@@ -1,0 +1,163 @@
+"""Submissions on PostgreSQL: the `Submissions` interface, and the link the applier makes. What a
+submission may become is decided in `receiver.domain.submissions`; this reads (the row locked),
+asks, and stores. A submission that gets its job registers the job in the same transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from ...domain.model import SubmissionRecord
+from ...domain.submissions import (
+    SUBMITTED,
+    Outcome,
+    is_submission_id,
+    plan_abandoned,
+    plan_link,
+    plan_outcome,
+    plan_submitted_job,
+)
+from ._db import Conn, Database
+from ._locks import lock_jobs
+from .changes import change_job
+
+_COLUMNS = tuple(f.name for f in dataclasses.fields(SubmissionRecord))
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM submissions"
+_INSERT = (
+    f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+
+
+def _record(row: dict[str, Any] | None) -> SubmissionRecord | None:
+    return SubmissionRecord(**row) if row is not None else None
+
+
+async def _locked(conn: Conn, submission_id: str) -> SubmissionRecord | None:
+    row = await (await conn.execute(f"{_SELECT} WHERE id = %s FOR UPDATE", (submission_id,))).fetchone()
+    return _record(row)
+
+
+async def _store(conn: Conn, record: SubmissionRecord) -> None:
+    await conn.execute(
+        "UPDATE submissions SET state = %s, job_id = %s, upstream_status = %s, error = %s, updated_at = %s "
+        "WHERE id = %s",
+        (record.state, record.job_id, record.upstream_status, record.error, record.updated_at, record.id),
+    )
+
+
+async def _settle(
+    conn: Conn, updated: SubmissionRecord, *, how: str, now: float, first_poll_at: float
+) -> None:
+    """Store a decided submission; one that now has its job registers that job (its lock is held)."""
+    await _store(conn, updated)
+    if updated.state == SUBMITTED and updated.job_id is not None:
+        await change_job(
+            conn,
+            updated.job_id,
+            lambda state: plan_submitted_job(state, updated, how=how, now=now, first_poll_at=first_poll_at),
+            locked=True,
+        )
+
+
+async def link_submission(
+    conn: Conn, submission_id: str, job_id: str, job_model: str | None, now: float
+) -> None:
+    """A webhook named this submission (the caller holds the job's lock): tie it to the job if it was
+    waiting for one."""
+    current = await _locked(conn, submission_id)
+    updated = plan_link(current, job_id, job_model, now) if current is not None else None
+    if updated is None:
+        return
+    await _store(conn, updated)
+    await change_job(
+        conn,
+        job_id,
+        lambda state: plan_submitted_job(
+            state, updated, how="tied back by the job's webhook", now=now, first_poll_at=now
+        ),
+        locked=True,
+    )
+
+
+class Submissions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def begin(self, submission: SubmissionRecord) -> tuple[SubmissionRecord, bool]:
+        async def begin(conn: Conn) -> tuple[SubmissionRecord, bool]:
+            inserted = await (
+                await conn.execute(_INSERT, [getattr(submission, n) for n in _COLUMNS])
+            ).fetchone()
+            if inserted is not None:
+                return submission, True
+            row = await (
+                await conn.execute(f"{_SELECT} WHERE idempotency_key = %s", (submission.idempotency_key,))
+            ).fetchone()
+            stored = _record(row)
+            assert stored is not None  # the conflict was on this key, and submissions are never deleted
+            return stored, False  # (but for a forgotten one: then the insert above would have won)
+
+        return await self._db.transaction(begin)
+
+    async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:
+        async def read(conn: Conn) -> SubmissionRecord | None:
+            if is_submission_id(ref) and not by_key:
+                row = await (await conn.execute(f"{_SELECT} WHERE id = %s", (ref,))).fetchone()
+                if row is not None:
+                    return _record(row)
+            row = await (await conn.execute(f"{_SELECT} WHERE idempotency_key = %s", (ref,))).fetchone()
+            return _record(row)
+
+        return await self._db.run(read, idempotent=True)
+
+    async def finish(
+        self, submission_id: str, outcome: Outcome, *, first_poll_at: float
+    ) -> SubmissionRecord | None:
+        now = time.time()
+
+        async def finish(conn: Conn) -> SubmissionRecord | None:
+            if outcome.job_id is not None:  # the job's lock first, as the applier takes them: no deadlock
+                await lock_jobs(conn, [outcome.job_id])
+            current = await _locked(conn, submission_id)
+            if current is None:
+                return None
+            updated = plan_outcome(current, outcome, now)
+            if updated is None:
+                return current
+            await _settle(
+                conn, updated, how="submitted through the receiver", now=now, first_poll_at=first_poll_at
+            )
+            return updated
+
+        return await self._db.transaction(finish)
+
+    async def forget(self, submission_id: str) -> None:
+        async def forget(conn: Conn) -> None:
+            await conn.execute(
+                "DELETE FROM submissions WHERE id = %s AND state = 'submitting'", (submission_id,)
+            )
+
+        await self._db.run(forget)
+
+    async def abandon(self, older_than: float | None) -> int:
+        now = time.time()
+
+        async def abandon(conn: Conn) -> int:
+            rows = await (
+                await conn.execute(
+                    f"{_SELECT} WHERE state = 'submitting' AND created_at < %s FOR UPDATE SKIP LOCKED",
+                    (older_than if older_than is not None else float("inf"),),
+                )
+            ).fetchall()
+            count = 0
+            for row in rows:
+                current = _record(row)
+                updated = plan_abandoned(current, now) if current is not None else None
+                if updated is not None:
+                    await _store(conn, updated)
+                    count += 1
+            return count
+
+        return await self._db.transaction(abandon)

@@ -1,0 +1,134 @@
+"""Submissions in SQLite: plain functions over a connection (inside the writer's transaction), and
+the `Submissions` interface on the file. What a submission may become is decided in
+`receiver.domain.submissions`; this reads, asks, and stores."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time
+
+from ...domain.model import SubmissionRecord
+from ...domain.submissions import (
+    SUBMITTED,
+    Outcome,
+    is_submission_id,
+    plan_abandoned,
+    plan_link,
+    plan_outcome,
+    plan_submitted_job,
+)
+from ._file import SQLiteFile
+from .jobs import read_state, store_change
+
+_COLUMNS = tuple(f.name for f in dataclasses.fields(SubmissionRecord))
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM submissions"
+
+
+def _record(row: sqlite3.Row | None) -> SubmissionRecord | None:
+    return SubmissionRecord(**dict(row)) if row is not None else None
+
+
+def read_submission(conn: sqlite3.Connection, submission_id: str) -> SubmissionRecord | None:
+    return _record(conn.execute(f"{_SELECT} WHERE id = ?", (submission_id,)).fetchone())
+
+
+def find_submission(conn: sqlite3.Connection, ref: str, by_key: bool = False) -> SubmissionRecord | None:
+    found = read_submission(conn, ref) if is_submission_id(ref) and not by_key else None
+    return found or _record(conn.execute(f"{_SELECT} WHERE idempotency_key = ?", (ref,)).fetchone())
+
+
+def _store(conn: sqlite3.Connection, record: SubmissionRecord) -> None:
+    conn.execute(
+        "UPDATE submissions SET state = ?, job_id = ?, upstream_status = ?, error = ?, updated_at = ? "
+        "WHERE id = ?",
+        (record.state, record.job_id, record.upstream_status, record.error, record.updated_at, record.id),
+    )
+
+
+def begin_submission(conn: sqlite3.Connection, new: SubmissionRecord) -> tuple[SubmissionRecord, bool]:
+    cursor = conn.execute(
+        f"INSERT OR IGNORE INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+        [getattr(new, name) for name in _COLUMNS],
+    )
+    stored = _record(conn.execute(f"{_SELECT} WHERE idempotency_key = ?", (new.idempotency_key,)).fetchone())
+    assert stored is not None  # inserted now, or there already
+    return stored, cursor.rowcount == 1
+
+
+def _settle(
+    conn: sqlite3.Connection, updated: SubmissionRecord, *, how: str, now: float, first_poll_at: float
+) -> None:
+    """Store a decided submission; one that now has its job registers that job, in this transaction."""
+    _store(conn, updated)
+    if updated.state == SUBMITTED and updated.job_id is not None:
+        current = read_state(conn, updated.job_id, outputs=False)
+        store_change(
+            conn, plan_submitted_job(current, updated, how=how, now=now, first_poll_at=first_poll_at)
+        )
+
+
+def finish_submission(
+    conn: sqlite3.Connection, submission_id: str, outcome: Outcome, *, now: float, first_poll_at: float
+) -> SubmissionRecord | None:
+    current = read_submission(conn, submission_id)
+    if current is None:
+        return None
+    updated = plan_outcome(current, outcome, now)
+    if updated is None:
+        return current
+    _settle(conn, updated, how="submitted through the receiver", now=now, first_poll_at=first_poll_at)
+    return updated
+
+
+def link_submission(
+    conn: sqlite3.Connection, submission_id: str, job_id: str, job_model: str | None, now: float
+) -> None:
+    """A webhook named this submission: tie it to the webhook's job if it was waiting for one."""
+    current = read_submission(conn, submission_id)
+    updated = plan_link(current, job_id, job_model, now) if current is not None else None
+    if updated is not None:
+        _settle(conn, updated, how="tied back by the job's webhook", now=now, first_poll_at=now)
+
+
+def forget_submission(conn: sqlite3.Connection, submission_id: str) -> None:
+    conn.execute("DELETE FROM submissions WHERE id = ? AND state = 'submitting'", (submission_id,))
+
+
+def abandon_submissions(conn: sqlite3.Connection, older_than: float | None, now: float) -> int:
+    rows = conn.execute(
+        f"{_SELECT} WHERE state = 'submitting' AND created_at < ?",
+        (older_than if older_than is not None else float("inf"),),
+    ).fetchall()
+    count = 0
+    for row in rows:
+        current = _record(row)
+        updated = plan_abandoned(current, now) if current is not None else None
+        if updated is not None:
+            _store(conn, updated)
+            count += 1
+    return count
+
+
+class SQLiteSubmissions:
+    def __init__(self, file: SQLiteFile) -> None:
+        self._file = file
+
+    async def begin(self, submission: SubmissionRecord) -> tuple[SubmissionRecord, bool]:
+        return await self._file.write(begin_submission, submission)
+
+    async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:
+        return self._file.read_now(find_submission, ref, by_key)
+
+    async def finish(
+        self, submission_id: str, outcome: Outcome, *, first_poll_at: float
+    ) -> SubmissionRecord | None:
+        return await self._file.write(
+            finish_submission, submission_id, outcome, now=time.time(), first_poll_at=first_poll_at
+        )
+
+    async def forget(self, submission_id: str) -> None:
+        await self._file.write(forget_submission, submission_id)
+
+    async def abandon(self, older_than: float | None) -> int:
+        return await self._file.write(abandon_submissions, older_than, time.time())
