@@ -27,7 +27,7 @@ def store() -> None:
     help="The PostgreSQL database to copy into (env RECEIVER_DATABASE_URL); its schema is created or migrated.",
 )
 def migrate(source: str, target: str) -> None:
-    """Copy a SQLite store (jobs, events, deliveries, download queue) into PostgreSQL.
+    """Copy a SQLite store (jobs, events, deliveries, download queue, submissions) into PostgreSQL.
 
     Idempotent: run again, it copies only the rows not there yet, never one twice (a job copied
     before is left as it is; its deliveries still pending are applied on PostgreSQL). Stop the SQLite

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from receiver_support import open_test_stores
 
 from openrouter_video._cli import cli
-from openrouter_video.receiver.domain.model import Delivery
+from openrouter_video.receiver.domain.model import Delivery, SubmissionRecord
 from openrouter_video.receiver.storage.migrate import TABLES
 from openrouter_video.receiver.storage.sqlite._db import MIGRATIONS
 
@@ -59,7 +59,18 @@ def build_sqlite(path: Path) -> dict[str, int]:
                 size=3,
                 sha256="ab",
             )
-            await record("c-1", event("job-c", "in_progress"))  # acknowledged, not applied yet
+            submission = SubmissionRecord(
+                "sub_0123456789abcdef", "idem-key-1", "fingerprint", "submitting", "m", "p",
+                None, None, None, now, now,
+            )  # fmt: skip
+            await s.submissions.begin(submission)  # recorded; its paid call's outcome never stored
+            # acknowledged, not applied yet; its callback URL named the submission
+            await s.deliveries.record(
+                Delivery(
+                    "c-1", event("job-c", "in_progress"), {"webhook-id": "c-1"}, now, int(now),
+                    "127.0.0.1", replay_key=b"c-1", submission_id=submission.id,
+                )
+            )  # fmt: skip
         finally:
             await s.close()
 
@@ -85,22 +96,24 @@ def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
 def test_store_migrate_copies_everything_once_and_says_what_it_copied(tmp_path: Path, pg_url: str) -> None:
     db = tmp_path / "receiver.db"
     counts = build_sqlite(db)
-    assert counts == {"deliveries": 5, "jobs": 3, "job_events": counts["job_events"], "outputs": 3}
+    assert counts == {
+        "deliveries": 5, "jobs": 3, "job_events": counts["job_events"], "outputs": 3, "submissions": 1
+    }  # fmt: skip
     before = hashlib.sha256(db.read_bytes()).hexdigest()
 
     code, out = run("--from", f"sqlite://{db}", "--to", pg_url)
     assert code == 0, out
     assert (
-        f"copied: 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs; "
-        "already there (skipped): 0 deliveries, 0 jobs, 0 job_events, 0 outputs"
+        f"copied: 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, 1 submissions; "
+        "already there (skipped): 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions"
     ) in out
     assert "local path" not in out  # a current store holds content keys already
 
     code, again = run("--from", f"sqlite://{db}", "--to", pg_url)
     assert code == 0, again
     assert (
-        "copied: 0 deliveries, 0 jobs, 0 job_events, 0 outputs; already there (skipped): "
-        f"5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs"
+        "copied: 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions; already there (skipped): "
+        f"5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, 1 submissions"
     ) in again
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # read-only: not a byte changed
 
@@ -126,6 +139,13 @@ def test_store_migrate_copies_everything_once_and_says_what_it_copied(tmp_path: 
         "SELECT d.idempotency_key FROM job_events e JOIN deliveries d ON d.id = e.delivery_id "
         "WHERE e.job_id = 'job-a' ORDER BY e.id",
     ) == [("a-1",), ("a-2",)]
+    # the submission, and the pending delivery that names it (its applier will tie the two)
+    assert rows(pg_url, "SELECT id, idempotency_key, state, job_id FROM submissions") == [
+        ("sub_0123456789abcdef", "idem-key-1", "submitting", None)
+    ]
+    assert rows(pg_url, "SELECT submission_id FROM deliveries WHERE idempotency_key = 'c-1'") == [
+        ("sub_0123456789abcdef",)
+    ]
 
 
 def test_store_migrate_copies_what_is_new_since_the_last_run(tmp_path: Path, pg_url: str) -> None:

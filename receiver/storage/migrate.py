@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CHUNK = 500
-TABLES = ("deliveries", "jobs", "job_events", "outputs")
+TABLES = ("deliveries", "jobs", "job_events", "outputs", "submissions")
 
 
 class MigrateError(Exception):
@@ -113,6 +113,7 @@ def read_deliveries(conn: sqlite3.Connection) -> Iterator[list[dict[str, Any]]]:
                     "error": r["error"],
                     "applied_at": applied_at,
                     "replay_key": (replay.encode() if isinstance(replay, str) else replay),
+                    "submission_id": r.get("submission_id"),  # schema 6 on
                 }
             )
         yield out
@@ -172,6 +173,21 @@ def read_outputs(conn: sqlite3.Connection, now: float) -> Iterator[list[dict[str
         yield out
 
 
+_SUBMISSION_COLUMNS = (
+    "id", "idempotency_key", "fingerprint", "state", "model", "prompt", "job_id", "upstream_status",
+    "error", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def read_submissions(conn: sqlite3.Connection) -> Iterator[list[dict[str, Any]]]:
+    """Submits made through the receiver (schema 6 on). One still `submitting` is copied as it is:
+    PostgreSQL's start-up rule makes it `outcome_unknown` once nobody can still be calling."""
+    if "id" not in _columns(conn, "submissions"):
+        return
+    for rows in _chunks(conn.execute("SELECT * FROM submissions ORDER BY created_at, id")):
+        yield [{name: r[name] for name in _SUBMISSION_COLUMNS} for r in rows]
+
+
 async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float | None = None) -> Copied:
     """Migrate the PostgreSQL schema, then copy `source` into it in one transaction."""
     import psycopg
@@ -216,6 +232,9 @@ async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float 
                 _count(result, "outputs", inserted, len(rows))
                 result.paths_converted += sum(r["converted"] for r in rows)
                 queued |= inserted > 0 and any(r["state"] == "pending" for r in rows)
+            for rows in read_submissions(source):
+                inserted = await copy.insert_submissions(conn, rows)
+                _count(result, "submissions", inserted, len(rows))
             await copy.wake(conn, deliveries=pending_deliveries, downloads=queued)
     except psycopg.Error as exc:
         raise MigrateError(

@@ -11,6 +11,7 @@ _DELIVERY_COLUMNS = (
     ("idempotency_key", "text"), ("job_id", "text"), ("event_type", "text"), ("status", "text"),
     ("received_at", "float8"), ("signed_at", "int8"), ("remote_addr", "text"), ("headers", "text"),
     ("body", "bytea"), ("state", "text"), ("error", "text"), ("applied_at", "float8"), ("replay_key", "bytea"),
+    ("submission_id", "text"),
 )  # fmt: skip
 _JOB_COLUMNS = (
     ("id", "text"), ("model", "text"), ("prompt", "text"), ("status", "text"), ("created_at", "float8"),
@@ -26,6 +27,12 @@ _EVENT_COLUMNS = (
 _OUTPUT_COLUMNS = (
     ("job_id", "text"), ("idx", "int4"), ("state", "text"), ("attempts", "int4"), ("next_attempt_at", "float8"),
     ("bytes", "int8"), ("sha256", "text"), ("content_key", "text"), ("error", "text"), ("updated_at", "float8"),
+)  # fmt: skip
+
+_SUBMISSION_COLUMNS = (
+    ("id", "text"), ("idempotency_key", "text"), ("fingerprint", "text"), ("state", "text"), ("model", "text"),
+    ("prompt", "text"), ("job_id", "text"), ("upstream_status", "int4"), ("error", "text"),
+    ("created_at", "float8"), ("updated_at", "float8"),
 )  # fmt: skip
 
 
@@ -71,6 +78,12 @@ async def insert_events(conn: Conn, rows: list[dict[str, Any]]) -> int:
 async def insert_outputs(conn: Conn, rows: list[dict[str, Any]]) -> int:
     sql = _insert("outputs", _OUTPUT_COLUMNS, "(job_id, idx)", "state")
     return len(await (await conn.execute(sql, _arrays(rows, _OUTPUT_COLUMNS))).fetchall())
+
+
+async def insert_submissions(conn: Conn, rows: list[dict[str, Any]]) -> int:
+    """Insert the submissions not there yet (by id or by idempotency key); how many."""
+    sql = _insert("submissions", _SUBMISSION_COLUMNS, "", "id")
+    return len(await (await conn.execute(sql, _arrays(rows, _SUBMISSION_COLUMNS))).fetchall())
 
 
 async def wake(conn: Conn, *, deliveries: bool, downloads: bool) -> None:
