@@ -605,7 +605,7 @@ def test_caddy_in_front_of_the_receiver(stack: Stack, caddy_stack: tuple[str, in
 
 def test_env_example_documents_every_variable() -> None:
     names = set()
-    for path in [*ROOT.glob("receiver/*.py"), *ROOT.glob("client/**/*.py")]:
+    for path in [*ROOT.glob("receiver/**/*.py"), *ROOT.glob("client/**/*.py")]:
         names |= set(re.findall(r"\b((?:OPENROUTER|RECEIVER)_[A-Z_]+)\b", path.read_text()))
     # Module constants in client/_cli/receiver_link.py, not variables.
     names -= {"RECEIVER_WEBHOOK_PATH", "RECEIVER_TIMEOUT"}
