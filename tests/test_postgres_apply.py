@@ -89,9 +89,8 @@ def test_a_query_waits_for_a_delivery_another_replica_is_applying(pg_url: str) -
 
 
 def test_two_appliers_apply_every_delivery_once_in_order_per_job(pg_url: str) -> None:
-    jobs = [f"jobC{n:02d}" for n in range(12)]
-
-    async def main() -> list[Any]:
+    async def one_round(r: int) -> tuple[bool, list[Any]]:
+        jobs = [f"jobC{r}x{n:02d}" for n in range(12)]
         async with (
             stores(pg_url, listen=False, worker="a") as a,
             stores(pg_url, listen=False, worker="b") as b,
@@ -113,19 +112,27 @@ def test_two_appliers_apply_every_delivery_once_in_order_per_job(pg_url: str) ->
                 return got
 
             got_a, got_b = await asyncio.gather(drain(a), drain(b))
-            assert got_a and got_b
             ids = [d.delivery_id for d in got_a + got_b]
             assert len(ids) == len(set(ids)) == 36
-            return [await a.jobs.get(job_id) for job_id in jobs]
+            return bool(got_a and got_b), [await a.jobs.get(job_id) for job_id in jobs]
 
-    for record in asyncio.run(main()):
-        assert record.status == "completed"
-        assert [e.status for e in record.events if e.kind == "status"] == [
-            "pending",
-            "in_progress",
-            "completed",
-        ]
-        assert [(o.index, o.state) for o in record.outputs] == [(0, "pending"), (1, "pending")]
+    # Both must really have raced at least once: on a loaded machine one applier can drain a round
+    # before the other's first claim, which proves nothing about two at once; up to 5 rounds.
+    raced = False
+    for r in range(5):
+        both, records = asyncio.run(one_round(r))
+        for record in records:
+            assert record.status == "completed"
+            assert [e.status for e in record.events if e.kind == "status"] == [
+                "pending",
+                "in_progress",
+                "completed",
+            ]
+            assert [(o.index, o.state) for o in record.outputs] == [(0, "pending"), (1, "pending")]
+        if both:
+            raced = True
+            break
+    assert raced, "in 5 rounds one applier always drained everything before the other claimed any"
 
 
 def test_a_delivery_that_raises_is_marked_failed_when_isolated(
