@@ -124,6 +124,8 @@ class Pages:
         self.env.globals["static"] = lambda name: f"/ui/static/{name}?v={version}"
         self.env.globals["statuses"] = ALL_STATUSES
         self.env.globals["terminal"] = TERMINAL_STATUSES
+        # Submitting needs the receiver's public URL (OpenRouter is given its webhook URL).
+        self.env.globals["can_submit"] = settings.callback_url is not None
 
     # -- plumbing ------------------------------------------------------------------------------
 
