@@ -79,7 +79,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    config = fast_simulator_config(pending_seconds=0.1, in_progress_seconds=0.2)
+    # Slow enough that the job page is seen pending before it turns completed.
+    config = fast_simulator_config(pending_seconds=1.5, in_progress_seconds=1.5)
     with (
         running_simulator(config) as sim,
         tempfile.TemporaryDirectory() as data_dir,
@@ -137,7 +138,7 @@ def test_without_javascript_the_server_renders_the_chosen_models_fields(stack: S
 def test_review_shows_the_estimate_then_one_paid_submit_lands_on_the_job_live(stack: Stack) -> None:
     watch = ConsoleWatch()
     page = stack.page(watch)
-    prompt = "[sim:pending=1.5, in_progress=1.5] a red fox trotting through fresh snow"
+    prompt = "a red fox trotting through fresh snow at dawn, low sun, long shadows"
     page.goto(f"{stack.rx.url}/ui/submit?model={MODEL}")
     for name in ("duration", "resolution", "aspect_ratio", "audio"):
         page.select_option(f"#{name}", CHOICES[name])
