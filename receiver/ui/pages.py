@@ -4,7 +4,7 @@ signed-in wrapper every page and action goes through (`Pages.page`).
 Every page answers with a strict Content-Security-Policy (scripts, styles and media from this origin
 only, no inline code, no framing), `nosniff`, `Referrer-Policy: same-origin` and `Cache-Control:
 no-store`. Every state-changing request is a POST from a same-origin form with the session's CSRF
-token. The pages themselves are in `views.py`.
+token. The pages themselves are in `views.py` and `submit_views.py`.
 """
 
 from __future__ import annotations
