@@ -16,13 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
 from openrouter_video import ValidationError
-from openrouter_video._validation import build_submit_body
 
 from . import api, contract
 from .contract import ContractError, present_submission
@@ -31,6 +29,7 @@ from .domain.submissions import REFUSED, SUBMITTED, check_idempotency_key
 from .errors import error_response
 from .state import ReceiverState, state_of
 from .storage.base import StoreUnavailable
+from .submit_request import prepare_submit
 from .submitting import CannotSubmit, KeyReused
 
 log = structlog.get_logger("receiver.api")
@@ -39,7 +38,6 @@ IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # Upstream refusals answered with upstream's own status; any other (401/403: upstream refused the
 # receiver's API key, which is not the caller's doing) is a 502.
 _PASSED_THROUGH = frozenset({400, 402, 404, 413, 422, 429})
-_IMAGE_FIELDS = ("image_url", "audio_url", "video_url")
 
 
 async def post_jobs(request: Request) -> Response:
@@ -57,15 +55,8 @@ async def submit_job(request: Request, payload: dict[str, Any]) -> Response:
         key = check_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
     except ValueError as exc:
         return error_response(400, str(exc))
-    if "callback_url" in payload:
-        return error_response(
-            400,
-            "callback_url is set by the receiver (its own webhook URL, naming the submission); leave it out",
-        )
     try:
-        parsed = contract.parse(payload, contract.SubmitRequest)
-        fields = _client_fields(parsed)
-        upstream_body = build_submit_body(**fields)
+        fields, upstream_body = prepare_submit(payload)
         submitted = await s.submitter.submit(key, fields, upstream_body)
     except ContractError as exc:
         return error_response(400, str(exc))
@@ -85,31 +76,6 @@ async def get_submission(request: Request) -> Response:
     if record is None:
         return error_response(404, f"no submission with id or Idempotency-Key {ref[:200]!r}")
     return _json(await _shown(s, record), 200)
-
-
-def _client_fields(parsed: contract.SubmitRequest) -> dict[str, Any]:
-    """The body as the client's submit arguments; every image, audio or video input must be an https
-    or data: URL (the client would read a local path: the receiver reads no files for a caller)."""
-    fields: dict[str, Any] = msgspec.to_builtins(parsed)
-    provider = fields.pop("provider", None)
-    if provider is not None:
-        fields["provider_options"] = provider["options"]
-    inputs = [(f"frame_images[{i}]", f["image_url"]) for i, f in enumerate(fields.get("frame_images") or ())]
-    for i, ref in enumerate(fields.get("input_references") or ()):
-        inputs += [(f"input_references[{i}].{k}", ref[k]) for k in _IMAGE_FIELDS if ref.get(k)]
-        if sum(1 for k in _IMAGE_FIELDS if ref.get(k)) != 1 or not ref.get(ref["type"]):
-            raise ValidationError(
-                f"input_references[{i}]",
-                ref["type"],
-                f"input_references[{i}] needs its {ref['type']} and no other",
-            )
-    for name, inner in inputs:
-        url = inner["url"]
-        if not url.startswith(("https://", "data:")):
-            raise ValidationError(
-                name, url[:100], f"{name} must be an https:// or data: URL, got {url[:100]!r}"
-            )
-    return fields
 
 
 def _allowed(allowed: Any) -> list[Any] | None:

@@ -26,6 +26,7 @@ from openrouter_video import (
     AsyncOpenRouterVideo,
     OpenRouterVideoError,
     ValidationError,
+    VideoModel,
     is_valid_job_id,
 )
 from openrouter_video._validation import check_capabilities
@@ -93,7 +94,7 @@ class Submitter:
         """`request`: the client's keyword arguments (validated into `upstream_body` by the caller)."""
         stored = await self._stores.submissions.get(key, by_key=True)
         if stored is None:
-            await self._check_catalog(upstream_body)
+            await self.check(upstream_body)
             callback = self._settings.callback_url
             if callback is None:
                 raise CannotSubmit(
@@ -114,9 +115,18 @@ class Submitter:
             )
         return Submitted(await self._settled(stored), created=False)
 
-    async def _check_catalog(self, body: dict[str, Any]) -> None:
-        """ValidationError when the model's catalog entry rules the request out; CannotSubmit when the
-        catalog cannot be fetched (the client caches it for its TTL)."""
+    async def catalog(self) -> list[VideoModel]:
+        """Every model of the catalog (fetched through the client, cached for its TTL); CannotSubmit
+        when it cannot be fetched. The dashboard's Submit form is built from it."""
+        try:
+            async with self._catalog_lock:
+                return await self._client.models()
+        except OpenRouterVideoError as exc:
+            raise CannotSubmit(f"the model catalog could not be fetched ({exc})") from None
+
+    async def check(self, body: dict[str, Any]) -> VideoModel:
+        """The model's catalog entry, once it allows `body`: ValidationError when it rules the request
+        out (an unknown model too), CannotSubmit when the catalog cannot be fetched."""
         try:
             async with self._catalog_lock:
                 entry = await self._client.model(body["model"])
@@ -127,6 +137,7 @@ class Submitter:
                 f"the model catalog could not be fetched ({exc}); nothing was submitted"
             ) from None
         check_capabilities(body, entry)
+        return entry
 
     async def _call_upstream(
         self, record: SubmissionRecord, request: dict[str, Any], callback: str

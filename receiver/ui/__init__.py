@@ -1,5 +1,5 @@
 """The web dashboard, served by the receiver under /ui/ (issue 14): find a job, watch it move, play its
-video, fix what went wrong.
+video, fix what went wrong, submit a new one.
 
 `routes(settings)` is all the app adds; `ROUTE_TEMPLATES` are its paths as latency labels. Pages are
 server-rendered (Jinja2, autoescaped), with one stylesheet and one small script from `static/`
@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 from ..settings import Settings
 from .pages import STATIC_DIR, SecurityHeaders
+from .submit_views import SubmitPages
 from .views import Dashboard
 
 __all__ = ["ROUTE_TEMPLATES", "routes"]
@@ -34,6 +35,10 @@ ROUTE_TEMPLATES = (
     "/ui/jobs/{job_id}",
     "/ui/jobs/{job_id}/content",
     "/ui/jobs/{job_id}/outputs/{index}/retry",
+    "/ui/submit",
+    "/ui/submit/review",
+    "/ui/submit/pay",
+    "/ui/submissions/{ref}",
     "/ui/static",
 )
 
@@ -48,6 +53,7 @@ def _guarded(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
 
 def routes(settings: Settings) -> list[BaseRoute]:
     ui = Dashboard(settings)
+    submit = SubmitPages(ui)
     guarded = _guarded
     return [
         Route("/", _to_dashboard, methods=["GET", "HEAD"]),
@@ -62,5 +68,9 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/ui/jobs/{job_id}", guarded(ui.page(ui.job)), methods=["GET", "HEAD"]),
         Route("/ui/jobs/{job_id}/content", guarded(ui.page(ui.content, api=True)), methods=["GET", "HEAD"]),
         Route("/ui/jobs/{job_id}/outputs/{index}/retry", guarded(ui.page(ui.retry_output)), methods=["POST"]),
+        Route("/ui/submit", guarded(ui.page(submit.form)), methods=["GET", "HEAD", "POST"]),
+        Route("/ui/submit/review", guarded(ui.page(submit.review)), methods=["POST"]),
+        Route("/ui/submit/pay", guarded(ui.page(submit.pay)), methods=["POST"]),
+        Route("/ui/submissions/{ref}", guarded(ui.page(submit.submission)), methods=["GET", "HEAD"]),
         Mount("/ui/static", app=SecurityHeaders(StaticFiles(directory=STATIC_DIR))),
     ]

@@ -4,7 +4,8 @@ The rest of `receiver/ui` never touches a store: it calls these async functions 
 `ReceiverState` and gets typed records back (`receiver.domain.model`; the small dataclasses below are
 the dashboard's own shapes). They run on the configured backend's `stores.dashboard` (SQLite or
 PostgreSQL: see storage.base.Dashboard), `stores.jobs`, `stores.deliveries`, `stores.downloads` and
-the content store, and on this process's applier; no backend is imported here.
+the content store, on this process's applier, and on its submitter (the Submit page pays through the
+same `Submitter.submit` as `POST /jobs`); no backend is imported here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.responses import Response
 
-from openrouter_video import is_valid_job_id
+from openrouter_video import VideoModel, is_valid_job_id
 
 from ..api import disk_free
 from ..domain.model import (
@@ -29,9 +31,11 @@ from ..domain.model import (
     JobFilter,
     JobRecord,
     JobSearch,
+    SubmissionRecord,
     TimelineEntry,
 )
 from ..state import ReceiverState
+from ..submitting import Submitted
 
 # Who an operator's action is recorded as, in a job's events.
 ACTOR = "dashboard"
@@ -213,3 +217,30 @@ def on_applied(state: ReceiverState, callback: Callable[[], None]) -> Callable[[
 
     state.applier.listeners.append(listener)
     return lambda: state.applier.listeners.remove(listener)
+
+
+# -- submitting (through the same submitter as `POST /jobs`) --------------------------------------
+
+
+def can_submit(state: ReceiverState) -> bool:
+    """Submitting needs RECEIVER_PUBLIC_URL: OpenRouter is given the receiver's own webhook URL."""
+    return state.settings.callback_url is not None
+
+
+async def catalog(state: ReceiverState) -> list[VideoModel]:
+    """The model catalog, from the submitter's cached copy (CannotSubmit when it cannot be fetched)."""
+    return await state.submitter.catalog()
+
+
+async def check_submit(state: ReceiverState, body: dict[str, Any]) -> VideoModel:
+    """The model's entry once it allows `body` (an upstream body): ValidationError, CannotSubmit."""
+    return await state.submitter.check(body)
+
+
+async def submit(state: ReceiverState, key: str, fields: dict[str, Any], body: dict[str, Any]) -> Submitted:
+    """The paid submit, exactly once per key: `POST /jobs`'s own path (`Submitter.submit`)."""
+    return await state.submitter.submit(key, fields, body)
+
+
+async def get_submission(state: ReceiverState, ref: str) -> SubmissionRecord | None:
+    return await state.stores.submissions.get(ref)

@@ -103,6 +103,10 @@ def status_class(status: str | None) -> str:
         "deleted",
         "applied",
         "test",
+        "submitting",
+        "submitted",
+        "refused",
+        "outcome_unknown",
     }
     return f"badge-{status}" if status in known else "badge-other"
 

@@ -4,7 +4,7 @@ signed-in wrapper every page and action goes through (`Pages.page`).
 Every page answers with a strict Content-Security-Policy (scripts, styles and media from this origin
 only, no inline code, no framing), `nosniff`, `Referrer-Policy: same-origin` and `Cache-Control:
 no-store`. Every state-changing request is a POST from a same-origin form with the session's CSRF
-token. The pages themselves are in `views.py`.
+token. The pages themselves are in `views.py` and `submit_views.py`.
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ class Pages:
         self.env.globals["static"] = lambda name: f"/ui/static/{name}?v={version}"
         self.env.globals["statuses"] = ALL_STATUSES
         self.env.globals["terminal"] = TERMINAL_STATUSES
+        # Submitting needs the receiver's public URL (OpenRouter is given its webhook URL).
+        self.env.globals["can_submit"] = settings.callback_url is not None
 
     # -- plumbing ------------------------------------------------------------------------------
 

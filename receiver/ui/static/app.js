@@ -1,4 +1,5 @@
-// openrouter-video dashboard: live updates over Server-Sent Events, local times on hover, confirmations.
+// openrouter-video dashboard: live updates over Server-Sent Events, local times on hover, confirmations,
+// and the Submit form's fields following the chosen model.
 // Plain JavaScript, no framework, no inline code (the pages' Content-Security-Policy forbids it).
 (function () {
   "use strict";
@@ -60,6 +61,36 @@
     return run;
   }
 
+  // The Submit form: another model swaps in that model's fields (durations, resolutions, ...), keeping
+  // the values it also allows and the prompt; without this script, "Show its options" does the same.
+  function submitForm() {
+    var select = document.getElementById("model");
+    var form = document.getElementById("submit-form");
+    if (!select || !form || !select.dataset.fields) return;
+    var button = document.getElementById("model-show");
+    if (button) button.hidden = true;
+    var latest = 0;
+    select.addEventListener("change", function () {
+      var asked = ++latest;
+      var query = new URLSearchParams();
+      query.set("model", select.value);
+      ["duration", "resolution", "aspect_ratio", "audio", "seed"].forEach(function (name) {
+        var field = form.elements.namedItem(name);
+        if (field && field.value) query.set(name, field.value);
+      });
+      fetch(select.dataset.fields + "&" + query.toString(), { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (response) { return response.ok && !response.redirected ? response.text() : null; })
+        .then(function (html) {
+          if (html === null || asked !== latest) return;
+          var fresh = parse(html).querySelector("#model-fields");
+          var old = document.getElementById("model-fields");
+          if (fresh && old) old.replaceWith(fresh);
+          history.replaceState(null, "", "/ui/submit?model=" + encodeURIComponent(select.value));
+        })
+        .catch(function () { if (button) button.hidden = false; });
+    });
+  }
+
   function keepPlayingOutputs(old, fresh) {
     var before = old.querySelector("#outputs");
     var after = fresh.querySelector("#outputs");
@@ -69,6 +100,7 @@
   function start() {
     localTimes(document);
     confirmations(document);
+    submitForm();
     var table = document.getElementById("jobs-table");
     var job = document.getElementById("job-live");
     var ops = document.getElementById("ops-live");
