@@ -15,6 +15,7 @@ from test_postgres_store import stores, until
 
 from openrouter_video import VideoJob
 from openrouter_video.receiver.domain.model import Delivery
+from openrouter_video.receiver.domain.states import rank
 from openrouter_video.receiver.storage.postgres import applying
 
 
@@ -88,7 +89,7 @@ def test_a_query_waits_for_a_delivery_another_replica_is_applying(pg_url: str) -
     asyncio.run(main())
 
 
-def test_two_appliers_apply_every_delivery_once_in_order_per_job(pg_url: str) -> None:
+def test_two_appliers_apply_every_delivery_once_and_never_move_a_job_back(pg_url: str) -> None:
     async def one_round(r: int) -> tuple[bool, list[Any]]:
         jobs = [f"jobC{r}x{n:02d}" for n in range(12)]
         async with (
@@ -123,11 +124,12 @@ def test_two_appliers_apply_every_delivery_once_in_order_per_job(pg_url: str) ->
         both, records = asyncio.run(one_round(r))
         for record in records:
             assert record.status == "completed"
-            assert [e.status for e in record.events if e.kind == "status"] == [
-                "pending",
-                "in_progress",
-                "completed",
-            ]
+            # Two appliers may take one job's deliveries in other batches and apply a later one first
+            # (SKIP LOCKED claims by id, the job lock is per batch); the forward-only plan makes that
+            # harmless: the status never moves back, and it ends where the last event says.
+            statuses = [e.status for e in record.events if e.kind == "status"]
+            assert statuses and statuses[-1] == "completed"
+            assert [rank(s) for s in statuses] == sorted(rank(s) for s in statuses)
             assert [(o.index, o.state) for o in record.outputs] == [(0, "pending"), (1, "pending")]
         if both:
             raced = True

@@ -4,6 +4,9 @@ Pending deliveries are claimed with `SELECT ... FOR UPDATE SKIP LOCKED` in the t
 applies them: each replica's applier takes a different batch, and a crash gives its batch back at
 once (the rollback ends the locks; no lease to wait for). What a body is and what it does to its job
 are the domain's decisions (`plan_delivery`, `plan_job_update`); this stores them (`changes.py`).
+Two appliers may hold deliveries of one job in different batches, so a later one can be applied
+first; the forward-only plan makes the order harmless (a status never moves back; the earlier event
+is kept in the job's history as what it was), as it does for OpenRouter's own out-of-order sends.
 
 A query on any replica must show an acknowledged delivery's effect: `apply_pending_for_job` finds the
 job's pending deliveries by its id in their bodies (as the SQLite store does), waiting for rows another
