@@ -85,9 +85,12 @@ class DeliveryLog(DeliveryPages):
         return self._queued(await self._db.transaction(apply))
 
     def _queued(self, applied: list[AppliedDelivery]) -> list[AppliedDelivery]:
-        """Wake this process's fetcher at once (the others get the NOTIFY sent at commit)."""
+        """Wake this process's fetcher at once (the others get the NOTIFY sent at commit), and the
+        waits on jobs everywhere."""
         if any(a.outputs_queued for a in applied):
             self._wakeups.notify("downloads")
+        if applied:
+            self._wakeups.jobs_changed()
         return applied
 
 
