@@ -191,6 +191,25 @@ def test_the_async_client_waits_for_a_finished_job_and_gives_up_at_its_deadline(
     assert (late.job_id, late.status) == ("jobAsyncWait", "in_progress")
 
 
+def test_a_client_that_hangs_up_leaves_no_waiter_or_stream_behind(receiver, simulator) -> None:
+    send(receiver, simulator.secret, "jobHangUp", "in_progress")
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up long before the 50 s it asked for
+        httpx.get(f"{receiver.url}/jobs/jobHangUp", params={"wait": 50}, headers=AUTH, timeout=1.0)
+    wait_until(lambda: open_waits(receiver.url) == 0, what="the hung-up long-poll's waiter to go")
+
+    def open_streams() -> float:
+        text = receiver.get("/metrics").text
+        return next(
+            float(ln.split()[1]) for ln in text.splitlines() if ln.startswith("receiver_event_streams_open ")
+        )
+
+    stream = events(receiver.url)
+    assert next(stream)["event"] == "ready"
+    assert open_streams() == 1
+    stream.close()
+    wait_until(lambda: open_streams() == 0, what="the closed stream to go")
+
+
 # -- the event stream ------------------------------------------------------------------------------
 
 
