@@ -21,6 +21,8 @@ import contextlib
 from starlette.requests import Request
 from starlette.responses import Response
 
+from openrouter_video import is_valid_job_id
+
 from . import api
 from .domain.model import JobRecord
 from .domain.waiting import parse_wait, settled, version
@@ -39,6 +41,8 @@ async def get_job(request: Request) -> Response:
     except ValueError as exc:
         return error_response(400, str(exc))
     job_id = request.path_params["job_id"]
+    if not is_valid_job_id(job_id):
+        return error_response(404, f"no job {job_id[:100]!r}")
     s = state_of(request)
     watch = s.watch
     deadline = asyncio.get_running_loop().time() + seconds

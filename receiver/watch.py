@@ -145,6 +145,9 @@ class JobWatch:
                 changes = await self._stores.dashboard.changes_since(token, limit=None)
             except Exception as exc:  # a store error must not end the waits; they time out meanwhile
                 log.warning("watch.look_failed", error=str(exc) or type(exc).__name__)
+                if not (self._waiters or self._streams):
+                    self._ready.clear()
+                    return  # nobody waits: the next waiter starts afresh
                 await asyncio.sleep(RETRY_AFTER_ERROR)
                 continue
             self.looks += 1

@@ -9,8 +9,9 @@ A notification is sent only once its work is committed, so the woken worker find
   which serialized every acknowledgement. Measured with 32 concurrent recorders, fsync on, on a
   shared 2-core machine (noisy): 1,170-1,320 acks/s with the NOTIFY inside against 2,130-2,940/s
   without; coalesced after the commit (one NOTIFY per ~25 acks) within the noise of none.
-- a job's status or outputs changed: `jobs_changed()` after the commit (this process at once, the
-  others by a coalesced `announce('jobs')`): what wakes the long-polls and event streams everywhere.
+- a job's status or outputs changed: `pg_notify('jobs')` inside an applier's transaction (a batch),
+  `jobs_changed()` after the other writes' commits (this process at once, the others by a coalesced
+  `announce('jobs')`): what wakes the long-polls and event streams everywhere.
 
 One dedicated connection (outside the pool: it must stay in LISTEN) receives them for this process and
 sets an event per topic. If that connection drops, the workers still wake on their timeouts (the
