@@ -5,7 +5,8 @@
         for job in rx.jobs(status="failed", since="2026-12-01"):    # follows the cursors
             print(job["id"], job["error"])
         rx.reprocess()                                              # apply what failed, after a fix
-        rx.submit("a red fox", model="google/veo-3.1", duration=4)  # paid exactly once, retried safely
+        sub = rx.submit("a red fox", model="google/veo-3.1", duration=4)  # paid exactly once
+        record = rx.wait(sub["job_id"], timeout=600)                # long-polls, no polling loop
 
 Records are plain dicts exactly as the API returns them (times ISO 8601 UTC). Errors come from the
 same tree as the OpenRouter client's (`openrouter_video._exceptions`): an error status is an
@@ -27,6 +28,7 @@ import httpx
 from ._base import error_from_response, translate_transport_error
 from ._exceptions import OpenRouterVideoError, ResponseFormatError
 from ._receiver_submit import SUBMIT_RETRIES, SUBMIT_TIMEOUT, SubmitPlan
+from ._receiver_wait import DEFAULT_WAIT_TIMEOUT, WaitPlan, wait_sync
 
 __all__ = ["DEFAULT_RECEIVER_TIMEOUT", "ReceiverClient"]
 
@@ -113,6 +115,17 @@ class ReceiverClient:
         """One job record with its outputs and events (NotFoundError if the receiver has none)."""
         return self._get_object(f"/jobs/{quote(job_id, safe='')}", {}, job_id=job_id)
 
+    def wait(self, job_id: str, *, timeout: float = DEFAULT_WAIT_TIMEOUT) -> dict[str, Any]:
+        """The job's record once it is finished: terminal, every output stored (or given up), by
+        long-polls (`GET /jobs/{id}?wait=`; see `openrouter_video._receiver_wait`). A failed job is
+        returned, not raised; JobNotFinished at the deadline; NotFoundError if the receiver has none."""
+        plan = WaitPlan(job_id, f"/jobs/{quote(job_id, safe='')}", timeout)
+
+        def get(path: str, params: dict[str, Any], request_timeout: httpx.Timeout) -> dict[str, Any]:
+            return self._request_object("GET", path, params=params, job_id=job_id, timeout=request_timeout)
+
+        return wait_sync(get, plan)
+
     # -- submitting through the receiver ---------------------------------------------------------
 
     def submit(
@@ -195,10 +208,16 @@ class ReceiverClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         job_id: str | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> dict[str, Any]:
         try:
             response = self._http.request(
-                method, self.url + path, params=params, json=json, headers=self._headers
+                method,
+                self.url + path,
+                params=params,
+                json=json,
+                headers=self._headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc, job_id=job_id) from exc

@@ -34,6 +34,7 @@ from ._exceptions import (
     SubmissionOutcomeUnknown,
     ValidationError,
 )
+from ._receiver_wait import DEFAULT_WAIT_TIMEOUT, WaitPlan, wait_async
 from ._validation import build_submit_body
 
 __all__ = ["AsyncReceiverClient", "SubmitPlan", "new_idempotency_key"]
@@ -211,9 +212,31 @@ class AsyncReceiverClient:
     async def job(self, job_id: str) -> dict[str, Any]:
         return await self._get(f"/jobs/{quote(job_id, safe='')}", job_id=job_id)
 
-    async def _get(self, path: str, *, job_id: str | None = None) -> dict[str, Any]:
+    async def wait(self, job_id: str, *, timeout: float = DEFAULT_WAIT_TIMEOUT) -> dict[str, Any]:
+        """The job's record once it is finished (terminal, every output stored or given up), by
+        long-polls; see `ReceiverClient.wait`."""
+        plan = WaitPlan(job_id, f"/jobs/{quote(job_id, safe='')}", timeout)
+
+        async def get(path: str, params: dict[str, Any], request_timeout: httpx.Timeout) -> dict[str, Any]:
+            return await self._get(path, job_id=job_id, params=params, timeout=request_timeout)
+
+        return await wait_async(get, plan)
+
+    async def _get(
+        self,
+        path: str,
+        *,
+        job_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> dict[str, Any]:
         try:
-            response = await self._http.get(self.url + path, headers=self._headers)
+            response = await self._http.get(
+                self.url + path,
+                headers=self._headers,
+                params=params,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc, job_id=job_id) from exc
         if response.status_code >= 300:

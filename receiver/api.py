@@ -101,7 +101,14 @@ async def list_jobs(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
-    s = state_of(request)
+    record = await find_job(state_of(request), job_id)
+    if record is None:
+        return error_response(404, f"no job {job_id[:100]!r}")
+    return job_response(record)
+
+
+async def find_job(s: ReceiverState, job_id: str) -> JobRecord | None:
+    """The job's record, with every delivery acknowledged for it applied (None: no such job)."""
     record = await s.stores.jobs.get(job_id) if is_valid_job_id(job_id) else None
     # An acknowledged delivery the applier has not reached yet must not read as "no such job": apply
     # that job's stored deliveries now (rarely needed: the applier runs milliseconds behind).
@@ -111,9 +118,13 @@ async def get_job(request: Request) -> Response:
         # Read again whatever that did: an applier (here, or another replica's) may have committed
         # this job's delivery after the first read, and then no delivery is pending any more.
         record = await s.stores.jobs.get(job_id)
-    if record is None:
-        return error_response(404, f"no job {job_id[:100]!r}")
-    return _json(contract.shape(present_job(record), contract.Job))
+    return record
+
+
+def job_response(record: JobRecord, headers: dict[str, str] | None = None) -> Response:
+    response = _json(contract.shape(present_job(record), contract.Job))
+    response.headers.update(headers or {})
+    return response
 
 
 async def get_content(request: Request) -> Response:
@@ -330,4 +341,6 @@ async def metrics(request: Request) -> Response:
     except Exception as exc:
         log.warning("metrics.store_unavailable", error=str(exc) or type(exc).__name__)
     gauges.set_gauge("receiver_disk_free_bytes", disk_free(s) or 0)
+    gauges.set_gauge("receiver_waits_open", s.watch.waiting)
+    gauges.set_gauge("receiver_event_streams_open", s.watch.open_streams)
     return PlainTextResponse(gauges.render(), media_type="text/plain; version=0.0.4")

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api, api_submit, ui
+from . import api, api_events, api_submit, api_wait, ui
 from .errors import INTERNAL_ERROR, error_response
 from .intake import WebhookFastPath
 from .logs import configure_logging
@@ -38,12 +38,13 @@ from .state import ReceiverState
 from .storage import open_stores
 from .storage.base import Stores
 from .submitting import Submitter
+from .watch import JobWatch
 from .workers.applier import Applier
 from .workers.fallback import FallbackPoller
 from .workers.fetcher import Fetcher
 from .workers.retention import retention_policy, run_sweeps
 
-PROTECTED_PREFIXES = ("/jobs", "/submissions", "/deliveries", "/metrics")
+PROTECTED_PREFIXES = ("/jobs", "/submissions", "/deliveries", "/events", "/metrics")
 # The request-latency histogram's route labels: the webhook and every route below, as templates.
 ROUTE_TEMPLATES = (
     WEBHOOK_PATH,
@@ -56,6 +57,7 @@ ROUTE_TEMPLATES = (
             "/submissions/{ref:path}",
             "/deliveries",
             "/deliveries/reprocess",
+            "/events",
             "/healthz",
             "/readyz",
             "/metrics",
@@ -96,6 +98,7 @@ def create_app(
         applier = Applier(held, metrics)
         poller = FallbackPoller(held, client, settings, metrics)
         submitter = Submitter(held, client, settings)
+        watch = JobWatch(held)
         await submitter.recover()  # submits a stopped run left undecided: outcome_unknown, never resent
         tasks = [
             asyncio.create_task(applier.run(), name="applier"),
@@ -124,9 +127,11 @@ def create_app(
                     applier=applier,
                     secrets=settings.secret_values(),
                     submitter=submitter,
+                    watch=watch,
                 )
             }
         finally:
+            watch.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -140,9 +145,10 @@ def create_app(
         Route("/jobs", api_submit.post_jobs, methods=["POST"]),
         Route("/submissions/{ref:path}", api_submit.get_submission, methods=["GET"]),
         Route("/jobs/{job_id:path}/content", api.get_content, methods=["GET", "HEAD"]),
-        Route("/jobs/{job_id:path}", api.get_job, methods=["GET"]),
+        Route("/jobs/{job_id:path}", api_wait.get_job, methods=["GET"]),
         Route("/deliveries", api.list_deliveries, methods=["GET"]),
         Route("/deliveries/reprocess", api.reprocess_deliveries, methods=["POST"]),
+        Route("/events", api_events.stream_events, methods=["GET"]),
         Route("/jobs/{job_id:path}", api.delete_job, methods=["DELETE"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", api.readyz, methods=["GET"]),

@@ -266,6 +266,30 @@ class ReprocessResult(msgspec.Struct):
     unprocessed: Annotated[int, msgspec.Meta(ge=0)]
 
 
+class OutputChange(msgspec.Struct):
+    index: Annotated[int, msgspec.Meta(ge=0)]
+    state: OutputState
+    url: str | None  # the content URL, once the output is done
+
+
+class JobChange(msgspec.Struct, kw_only=True):
+    """`GET /events`, event `job`: where a job stands after a change (its status, its outputs' states)."""
+
+    id: JobId
+    status: Status
+    updated_at: Time
+    terminal_at: Time | None
+    error: str | None
+    outputs: list[OutputChange]
+
+
+class EventsReset(msgspec.Struct):
+    """`GET /events`, event `reset`: the cursor it resumed from cannot be followed (why); changes may
+    have been missed: read again the jobs you follow. The stream goes on from now."""
+
+    reason: str
+
+
 class Health(msgspec.Struct):
     status: Literal["ok"]
 
@@ -332,6 +356,23 @@ def present_job(job: JobRecord) -> dict[str, Any]:
     ]
     record["events"] = [{**dataclasses.asdict(e), "at": iso(e.at)} for e in job.events]
     return record
+
+
+def present_change(job: JobRecord) -> JobChange:
+    """A job as `GET /events` tells a change of it."""
+    return JobChange(
+        id=job.id,
+        status=job.status,
+        updated_at=iso(job.updated_at) or "",
+        terminal_at=iso(job.terminal_at),
+        error=job.error,
+        outputs=[
+            OutputChange(
+                o.index, o.state, f"/jobs/{job.id}/content?index={o.index}" if o.state == "done" else None
+            )
+            for o in job.outputs
+        ],
+    )
 
 
 def present_summary(job: JobRecord) -> dict[str, Any]:

@@ -53,6 +53,8 @@ _GAUGES = {
     "receiver_deliveries_pending": "Deliveries stored and acknowledged but not applied to their job yet.",
     "receiver_fetch_queue_depth": "Outputs not yet downloaded (pending or downloading).",
     "receiver_disk_free_bytes": "Free bytes on the data dir's filesystem (readiness fails under RECEIVER_MIN_FREE_BYTES).",
+    "receiver_waits_open": "Long-polls (GET /jobs/{id}?wait=) waiting in this process.",
+    "receiver_event_streams_open": "GET /events streams open in this process.",
 }
 # Signed (OpenRouter's timestamp, whole seconds) to committed here: delivery delay plus our own.
 _STORED_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)

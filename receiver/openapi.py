@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse
 from openrouter_video import ALL_STATUSES, IDEMPOTENCY_HEADER, JOB_ID_PATTERN, SIGNATURE_HEADER, WEBHOOK_PATH
 
 from . import contract as c
+from .api_wait import WAIT_RESULT
+from .domain.waiting import MAX_WAIT
 
 _REF = "#/components/schemas/{name}"
 _BINARY = {"type": "string", "format": "binary"}
@@ -35,6 +37,8 @@ class Answer:
     shape: type | tuple[type, ...] | None = None  # several: any of them (anyOf)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
     headers: dict[str, Any] = field(default_factory=dict)
+    # Shapes carried inside a non-JSON answer (the data of Server-Sent Events): in the components only.
+    carries: tuple[type, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,28 @@ _JOB_ID = _param("job_id", "path", {"type": "string", "pattern": JOB_ID_PATTERN}
 _UNAUTHORIZED = Answer(
     "Missing or wrong bearer token.", c.ErrorEnvelope, headers={"WWW-Authenticate": {"schema": _TEXT}}
 )
+
+
+def _sse(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "event": {"const": name},
+            "id": _TEXT,
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+        },
+        "required": ["event", "data"],
+    }
+
+
+# One event of GET /events' stream, as a parsed Server-Sent Event (its data is JSON of the shape named).
+_SSE_EVENT = {
+    "oneOf": [
+        _sse("ready", {"type": "object"}),
+        _sse("job", {"$ref": _REF.format(name="JobChange")}),
+        _sse("reset", {"$ref": _REF.format(name="EventsReset")}),
+    ]
+}
 _TOO_LARGE = Answer("Body over the cap (RECEIVER_MAX_BODY_BYTES).", c.ErrorEnvelope)
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -178,12 +204,31 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         "/jobs/{job_id}",
         "getJob",
-        "One job record with its outputs and events",
-        parameters=(_JOB_ID,),
+        "One job record with its outputs and events; with `wait`, as soon as its status or an output's state changes",
+        parameters=(
+            _JOB_ID,
+            _param(
+                "wait",
+                "query",
+                {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT},
+                "Long-poll: hold the request until the job's status or an output's state changes, at most "
+                "this many seconds, then answer the record as it is (at once if it can change no more)",
+            ),
+        ),
         answers={
-            200: Answer("The record.", c.Job),
+            200: Answer(
+                "The record.",
+                c.Job,
+                headers={
+                    WAIT_RESULT: {
+                        "description": "With `wait`: why it was answered",
+                        "schema": {"type": "string", "enum": ["changed", "settled", "timeout", "closing"]},
+                    }
+                },
+            ),
+            400: Answer("A bad wait.", c.ErrorEnvelope),
             401: _UNAUTHORIZED,
-            404: Answer("No such job.", c.ErrorEnvelope),
+            404: Answer("No such job (or it was deleted while waited on).", c.ErrorEnvelope),
         },
     ),
     Operation(
@@ -267,6 +312,33 @@ OPERATIONS: tuple[Operation, ...] = (
             413: _TOO_LARGE,
         },
     ),
+    Operation(
+        "get",
+        "/events",
+        "streamEvents",
+        "Job changes as Server-Sent Events (`ready`, `job`: a JobChange, `reset`: an EventsReset), resumable",
+        parameters=(
+            _param("Last-Event-ID", "header", _TEXT, "Resume after this event id (EventSource sends it)"),
+            _param(
+                "since", "query", _TEXT, "Resume after this event id (for clients that cannot set headers)"
+            ),
+        ),
+        answers={
+            200: Answer(
+                "An endless text/event-stream; each `job` event's data is a JobChange, a `reset`'s an "
+                "EventsReset (see components); only the last event of a batch carries an `id:`.",
+                media={"text/event-stream": _SSE_EVENT},
+                carries=(c.JobChange, c.EventsReset),
+            ),
+            400: Answer("A cursor this API did not send.", c.ErrorEnvelope),
+            401: _UNAUTHORIZED,
+            503: Answer(
+                "Too many event streams open on this replica; retry after Retry-After.",
+                c.ErrorEnvelope,
+                headers={"Retry-After": {"schema": _TEXT}},
+            ),
+        },
+    ),
     Operation("get", "/healthz", "healthz", "Alive", public=True, answers={200: Answer("Alive.", c.Health)}),
     Operation(
         "get",
@@ -299,7 +371,10 @@ def _build(operations: tuple[Operation, ...]) -> dict[str, Any]:
         {
             t
             for op in operations
-            for t in (*_bodies(op), *(k for a in op.answers.values() for k in _kinds(a.shape)))
+            for t in (
+                *_bodies(op),
+                *(k for a in op.answers.values() for k in (*_kinds(a.shape), *a.carries)),
+            )
         },
         key=lambda t: t.__name__,
     )

@@ -209,13 +209,16 @@ class _Refused(Exception):
 
 
 class ReceiverServer(uvicorn.Server):
-    """uvicorn's server, which first ends the dashboard's live streams when it shuts down: they never
-    end by themselves, and uvicorn would wait for them until its graceful timeout."""
+    """uvicorn's server, which first ends the dashboard's live streams, the job event streams and the
+    long-polls when it shuts down: they end late or never by themselves, and uvicorn would wait for
+    them until its graceful timeout."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         from .ui.live import end_streams
+        from .watch import end_waits
 
         end_streams()
+        end_waits()
         await super().shutdown(sockets)
 
 

@@ -15,6 +15,7 @@ from .storage.base import Stores
 
 if TYPE_CHECKING:
     from .submitting import Submitter
+    from .watch import JobWatch
     from .workers.applier import Applier
     from .workers.fetcher import Fetcher
 
@@ -29,6 +30,7 @@ class ReceiverState:
     applier: Applier
     secrets: list[str]
     submitter: Submitter
+    watch: JobWatch  # long-polls and event streams (one change-feed reader per process)
 
 
 def state_of(request: Request) -> ReceiverState:

@@ -332,6 +332,8 @@ EXPECTED_SAMPLES = {
     "receiver_fetch_queue_depth",
     "receiver_deliveries_pending",
     "receiver_disk_free_bytes",
+    "receiver_waits_open",
+    "receiver_event_streams_open",
     "receiver_jobs",  # by status: an unknown upstream status is `other`, like the counters' labels
     *(
         f"receiver_{h}_seconds_{part}"

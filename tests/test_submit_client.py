@@ -94,3 +94,16 @@ def test_cli_submit_via_receiver(receiver, simulator) -> None:
     bad = CliRunner().invoke(cli, [*args[:-4], "--duration", "5", *args[-2:]], env=env)
     assert bad.exit_code == 2 and "duration" in bad.stderr and "Traceback" not in bad.output
     assert upstream_jobs(simulator) == 1
+
+
+def test_cli_submit_via_receiver_waits_until_the_video_is_stored(receiver, simulator) -> None:
+    env = {"RECEIVER_API_TOKEN": API_TOKEN, "OPENROUTER_API_KEY": None, "RECEIVER_URL": None}
+    args = ["submit", "a red fox", "-m", VEO, "--duration", "4", "--via-receiver", receiver.url, "--wait"]
+    result = CliRunner().invoke(cli, [*args, "--timeout", "60", "--json"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "completed" and [o["state"] for o in record["outputs"]] == ["done"]
+    failed = CliRunner().invoke(cli, ["submit", "[sim:outcome=failed] a storm", *args[2:]], env=env)
+    assert failed.exit_code == 1 and "failed" in failed.stderr, failed.output
+    refused = CliRunner().invoke(cli, [*args, "-o", "fox.mp4"], env=env)
+    assert refused.exit_code == 2 and "no -o" in refused.stderr

@@ -191,7 +191,9 @@ def submit_cmd(
     \b
     With --via-receiver URL the receiver submits it (the API key stays on the server): one
     Idempotency-Key per invocation, printed on stderr, so a retried timeout never pays twice; the
-    receiver checks the request against the catalog and sets the callback URL itself.
+    receiver checks the request against the catalog and sets the callback URL itself. With --wait,
+    it then waits (long-polls, no polling loop) until the receiver has stored the video, and prints
+    where to fetch it.
 
     \b
     The estimated cost (from the model's pricing SKUs) is printed on stderr before sending; it is
@@ -205,10 +207,10 @@ def submit_cmd(
     check_output(output, None, 0, force=force)  # before paying for a video that could not be saved
     if via_receiver is None and (token_file or idempotency_key):
         raise click.UsageError("--token-file and --idempotency-key go with --via-receiver")
-    if via_receiver is not None and (wait_ or callback_url):
+    if via_receiver is not None and (output or callback_url):
         raise click.UsageError(
-            "--via-receiver sets the callback URL itself and does not --wait yet; follow the job with "
-            f"`{PROG} jobs show ID --receiver URL`"
+            "--via-receiver sets the callback URL itself, and its --wait keeps the video on the receiver "
+            "(no -o): fetch it from the content URL printed, or with GET /jobs/ID/content"
         )
     fields: dict[str, Any] = {
         "duration": duration,
@@ -253,6 +255,7 @@ def submit_cmd(
             model=model,
             fields=fields,
             as_json=as_json,
+            wait_timeout=timeout if wait_ else None,
         )
         return
     state.submitting = True

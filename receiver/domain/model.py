@@ -184,6 +184,9 @@ SEARCH_WINDOW = 20_000
 TOTAL_CAP = 20_000
 # How many changed job ids one look at the change feed returns at most (more: "reload everything").
 CHANGES_LIMIT = 200
+CHANGES_READ = (
+    CHANGES_LIMIT * 20
+)  # job events one look at the change feed reads at most (a job's come in bursts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +266,7 @@ class ChangeToken:
 @dataclass(frozen=True, slots=True)
 class Changes:
     token: ChangeToken  # where the feed stands now: the next look starts here
-    jobs: tuple[str, ...] = ()  # jobs with an event since the previous token (at most CHANGES_LIMIT)
+    jobs: tuple[str, ...] = ()  # jobs with an event since the previous token (at most the look's limit)
     all: bool = False  # more changed than listed: whatever a page shows may have changed
     deliveries: bool = False  # a webhook delivery was stored since
 

@@ -22,7 +22,9 @@ Who uses what:
   applier (a webhook carrying a submission's reference ties it to its job), the start-up sweep.
 
 `Wakeups` lets a worker sleep until there may be work (an in-process event for SQLite, LISTEN/NOTIFY
-for PostgreSQL, so a download queued by one replica wakes the fetchers of the others).
+for PostgreSQL, so a download queued by one replica wakes the fetchers of the others). Topic `jobs`:
+a job's status or an output's state changed (committed); the watcher of long-polls and event streams
+(receiver/watch.py) sleeps on it, so a change made on any replica wakes the waits of every replica.
 
 Errors: a store that cannot commit raises `StoreUnavailable` (nothing of the write was kept); a
 cursor it did not issue raises ValueError. Nothing else escapes a backend: driver exceptions are
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from openrouter_video import VideoJob
 
 from ..domain.model import (
+    CHANGES_LIMIT,
     AppliedBatch,
     AppliedDelivery,
     ApplyResult,
@@ -266,9 +269,12 @@ class Dashboard(Protocol):
         event saying `who` did; the state it was in (None: no such output, or not one to retry)."""
         ...
 
-    async def changes_since(self, token: ChangeToken | None) -> Changes:
+    async def changes_since(self, token: ChangeToken | None, *, limit: int | None = CHANGES_LIMIT) -> Changes:
         """What changed since `token` (None: nothing yet, only where the feed stands): the jobs with
-        a new event, whether a delivery was stored. Sees every replica's commits."""
+        a new event, in the order they changed (at most `limit`, None: every one; `all` when more did),
+        whether a delivery was stored. Sees every replica's commits. A look reads a bounded number of
+        events; the returned token stands after the last one read, so the rest come on the next look
+        and nothing is skipped (the job events' API, GET /events, resumes from it)."""
         ...
 
     async def last_delivery_at(self) -> float | None:
@@ -276,12 +282,15 @@ class Dashboard(Protocol):
         ...
 
 
+WakeupTopic = Literal["deliveries", "downloads", "jobs"]
+
+
 class Wakeups(Protocol):
-    def notify(self, topic: Literal["deliveries", "downloads"]) -> None:
+    def notify(self, topic: WakeupTopic) -> None:
         """Work of this kind may be waiting (in this process; a backend may tell other replicas too)."""
         ...
 
-    async def wait(self, topic: Literal["deliveries", "downloads"], timeout: float) -> bool:
+    async def wait(self, topic: WakeupTopic, timeout: float) -> bool:
         """Sleep until `notify(topic)` (here or, for PostgreSQL, on any replica) or the timeout; True if woken."""
         ...
 

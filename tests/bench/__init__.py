@@ -9,6 +9,7 @@
 7. PostgreSQL (fsync on): durable webhook acks/s with one and two replicas vs pgbench's one-row INSERT
 8. S3 (SeaweedFS): a 1 GiB video stored through the receiver vs aws s3 cp, peak memory of both
 9. the dashboard's jobs page on 1,000,000 job records: first, filtered, deep-cursor and search pages
+10. long-polls waking after a webhook, 500 open at once (SQLite; PostgreSQL across two replicas), p50/p99
 
 Every benchmark runs its servers as subprocesses on loopback, is bounded in time and size, and
 removes its processes and files. See `__main__.py` for the options.

@@ -82,6 +82,12 @@ def _s3(ctx: Context) -> None:
     bench_s3(ctx)
 
 
+def _waiting(ctx: Context) -> None:
+    from .waiting import bench_waiting
+
+    bench_waiting(ctx)
+
+
 BENCHMARKS: dict[str, tuple[str, Callable[[Context], None]]] = {
     "1": ("durable webhook intake vs bare endpoint", _intake),
     "2": ("forged flood + genuine deliveries", _flood),
@@ -92,6 +98,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Context], None]]] = {
     "7": ("PostgreSQL: durable acks/s, 1 and 2 replicas, vs pgbench", _postgres),
     "8": ("S3: a video stored through the receiver vs aws s3 cp, peak memory", _s3),
     "9": ("dashboard jobs page on 1M records", _dashboard),
+    "10": ("long-poll wake after a webhook, 500 open waits", _waiting),
 }
 
 
@@ -142,7 +149,7 @@ def render_commands(ctx: Context, only: list[str], quick: bool) -> str:
         "## Benchmarks",
         "",
         "```sh",
-        "make bench                                   # all nine (several minutes); prints one table",
+        "make bench                                   # all ten (several minutes); prints one table",
         "make bench BENCH_ARGS='--only 1,3 --quick'   # a subset, smaller sizes (smoke run)",
         " ".join([".venv/bin/python -m tests.bench", *flags]) + "   # what produced this table",
         "# also: --strict (exit 1 on a miss), --profile DIR (py-spy the receiver in 1, 2 and 8), --python-load",

@@ -37,10 +37,10 @@ class PostgresStores:
         self.worker = worker
         self.deliveries = DeliveryLog(db, wakeups)
         self.jobs = Jobs(db)
-        self.downloads = Downloads(db, worker=worker, lease=lease)
+        self.downloads = Downloads(db, wakeups, worker=worker, lease=lease)
         self.polls = Polls(db, wakeups, worker=worker, lease=poll_lease)
         self.health = Health(db)
-        self.dashboard = Dashboard(db)
+        self.dashboard = Dashboard(db, wakeups)
         self.wakeups = wakeups
         self.submissions = Submissions(db)
 

@@ -88,9 +88,12 @@ class DeliveryLog(DeliveryPages):
         return self._queued(await self._db.transaction(apply))
 
     def _queued(self, applied: list[AppliedDelivery]) -> list[AppliedDelivery]:
-        """Wake this process's fetcher at once (the others get the NOTIFY sent at commit)."""
+        """Wake this process's fetcher and waits at once (the other replicas' get the NOTIFYs sent
+        at commit)."""
         if any(a.outputs_queued for a in applied):
             self._wakeups.notify("downloads")
+        if applied:
+            self._wakeups.notify("jobs")
         return applied
 
 
@@ -127,6 +130,11 @@ async def _apply_planned(
                     row["id"], row["idempotency_key"], row["received_at"], None, None, None, error
                 )
             )
+    if applied:
+        # Delivered at commit, to every replica: their long-polls and event streams look again. In the
+        # transaction, not announced after it: a NOTIFY of its own from the pool between two batches
+        # changed how two appliers' batches interleave (see test_postgres_apply's two appliers).
+        await conn.execute("SELECT pg_notify('jobs', '')")
     return applied
 
 

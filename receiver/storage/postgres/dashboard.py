@@ -11,6 +11,7 @@ from typing import Any
 
 from ...domain.dashboard import jobs_page, like_patterns, plan_output_retry, timeline
 from ...domain.model import (
+    CHANGES_LIMIT,
     AttentionOutput,
     Changes,
     ChangeToken,
@@ -28,6 +29,7 @@ from .changes import insert_events
 from .deliveries import SHOWN as DELIVERY_COLUMNS
 from .feed import changes_since
 from .jobs import JOB_COLUMNS, job_record
+from .wakeups import Wakeups
 
 # A prompt substring or a job id prefix, case-insensitive (ILIKE; `\` escapes, as like_patterns writes).
 _MATCH = "(prompt ILIKE %s OR id ILIKE %s)"
@@ -47,8 +49,9 @@ async def _rows(conn: Conn, sql: str, params: Any = ()) -> list[dict[str, Any]]:
 
 
 class Dashboard:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, wakeups: Wakeups) -> None:
         self._db = db
+        self._wakeups = wakeups
 
     async def _read(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         return await self._db.run(lambda conn: _rows(conn, sql, params), idempotent=True)
@@ -178,10 +181,13 @@ class Dashboard:
             await conn.execute("SELECT pg_notify('downloads', '')")  # delivered at commit, to every replica
             return str(rows[0]["state"])
 
-        return await self._db.transaction(retry)
+        was = await self._db.transaction(retry)
+        if was is not None:
+            self._wakeups.jobs_changed()
+        return was
 
-    async def changes_since(self, token: ChangeToken | None) -> Changes:
-        return await self._db.run(lambda conn: changes_since(conn, token), idempotent=True)
+    async def changes_since(self, token: ChangeToken | None, *, limit: int | None = CHANGES_LIMIT) -> Changes:
+        return await self._db.run(lambda conn: changes_since(conn, token, limit), idempotent=True)
 
     async def last_delivery_at(self) -> float | None:
         rows = await self._read("SELECT received_at FROM deliveries ORDER BY id DESC LIMIT 1")

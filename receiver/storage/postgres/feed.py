@@ -14,24 +14,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ...domain.model import CHANGES_LIMIT, Changes, ChangeToken
+from ...domain.model import CHANGES_LIMIT, CHANGES_READ, Changes, ChangeToken
 from ._db import Conn
 
 # Longer than a transaction of the receiver lasts (statements wait at most lock_timeout for a lock,
 # an idle transaction is ended at 60 s): an id not committed by then was rolled back.
 UNSEEN_FOR = 90.0
 SPAN = 1000  # ids below the newest looked for at most (in-flight transactions are far fewer)
-_READ = CHANGES_LIMIT * 20  # rows one look reads at most per table; the rest on the next look
+_READ = CHANGES_READ  # rows one look reads at most per table; the rest on the next look
 
 Unseen = tuple[tuple[int, float], ...]
 
 
 def advance(seen: int, unseen: Unseen, found: list[int], now: float) -> tuple[int, Unseen, set[int]]:
     """After reading the ids `found` (ascending) from just above the lowest unseen id (or `seen`):
-    (the newest id now seen, the ids still missing below it, the ids that are new)."""
+    (the newest id now seen, the ids still missing below it, the ids that are new).
+
+    An unseen id that is there now is new however long ago it was missed (a stream resumed from an
+    old token must still get it); only a missing one is given up after UNSEEN_FOR."""
     waiting = {i: since for i, since in unseen if now - since < UNSEEN_FOR}
     present = set(found)
-    new = {i for i in found if i > seen or i in waiting}
+    missed = {i for i, _since in unseen}
+    new = {i for i in found if i > seen or i in missed}
     top = max(found[-1] if found else seen, seen)
     missing = {i: since for i, since in waiting.items() if i not in present}
     for i in range(max(seen + 1, top - SPAN), top):
@@ -64,7 +68,7 @@ async def _newest(conn: Conn) -> ChangeToken:
     return ChangeToken(int(row["events"]), int(row["deliveries"]))
 
 
-async def changes_since(conn: Conn, token: ChangeToken | None) -> Changes:
+async def changes_since(conn: Conn, token: ChangeToken | None, limit: int | None = CHANGES_LIMIT) -> Changes:
     """See storage.base.Dashboard.changes_since."""
     if token is None:
         return Changes(await _newest(conn))
@@ -76,9 +80,10 @@ async def changes_since(conn: Conn, token: ChangeToken | None) -> Changes:
         conn, "deliveries", "id", token.deliveries, token.unseen_deliveries, now
     )
     jobs = list(dict.fromkeys(job_ids))  # distinct, in the order they changed
+    listed = jobs if limit is None else jobs[:limit]
     return Changes(
         ChangeToken(events, deliveries, unseen_events, unseen_deliveries),
-        jobs=tuple(jobs[:CHANGES_LIMIT]),
-        all=len(jobs) > CHANGES_LIMIT,
+        jobs=tuple(listed),
+        all=len(listed) < len(jobs),
         deliveries=bool(stored),
     )

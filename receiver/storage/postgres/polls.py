@@ -53,6 +53,8 @@ class Polls:
         result = await self._db.transaction(apply)
         if result.outputs_queued:
             self._wakeups.notify("downloads")
+        if result.decision != "same":
+            self._wakeups.jobs_changed()
         return result
 
     async def schedule(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
@@ -92,3 +94,4 @@ class Polls:
             )
 
         await self._db.transaction(mark)
+        self._wakeups.jobs_changed()

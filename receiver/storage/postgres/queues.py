@@ -15,6 +15,7 @@ from typing import Literal
 
 from ...domain.model import DownloadClaim
 from ._db import Conn, Database
+from .wakeups import Wakeups
 
 _CLAIMED = "job_id = %(job_id)s AND idx = %(index)s AND state = 'downloading' AND claimed_by = %(worker)s"
 
@@ -32,8 +33,9 @@ _CLAIM_DOWNLOADS = (
 class Downloads:
     """DownloadQueue: outputs claimed by `worker` under a `lease` it renews."""
 
-    def __init__(self, db: Database, *, worker: str, lease: float) -> None:
+    def __init__(self, db: Database, wakeups: Wakeups, *, worker: str, lease: float) -> None:
         self._db = db
+        self._wakeups = wakeups
         self.worker = worker
         self.lease = lease
 
@@ -86,7 +88,7 @@ class Downloads:
             "now": now,
             "detail": f"output {index}: {size} bytes, sha256 {sha256}",
         }
-        return await self._write(
+        return await self._changed(
             "WITH done AS (UPDATE outputs SET state = 'done', bytes = %(size)s, sha256 = %(sha256)s, "
             "content_key = %(key)s, error = NULL, updated_at = %(now)s, claimed_by = NULL, lease_until = NULL "
             f"WHERE {_CLAIMED} RETURNING job_id) "
@@ -129,13 +131,20 @@ class Downloads:
             "kind": f"download_{state}",
             "detail": f"output {index}: {error}",
         }
-        return await self._write(
+        return await self._changed(
             "WITH ended AS (UPDATE outputs SET state = %(state)s, error = %(error)s, updated_at = %(now)s, "
             f"claimed_by = NULL, lease_until = NULL WHERE {_CLAIMED} RETURNING job_id) "
             "INSERT INTO job_events (job_id, at, source, kind, detail) "
             "SELECT job_id, %(now)s, 'fetcher', %(kind)s, %(detail)s FROM ended",
             params,
         )
+
+    async def _changed(self, sql: str, params: dict[str, object]) -> bool:
+        """`_write` of an output's end (done, gone, failed): the waits on its job wake, on every replica."""
+        written = await self._write(sql, params)
+        if written:
+            self._wakeups.jobs_changed()
+        return written
 
     async def _write(self, sql: str, params: dict[str, object]) -> bool:
         async def write(conn: Conn) -> bool:

@@ -9,6 +9,9 @@ A notification is sent only once its work is committed, so the woken worker find
   which serialized every acknowledgement. Measured with 32 concurrent recorders, fsync on, on a
   shared 2-core machine (noisy): 1,170-1,320 acks/s with the NOTIFY inside against 2,130-2,940/s
   without; coalesced after the commit (one NOTIFY per ~25 acks) within the noise of none.
+- a job's status or outputs changed: `pg_notify('jobs')` inside an applier's transaction (a batch),
+  `jobs_changed()` after the other writes' commits (this process at once, the others by a coalesced
+  `announce('jobs')`): what wakes the long-polls and event streams everywhere.
 
 One dedicated connection (outside the pool: it must stay in LISTEN) receives them for this process and
 sets an event per topic. If that connection drops, the workers still wake on their timeouts (the
@@ -27,8 +30,8 @@ import structlog
 from ..base import StoreUnavailable
 from ._db import Conn, Database
 
-Topic = Literal["deliveries", "downloads"]
-TOPICS: tuple[Topic, ...] = ("deliveries", "downloads")
+Topic = Literal["deliveries", "downloads", "jobs"]
+TOPICS: tuple[Topic, ...] = ("deliveries", "downloads", "jobs")
 
 log = structlog.get_logger("receiver.storage.postgres")
 
@@ -76,6 +79,11 @@ class Wakeups:
                 self.sent += 1
             except StoreUnavailable:
                 return  # a hint only: the workers' timeouts cover it
+
+    def jobs_changed(self) -> None:
+        """A job's status or outputs changed (committed): wake the waits here now, and on the other replicas."""
+        self.notify("jobs")
+        self.announce("jobs")
 
     def notify(self, topic: Topic) -> None:
         """Wake this process's workers of `topic` (other replicas learn it from the store's NOTIFY)."""

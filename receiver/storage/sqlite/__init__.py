@@ -60,7 +60,7 @@ def open_sqlite(
         file=file,
         deliveries=SQLiteDeliveryLog(file, wakeups),
         jobs=SQLiteJobs(file),
-        downloads=SQLiteDownloads(file, worker=worker, lease=lease, exclusive=exclusive),
+        downloads=SQLiteDownloads(file, wakeups, worker=worker, lease=lease, exclusive=exclusive),
         polls=SQLitePolls(file, wakeups, worker=worker, lease=poll_lease),
         health=SQLiteHealth(file),
         dashboard=SQLiteDashboard(file, wakeups),

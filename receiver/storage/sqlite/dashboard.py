@@ -15,6 +15,7 @@ from typing import Any
 from ...domain.dashboard import jobs_page, like_patterns, plan_output_retry, timeline
 from ...domain.model import (
     CHANGES_LIMIT,
+    CHANGES_READ,
     AttentionOutput,
     Changes,
     ChangeToken,
@@ -168,27 +169,28 @@ def retry_output(conn: sqlite3.Connection, job_id: str, index: int, now: float, 
     return str(row["state"])
 
 
-def changes_since(conn: sqlite3.Connection, token: ChangeToken | None) -> Changes:
+def changes_since(conn: sqlite3.Connection, token: ChangeToken | None, limit: int | None) -> Changes:
     """One writer commits ids in order here: the newest ids seen are the whole token (two primary-key
-    lookups while nothing changed)."""
+    lookups while nothing changed). A look reads at most CHANGES_READ events; the token then stands at
+    the last one read and the next look goes on from there."""
     row = conn.execute(
         "SELECT (SELECT coalesce(max(id), 0) FROM job_events), (SELECT coalesce(max(id), 0) FROM deliveries)"
     ).fetchone()
     now = ChangeToken(int(row[0]), int(row[1]))
     if token is None or now == token:
         return Changes(now)
-    scanned = CHANGES_LIMIT * 20  # events read at most; a job's events come in bursts
-    jobs = [
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT job_id FROM (SELECT job_id FROM job_events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)",
-            (token.events, now.events, scanned),
-        )
-    ]
-    # More events than read: some jobs may be missing from the list, so the pages reload everything.
-    crowded = now.events - token.events > scanned or len(jobs) > CHANGES_LIMIT
+    rows = conn.execute(
+        "SELECT id, job_id FROM job_events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+        (token.events, now.events, CHANGES_READ),
+    ).fetchall()
+    events = rows[-1][0] if len(rows) == CHANGES_READ else now.events
+    jobs = list(dict.fromkeys(r[1] for r in rows))  # distinct, in the order they changed
+    listed = jobs if limit is None else jobs[:limit]
     return Changes(
-        now, tuple(jobs[:CHANGES_LIMIT]), all=crowded, deliveries=now.deliveries != token.deliveries
+        ChangeToken(events, now.deliveries),
+        tuple(listed),
+        all=len(listed) < len(jobs),  # more changed than listed: the pages reload everything
+        deliveries=now.deliveries != token.deliveries,
     )
 
 
@@ -227,10 +229,11 @@ class SQLiteDashboard:
         was = await self._file.write(retry_output, job_id, index, time.time(), who)
         if was is not None:
             self._wakeups.notify("downloads")
+            self._wakeups.notify("jobs")
         return was
 
-    async def changes_since(self, token: ChangeToken | None) -> Changes:
-        return self._file.read_now(changes_since, token)
+    async def changes_since(self, token: ChangeToken | None, *, limit: int | None = CHANGES_LIMIT) -> Changes:
+        return self._file.read_now(changes_since, token, limit)
 
     async def last_delivery_at(self) -> float | None:
         return self._file.read_now(last_delivery_at)

@@ -33,7 +33,7 @@ from .retention import prune
 if TYPE_CHECKING:
     import sqlite3
 
-Topic = Literal["deliveries", "downloads"]
+Topic = Literal["deliveries", "downloads", "jobs"]
 
 
 class LocalWakeups:
@@ -95,6 +95,8 @@ class SQLiteDeliveryLog:
     def _queued(self, applied: list[AppliedDelivery]) -> list[AppliedDelivery]:
         if any(a.outputs_queued for a in applied):
             self._wakeups.notify("downloads")
+        if applied:
+            self._wakeups.notify("jobs")  # the waits on jobs (receiver/watch.py)
         return applied
 
 
@@ -143,8 +145,11 @@ class SQLiteDownloads:
     """`exclusive`: this process serves the file alone (it holds the data-dir lock), so claims left by
     any other worker are known dead at start and are recovered at once, not when their lease runs out."""
 
-    def __init__(self, file: SQLiteFile, *, worker: str, lease: float, exclusive: bool) -> None:
+    def __init__(
+        self, file: SQLiteFile, wakeups: LocalWakeups, *, worker: str, lease: float, exclusive: bool
+    ) -> None:
         self._file = file
+        self._wakeups = wakeups
         self.worker = worker
         self.lease = lease
         self.exclusive = exclusive
@@ -163,15 +168,17 @@ class SQLiteDownloads:
         return await self._file.write(queues.release_claims_of_others, self.worker, time.time())
 
     async def finish(self, job_id: str, index: int, *, content_key: str, size: int, sha256: str) -> bool:
-        return await self._file.write(
-            queues.finish_download,
-            job_id,
-            index,
-            content_key=content_key,
-            size=size,
-            sha256=sha256,
-            now=time.time(),
-            worker=self.worker,
+        return self._changed(
+            await self._file.write(
+                queues.finish_download,
+                job_id,
+                index,
+                content_key=content_key,
+                size=size,
+                sha256=sha256,
+                now=time.time(),
+                worker=self.worker,
+            )
         )
 
     async def retry(
@@ -189,9 +196,23 @@ class SQLiteDownloads:
         )
 
     async def end(self, job_id: str, index: int, *, state: Literal["gone", "failed"], error: str) -> bool:
-        return await self._file.write(
-            queues.end_download, job_id, index, state=state, error=error, now=time.time(), worker=self.worker
+        return self._changed(
+            await self._file.write(
+                queues.end_download,
+                job_id,
+                index,
+                state=state,
+                error=error,
+                now=time.time(),
+                worker=self.worker,
+            )
         )
+
+    def _changed(self, written: bool) -> bool:
+        """After an output's end (done, gone, failed): the waits on its job wake."""
+        if written:
+            self._wakeups.notify("jobs")
+        return written
 
     async def content_key(self, job_id: str, index: int) -> str | None:
         return self._file.read_now(queues.content_key, job_id, index)
@@ -220,6 +241,8 @@ class SQLitePolls:
         result = await self._file.write(jobs.apply_job_update, job, source="poll", now=time.time())
         if result.outputs_queued:
             self._wakeups.notify("downloads")
+        if result.decision != "same":
+            self._wakeups.notify("jobs")
         return result
 
     async def schedule(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:
@@ -229,6 +252,7 @@ class SQLitePolls:
 
     async def not_found_upstream(self, job_id: str, detail: str) -> None:
         await self._file.write(jobs.mark_not_found_upstream, job_id, time.time(), detail)
+        self._wakeups.notify("jobs")
 
 
 class SQLiteHealth:
