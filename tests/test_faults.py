@@ -260,7 +260,12 @@ def test_full_disk_answers_503_keeps_nothing_half_written_and_recovers_by_itself
         simulator.config.webhook_attempts = 10
         simulator.config.webhook_backoff = 0.1
         with running_receiver(settings) as rx:
-            assert httpx.get(f"{rx.url}/readyz").status_code == 200
+            # Ready before the disk fills (on a loaded machine the first write check can take a while)
+            wait_until(
+                lambda: httpx.get(f"{rx.url}/readyz", timeout=30).status_code == 200,
+                timeout=30,
+                what="the receiver to be ready",
+            )
             reserve, filler = os.path.join(mount, "reserve"), os.path.join(mount, "filler")
             with open(reserve, "wb") as fh:
                 fh.write(b"\0" * (1536 * 1024))
