@@ -211,9 +211,18 @@ class AsyncReceiverClient:
     async def job(self, job_id: str) -> dict[str, Any]:
         return await self._get(f"/jobs/{quote(job_id, safe='')}", job_id=job_id)
 
-    async def _get(self, path: str, *, job_id: str | None = None) -> dict[str, Any]:
+    async def usage(
+        self, *, since: str | float | None = None, until: str | float | None = None, days: int | None = None
+    ) -> dict[str, Any]:
+        """`GET /usage` (see `ReceiverClient.usage`)."""
+        given = {"since": since, "until": until, "days": days}
+        return await self._get("/usage", params={k: v for k, v in given.items() if v is not None})
+
+    async def _get(
+        self, path: str, *, job_id: str | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         try:
-            response = await self._http.get(self.url + path, headers=self._headers)
+            response = await self._http.get(self.url + path, headers=self._headers, params=params)
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc, job_id=job_id) from exc
         if response.status_code >= 300:

@@ -33,6 +33,7 @@ from .submissions import OUTCOME_UNKNOWN, REFUSED, SUBMITTING
 Period = Literal["day", "month"]
 UnknownCost = Literal["refuse", "allow"]
 UNKNOWN_COST_POLICIES: tuple[UnknownCost, ...] = ("refuse", "allow")
+ADJECTIVE: dict[Period, str] = {"day": "daily", "month": "monthly"}
 ADMIN_TOKEN = "admin"  # the only token there is until named tokens exist
 _ENDED_UNPAID = frozenset({FAILED, CANCELLED, EXPIRED})
 DAY = 86400.0
@@ -118,7 +119,7 @@ def refusal(check: BudgetCheck, facts: list[SpendFact]) -> str | None:
         if so_far + check.estimate > cap.usd + 1e-9:  # a job that lands exactly on the cap fits
             whose = f" for token {cap.owner!r}" if cap.owner else ""
             return (
-                f"over budget: the {cap.period}ly cap{whose} is {usd(cap.usd)} (UTC {cap.period}), "
+                f"over budget: the {ADJECTIVE[cap.period]} cap{whose} is {usd(cap.usd)} (UTC {cap.period}), "
                 f"{usd(so_far)} is spent so far, and this job is estimated at {usd(check.estimate)}; "
                 "nothing was submitted"
             )
