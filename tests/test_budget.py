@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from dashboard_support import csrf_of, http_session
 from receiver_support import API_TOKEN, AUTH, public_receiver, receiver_settings, wait_until
 from support import RunningSimulator
 
@@ -161,6 +163,19 @@ def test_a_cost_that_cannot_be_estimated_is_refused_under_a_cap_unless_allowed(t
         assert allowed.status_code == 201 and allowed.json()["estimated_cost"] is None
         assert usage(receiver)["unknown_cost"] == "allow"
         assert upstream_submits(simulator) == 1
+
+
+def test_the_dashboards_submit_page_shows_the_refusal_on_the_form(tmp_path, simulator) -> None:
+    choices = {"model": VEO, "duration": "6", "resolution": "1080p", "aspect_ratio": "16:9", "audio": "on"}
+    with capped(tmp_path, simulator, budget_usd_per_day=1.0) as receiver:
+        with http_session(receiver.url, API_TOKEN) as client:
+            csrf = csrf_of(client.get(f"/ui/submit?model={VEO}").text)
+            pay = {"csrf": csrf, "key": "ui-cap-1", **choices, "prompt": "a fox"}
+            answer = client.post("/ui/submit/pay", data=pay)
+        assert answer.status_code == 402 and 'id="submit-form"' in answer.text  # the form, to change
+        [error] = re.findall(r'<p class="error" role="alert" id="form-error">([^<]*)</p>', answer.text)
+        assert "daily cap is $1.00" in error and "estimated at $2.40" in error
+        assert upstream_submits(simulator) == 0
 
 
 def test_usage_refuses_a_bad_window(tmp_path, simulator) -> None:

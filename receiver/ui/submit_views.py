@@ -158,7 +158,7 @@ class SubmitPages:
         except KeyReused as exc:
             return await self._form_page(request, session, draft, {"form": f"{exc}; review again"})
         except OverBudget as exc:  # the form again: a shorter or cheaper job may fit the cap
-            return await self._form_page(request, session, draft, {"form": str(exc)})
+            return await self._form_page(request, session, draft, {"form": str(exc)}, status=402)
         except (CannotSubmit, StoreUnavailable) as exc:
             checked = await self._checked(state, draft)  # shown again under the same key: retrying is safe
             if isinstance(checked, dict):
