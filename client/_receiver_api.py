@@ -169,6 +169,14 @@ class ReceiverClient:
         """A submission by its id or its Idempotency-Key (NotFoundError if none)."""
         return self._get_object(f"/submissions/{quote(ref, safe='')}", {})
 
+    def usage(
+        self, *, since: str | float | None = None, until: str | float | None = None, days: int | None = None
+    ) -> dict[str, Any]:
+        """`GET /usage`: spend by UTC day, model and token (`rows`: estimated, actual and counted USD),
+        the totals, and the spending caps with what remains (`caps`). The window: `since`/`until`
+        (ISO 8601 or unix seconds) or the last `days` UTC days; by default the current UTC month."""
+        return self._get_object("/usage", _params(since=since, until=until, days=days))
+
     # -- deliveries ----------------------------------------------------------------------------
 
     def deliveries_page(

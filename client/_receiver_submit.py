@@ -222,6 +222,13 @@ class AsyncReceiverClient:
 
         return await wait_async(get, plan)
 
+    async def usage(
+        self, *, since: str | float | None = None, until: str | float | None = None, days: int | None = None
+    ) -> dict[str, Any]:
+        """`GET /usage` (see `ReceiverClient.usage`)."""
+        given = {"since": since, "until": until, "days": days}
+        return await self._get("/usage", params={k: v for k, v in given.items() if v is not None})
+
     async def _get(
         self,
         path: str,

@@ -9,7 +9,8 @@ which needs an `Idempotency-Key` header (`receiver.submitting` does the rest). T
 - the upstream refusal's status (400, 402, 404, 413, 422, 429; 502 when upstream refused the
   receiver's own key) with the submission, for the first call and every retry of its key;
 - 400 a bad body or one the model's catalog entry rules out (naming the field, the value and what is
-  allowed), 409 the key used for another request, 503 nothing could be sent (nothing is kept).
+  allowed), 402 over a spending cap (the cap, its period, the spend so far and this job's estimate;
+  nothing is kept), 409 the key used for another request, 503 nothing could be sent (nothing is kept).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from openrouter_video import ValidationError
 
 from . import api, contract
 from .contract import ContractError, present_submission
+from .domain.budget import OverBudget
 from .domain.model import SubmissionRecord
 from .domain.submissions import REFUSED, SUBMITTED, check_idempotency_key
 from .errors import error_response
@@ -62,6 +64,8 @@ async def submit_job(request: Request, payload: dict[str, Any]) -> Response:
         return error_response(400, str(exc))
     except ValidationError as exc:
         return error_response(400, exc.message, field=exc.field, allowed=_allowed(exc.allowed))
+    except OverBudget as exc:
+        return error_response(402, str(exc))
     except KeyReused as exc:
         return error_response(409, str(exc))
     except (CannotSubmit, StoreUnavailable) as exc:

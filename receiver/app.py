@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api, api_events, api_submit, api_wait, ui
+from . import api, api_events, api_submit, api_usage, api_wait, ui
 from .errors import INTERNAL_ERROR, error_response
 from .intake import WebhookFastPath
 from .logs import configure_logging
@@ -44,7 +44,7 @@ from .workers.fallback import FallbackPoller
 from .workers.fetcher import Fetcher
 from .workers.retention import retention_policy, run_sweeps
 
-PROTECTED_PREFIXES = ("/jobs", "/submissions", "/deliveries", "/events", "/metrics")
+PROTECTED_PREFIXES = ("/jobs", "/submissions", "/deliveries", "/events", "/usage", "/metrics")
 # The request-latency histogram's route labels: the webhook and every route below, as templates.
 ROUTE_TEMPLATES = (
     WEBHOOK_PATH,
@@ -55,6 +55,7 @@ ROUTE_TEMPLATES = (
             "/jobs/{job_id:path}/content",
             "/jobs/{job_id:path}",
             "/submissions/{ref:path}",
+            "/usage",
             "/deliveries",
             "/deliveries/reprocess",
             "/events",
@@ -144,6 +145,7 @@ def create_app(
         Route("/jobs", api.list_jobs, methods=["GET"]),
         Route("/jobs", api_submit.post_jobs, methods=["POST"]),
         Route("/submissions/{ref:path}", api_submit.get_submission, methods=["GET"]),
+        Route("/usage", api_usage.get_usage, methods=["GET"]),
         Route("/jobs/{job_id:path}/content", api.get_content, methods=["GET", "HEAD"]),
         Route("/jobs/{job_id:path}", api_wait.get_job, methods=["GET"]),
         Route("/deliveries", api.list_deliveries, methods=["GET"]),

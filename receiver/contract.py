@@ -180,7 +180,47 @@ class Submission(msgspec.Struct, kw_only=True):
     error: str | None
     created_at: Time
     updated_at: Time
+    estimated_cost: float | None = None  # USD, from the model's pricing when submitted (None: unknown)
     job: Job | None = None
+
+
+class UsageRow(msgspec.Struct):
+    """Spend of one UTC day, model and token: `estimated_usd` sums the submissions' estimates,
+    `actual_usd` the real costs known (`usage.cost`), `counted_usd` what the caps count (a running
+    job at its estimate, an ended one at its real cost)."""
+
+    day: Annotated[str, msgspec.Meta(pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    model: str | None
+    token: str | None  # who submitted: "admin" (the only token yet); null: not submitted here
+    jobs: int
+    estimated_usd: float
+    actual_usd: float
+    counted_usd: float
+
+
+class CapUsage(msgspec.Struct):
+    """A spending cap over its current UTC period: what it counts as spent, and what remains."""
+
+    period: Literal["day", "month"]
+    cap_usd: float
+    token: str | None  # null: receiver-wide (per-token caps come with named tokens)
+    start: Time
+    end: Time
+    spent_usd: float
+    remaining_usd: float
+
+
+class Usage(msgspec.Struct):
+    """`GET /usage`: spend by day, model and token over [since, until), and the caps."""
+
+    since: Time
+    until: Time | None
+    rows: list[UsageRow]
+    estimated_usd: float
+    actual_usd: float
+    counted_usd: float
+    caps: list[CapUsage]
+    unknown_cost: Literal["refuse", "allow"]  # what a job whose cost cannot be estimated does under a cap
 
 
 class WebhookUsage(msgspec.Struct):

@@ -171,7 +171,10 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
             401: _UNAUTHORIZED,
             402: Answer(
-                "OpenRouter refused the submit (as every retry of its key): `submission`.", c.ErrorEnvelope
+                "Over a spending cap (the cap, its period, the spend so far and this job's estimate; "
+                "nothing was kept: retry when it fits), or OpenRouter refused the submit (as every retry "
+                "of its key): `submission`.",
+                c.ErrorEnvelope,
             ),
             404: Answer("OpenRouter refused the submit (404).", c.ErrorEnvelope),
             409: Answer("The Idempotency-Key was used for another request.", c.ErrorEnvelope),
@@ -198,6 +201,25 @@ OPERATIONS: tuple[Operation, ...] = (
             200: Answer("The submission (with its job's record once it has one).", c.Submission),
             401: _UNAUTHORIZED,
             404: Answer("No such submission.", c.ErrorEnvelope),
+        },
+    ),
+    Operation(
+        "get",
+        "/usage",
+        "getUsage",
+        "Spend by UTC day, model and token (estimated, actual, counted), and the spending caps with "
+        "what remains",
+        parameters=(
+            _param("since", "query", _TEXT, "unix seconds or ISO-8601 (default: the current UTC month)"),
+            _param("until", "query", _TEXT, "unix seconds or ISO-8601; before"),
+            _param(
+                "days", "query", {"type": "integer", "minimum": 1, "maximum": 3660}, "the last N UTC days"
+            ),
+        ),
+        answers={
+            200: Answer("The usage.", c.Usage),
+            400: Answer("A bad since, until or days.", c.ErrorEnvelope),
+            401: _UNAUTHORIZED,
         },
     ),
     Operation(

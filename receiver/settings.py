@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from openrouter_video import DEFAULT_BASE_URL, WEBHOOK_PATH
@@ -81,6 +82,11 @@ class Settings:
     record_retention_days: float | None = None
     delivery_retention_days: float | None = None
     sweep_interval: float = 3600.0
+    # Spending caps on submits through the receiver (USD per UTC calendar day / month; None: none),
+    # and what a job whose cost cannot be estimated does under a cap ("refuse" or "allow").
+    budget_usd_per_day: float | None = None
+    budget_usd_per_month: float | None = None
+    budget_unknown_cost: str = "refuse"
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -95,6 +101,15 @@ class Settings:
     @property
     def callback_url(self) -> str | None:
         return f"{self.public_url.rstrip('/')}{WEBHOOK_PATH}" if self.public_url else None
+
+    @property
+    def budget_caps(self) -> tuple[tuple[Literal["day", "month"], float], ...]:
+        """The spending caps set, as (period, USD): receiver-wide (per-token caps come with tokens)."""
+        caps: tuple[tuple[Literal["day", "month"], float | None], ...] = (
+            ("day", self.budget_usd_per_day),
+            ("month", self.budget_usd_per_month),
+        )
+        return tuple((period, usd) for period, usd in caps if usd is not None)
 
     def secret_values(self) -> list[str]:
         return [s.reveal() for s in self.webhook_secrets]
@@ -151,6 +166,8 @@ class Settings:
                 continue
             try:
                 number = kind(raw)
+                if not math.isfinite(number):  # nan would pass every comparison below
+                    raise ValueError(raw)
             except ValueError:
                 raise SettingsError(
                     f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}"
@@ -166,6 +183,8 @@ class Settings:
             if verify.lower() not in _BOOLEAN:
                 raise SettingsError(f"RECEIVER_VERIFY_REGISTRATIONS={verify!r}: use 1 or 0")
             values["verify_registrations"] = _BOOLEAN[verify.lower()]
+        if (unknown := text("RECEIVER_BUDGET_UNKNOWN_COST")) is not None:
+            values["budget_unknown_cost"] = unknown.lower()
         if (fmt := text("RECEIVER_LOG_FORMAT")) is not None:
             values["log_format"] = fmt
         if (level := text("RECEIVER_LOG_LEVEL")) is not None:
@@ -202,6 +221,10 @@ class Settings:
             raise SettingsError(f"RECEIVER_LOG_FORMAT={self.log_format!r}: use auto, json or console")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise SettingsError(f"RECEIVER_LOG_LEVEL={self.log_level!r}: use debug, info, warning or error")
+        if self.budget_unknown_cost not in ("refuse", "allow"):
+            raise SettingsError(
+                f"RECEIVER_BUDGET_UNKNOWN_COST={self.budget_unknown_cost!r}: use refuse or allow"
+            )
         if not self.webhook_secrets or not all(self.webhook_secrets):
             raise SettingsError("OPENROUTER_WEBHOOK_SECRET is empty")
 
@@ -234,6 +257,8 @@ _NUMERIC: tuple[tuple[str, str, type], ...] = (
     ("RECEIVER_RECORD_RETENTION_DAYS", "record_retention_days", float),
     ("RECEIVER_DELIVERY_RETENTION_DAYS", "delivery_retention_days", float),
     ("RECEIVER_SWEEP_INTERVAL", "sweep_interval", float),
+    ("RECEIVER_BUDGET_USD_PER_DAY", "budget_usd_per_day", float),
+    ("RECEIVER_BUDGET_USD_PER_MONTH", "budget_usd_per_month", float),
 )
 _BOOLEAN = {
     "1": True,

@@ -5,8 +5,10 @@
 1. a key already stored answers what it came to, whatever the retry (a different request under it:
    `KeyReused`); a submit still under way is waited for, here or on another replica;
 2. a new request is checked against the model's catalog entry (fetched through the client, cached
-   for its TTL) before anything is paid;
-3. the submission is committed as `submitting` BEFORE the upstream call; a crash after that leaves it
+   for its TTL) before anything is paid, and its cost estimated from the model's pricing; under a
+   spending cap (`receiver.domain.budget`) one that would cross it is refused (`OverBudget`);
+3. the submission (with its estimate) is committed as `submitting` BEFORE the upstream call, the
+   cap checked in the same transaction; a crash after that leaves it
    `submitting`, which the next start turns into `outcome_unknown` (never resubmitted);
 4. the upstream call runs in a task of its own (a caller that hangs up does not cut it short), with
    `callback_url` set to the receiver's own webhook URL naming the submission, so an ambiguous
@@ -29,8 +31,10 @@ from openrouter_video import (
     VideoModel,
     is_valid_job_id,
 )
+from openrouter_video._pricing import CostEstimate, estimate_cost
 from openrouter_video._validation import check_capabilities
 
+from .domain.budget import ADMIN_TOKEN, BudgetCheck, Cap, OverBudget, unknown_cost_refusal
 from .domain.model import SubmissionRecord
 from .domain.submissions import (
     OUTCOME_UNKNOWN,
@@ -94,15 +98,24 @@ class Submitter:
         """`request`: the client's keyword arguments (validated into `upstream_body` by the caller)."""
         stored = await self._stores.submissions.get(key, by_key=True)
         if stored is None:
-            await self.check(upstream_body)
+            entry = await self.check(upstream_body)
+            estimate = estimate_cost(entry, upstream_body)
+            budget = self._budget_check(estimate)
             callback = self._settings.callback_url
             if callback is None:
                 raise CannotSubmit(
                     "RECEIVER_PUBLIC_URL is not set: the receiver cannot give OpenRouter its webhook URL; "
                     "nothing was submitted"
                 )
-            new = new_submission(key, upstream_body, submission_id=new_submission_id(), now=time.time())
-            stored, created = await self._stores.submissions.begin(new)  # durable before any payment
+            new = new_submission(
+                key,
+                upstream_body,
+                submission_id=new_submission_id(),
+                now=time.time(),
+                estimated_cost=estimate.usd,
+            )
+            # durable before any payment; under a cap, checked against it in the same transaction
+            stored, created = await self._stores.submissions.begin(new, budget)
             if created:
                 call = asyncio.create_task(self._call_upstream(stored, request, callback))
                 self._calls[stored.id] = call
@@ -114,6 +127,17 @@ class Submitter:
                 "use a new key for a new request"
             )
         return Submitted(await self._settled(stored), created=False)
+
+    def _budget_check(self, estimate: CostEstimate) -> BudgetCheck | None:
+        """What the store checks the caps with (None: no cap set). A job whose cost cannot be
+        estimated is refused here under a cap, unless RECEIVER_BUDGET_UNKNOWN_COST=allow (then it
+        counts 0 until its real cost is known)."""
+        caps = tuple(Cap(period, usd) for period, usd in self._settings.budget_caps)
+        if not caps:
+            return None
+        if estimate.usd is None and self._settings.budget_unknown_cost != "allow":
+            raise OverBudget(unknown_cost_refusal(estimate.model, estimate.reason))
+        return BudgetCheck(caps, estimate.usd or 0.0, owner=ADMIN_TOKEN, now=time.time())
 
     async def catalog(self) -> list[VideoModel]:
         """Every model of the catalog (fetched through the client, cached for its TTL); CannotSubmit

@@ -122,6 +122,7 @@ def test_the_document_is_served_and_describes_every_route(live) -> None:
         "/jobs/{job_id}",
         "/jobs/{job_id}/content",
         "/submissions/{ref}",
+        "/usage",
         "/deliveries",
         "/deliveries/reprocess",
         "/events",

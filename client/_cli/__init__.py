@@ -18,6 +18,7 @@ simulate.py       simulate
 receiver_cmds.py  jobs list|show, deliveries, reprocess: over HTTP (ReceiverClient) or the receiver's
                   local implementations (entry point group `openrouter_video.local_commands`)
 records.py        how the receiver's records print (shared with those local implementations)
+usage_cmd.py      usage: the receiver's spend and spending caps (GET /usage)
 """
 
 from __future__ import annotations

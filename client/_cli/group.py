@@ -24,6 +24,7 @@ from .receiver_cmds import RECORDS_COMMANDS
 from .simulate import simulate_cmd
 from .state import ONE_SHOT_DEADLINE, PROG, CliState, pass_state
 from .submit import submit_cmd
+from .usage_cmd import usage_cmd
 
 PLUGIN_GROUP = "openrouter_video.commands"
 
@@ -55,11 +56,21 @@ BUILTIN_COMMANDS = (
     download_cmd,
     simulate_cmd,
     *RECORDS_COMMANDS,  # jobs, deliveries, reprocess: over HTTP, or the receiver's local implementations
+    usage_cmd,  # the receiver's spend and caps, over HTTP
 )
 # Commands where SIGTERM means "stop, like Ctrl-C" (with the resume hint): not the servers.
 INTERRUPTIBLE_COMMANDS = frozenset(
     str(c.name)
-    for c in (models_cmd, model_cmd, submit_cmd, status_cmd, wait_cmd, download_cmd, *RECORDS_COMMANDS)
+    for c in (
+        models_cmd,
+        model_cmd,
+        submit_cmd,
+        status_cmd,
+        wait_cmd,
+        download_cmd,
+        *RECORDS_COMMANDS,
+        usage_cmd,
+    )
 )
 
 

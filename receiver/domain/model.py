@@ -295,3 +295,6 @@ class SubmissionRecord:
     error: str | None
     created_at: float
     updated_at: float
+    # The job's estimated cost when it was submitted (USD; None: not estimable), what a spending cap
+    # counts until the job's real cost is known.
+    estimated_cost: float | None = None

@@ -83,7 +83,12 @@ def fingerprint(upstream_body: dict[str, Any]) -> str:
 
 
 def new_submission(
-    key: str, upstream_body: dict[str, Any], *, submission_id: str, now: float
+    key: str,
+    upstream_body: dict[str, Any],
+    *,
+    submission_id: str,
+    now: float,
+    estimated_cost: float | None = None,
 ) -> SubmissionRecord:
     prompt = upstream_body.get("prompt")
     return SubmissionRecord(
@@ -98,6 +103,7 @@ def new_submission(
         error=None,
         created_at=now,
         updated_at=now,
+        estimated_cost=estimated_cost,
     )
 
 

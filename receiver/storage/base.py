@@ -71,6 +71,7 @@ from ..domain.model import (
 if TYPE_CHECKING:
     from starlette.responses import Response
 
+    from ..domain.budget import BudgetCheck, SpendFact
     from ..domain.retention import Policy, Pruned
     from ..domain.submissions import Outcome
 
@@ -201,9 +202,19 @@ class PollQueue(Protocol):
 
 
 class Submissions(Protocol):
-    async def begin(self, submission: SubmissionRecord) -> tuple[SubmissionRecord, bool]:
+    async def begin(
+        self, submission: SubmissionRecord, budget: BudgetCheck | None = None
+    ) -> tuple[SubmissionRecord, bool]:
         """Record a new submission (`submitting`) under its idempotency key, committed before it
-        returns; (the stored one, True) or, when the key is taken, (the one stored under it, False)."""
+        returns; (the stored one, True) or, when the key is taken, (the one stored under it, False).
+
+        With `budget`, a new key is first checked against the caps (`domain.budget.refusal` over the
+        spend read in the same transaction, which no other capped begin runs beside): OverBudget,
+        and nothing is stored, when it would cross one."""
+        ...
+
+    async def spend(self, since: float, until: float) -> list[SpendFact]:
+        """The submissions recorded, and the jobs not submitted here created, in [since, until)."""
         ...
 
     async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:

@@ -175,7 +175,7 @@ def read_outputs(conn: sqlite3.Connection, now: float) -> Iterator[list[dict[str
 
 _SUBMISSION_COLUMNS = (
     "id", "idempotency_key", "fingerprint", "state", "model", "prompt", "job_id", "upstream_status",
-    "error", "created_at", "updated_at",
+    "error", "created_at", "updated_at", "estimated_cost",
 )  # fmt: skip
 
 
@@ -185,7 +185,8 @@ def read_submissions(conn: sqlite3.Connection) -> Iterator[list[dict[str, Any]]]
     if "id" not in _columns(conn, "submissions"):
         return
     for rows in _chunks(conn.execute("SELECT * FROM submissions ORDER BY created_at, id")):
-        yield [{name: r[name] for name in _SUBMISSION_COLUMNS} for r in rows]
+        # estimated_cost: schema 7 on (an older store's submissions have none)
+        yield [{name: r.get(name) for name in _SUBMISSION_COLUMNS} for r in rows]
 
 
 async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float | None = None) -> Copied:

@@ -28,6 +28,7 @@ from openrouter_video._pricing import estimate_cost
 from openrouter_video._validation import unknown_model_error
 
 from ..contract import ContractError
+from ..domain.budget import OverBudget
 from ..domain.submissions import REFUSED, SUBMITTED, check_idempotency_key
 from ..state import ReceiverState, state_of
 from ..storage.base import StoreUnavailable
@@ -156,6 +157,8 @@ class SubmitPages:
             return await self._form_page(request, session, draft, {name: message})
         except KeyReused as exc:
             return await self._form_page(request, session, draft, {"form": f"{exc}; review again"})
+        except OverBudget as exc:  # the form again: a shorter or cheaper job may fit the cap
+            return await self._form_page(request, session, draft, {"form": str(exc)}, status=402)
         except (CannotSubmit, StoreUnavailable) as exc:
             checked = await self._checked(state, draft)  # shown again under the same key: retrying is safe
             if isinstance(checked, dict):

@@ -32,7 +32,7 @@ _OUTPUT_COLUMNS = (
 _SUBMISSION_COLUMNS = (
     ("id", "text"), ("idempotency_key", "text"), ("fingerprint", "text"), ("state", "text"), ("model", "text"),
     ("prompt", "text"), ("job_id", "text"), ("upstream_status", "int4"), ("error", "text"),
-    ("created_at", "float8"), ("updated_at", "float8"),
+    ("created_at", "float8"), ("updated_at", "float8"), ("estimated_cost", "float8"),
 )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """The PostgreSQL schema and its versioned migrations.
 
 The tables and columns are SQLite's (receiver/storage/sqlite/_db.py; migration 1 here is SQLite's
-1 to 5 at once, 2 is its 6), so `store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
+1 to 5 at once, 3 is its 6, 4 its 7), so `store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
 identity, bodies and replay keys bytea.
 
 Each migration runs in its own transaction with its version row in `schema_migrations`; every
@@ -127,6 +127,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX submissions_submitting ON submissions (created_at) WHERE state = 'submitting';
     CREATE INDEX submissions_job ON submissions (job_id) WHERE job_id IS NOT NULL;
     ALTER TABLE deliveries ADD COLUMN submission_id TEXT;
+    """,
+    # 4: SQLite's migration 7: a submission's estimated cost (what a spending cap counts until the
+    # job's real cost is known), and submissions by time (the spend of a day or month).
+    """
+    ALTER TABLE submissions ADD COLUMN estimated_cost DOUBLE PRECISION;
+    CREATE INDEX submissions_created ON submissions (created_at);
     """,
 )
 

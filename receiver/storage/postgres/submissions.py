@@ -8,6 +8,7 @@ import dataclasses
 import time
 from typing import Any
 
+from ...domain.budget import ADMIN_TOKEN, BudgetCheck, OverBudget, SpendFact, refusal
 from ...domain.model import SubmissionRecord
 from ...domain.submissions import (
     SUBMITTED,
@@ -28,6 +29,41 @@ _INSERT = (
     f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
+
+
+# pg_advisory_xact_lock key of the capped submits (any constant no other lock of the receiver uses):
+# held from the spend read to the commit of the insert, so two submits (on any replicas) can never
+# both pass a cap only one fits. READ COMMITTED: the read after the lock sees every earlier commit.
+BUDGET_LOCK = 0x6F72_7663_6275_6467  # "orvcbudg"
+# The spend of a period (see domain.budget): every submission recorded in it, with its job's status
+# and cost; and every job created in it that no submission has (registered, or known by webhook only).
+_SPEND = """
+    SELECT s.created_at AS at, s.model, s.state AS submission_state, s.estimated_cost AS estimate,
+        j.status AS job_status, j.cost AS job_cost
+    FROM submissions s LEFT JOIN jobs j ON j.id = s.job_id
+    WHERE s.created_at >= %(since)s AND s.created_at < %(until)s
+    UNION ALL
+    SELECT j.created_at, j.model, NULL, NULL, j.status, j.cost
+    FROM jobs j
+    WHERE j.created_at >= %(since)s AND j.created_at < %(until)s
+        AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.job_id = j.id)
+"""
+
+
+async def _read_spend(conn: Conn, since: float, until: float) -> list[SpendFact]:
+    rows = await (await conn.execute(_SPEND, {"since": since, "until": until})).fetchall()
+    return [
+        SpendFact(
+            at=row["at"],
+            model=row["model"],
+            token=ADMIN_TOKEN if row["submission_state"] is not None else None,
+            submission_state=row["submission_state"],
+            estimate=row["estimate"],
+            job_status=row["job_status"],
+            job_cost=row["job_cost"],
+        )
+        for row in rows
+    ]
 
 
 def _record(row: dict[str, Any] | None) -> SubmissionRecord | None:
@@ -85,8 +121,20 @@ class Submissions:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def begin(self, submission: SubmissionRecord) -> tuple[SubmissionRecord, bool]:
+    async def begin(
+        self, submission: SubmissionRecord, budget: BudgetCheck | None = None
+    ) -> tuple[SubmissionRecord, bool]:
         async def begin(conn: Conn) -> tuple[SubmissionRecord, bool]:
+            if budget is not None:
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
+                row = await (
+                    await conn.execute(f"{_SELECT} WHERE idempotency_key = %s", (submission.idempotency_key,))
+                ).fetchone()
+                if row is not None:
+                    return SubmissionRecord(**row), False
+                why = refusal(budget, await _read_spend(conn, budget.since, float("inf")))
+                if why is not None:
+                    raise OverBudget(why)
             inserted = await (
                 await conn.execute(_INSERT, [getattr(submission, n) for n in _COLUMNS])
             ).fetchone()
@@ -100,6 +148,9 @@ class Submissions:
             return stored, False  # (but for a forgotten one: then the insert above would have won)
 
         return await self._db.transaction(begin)
+
+    async def spend(self, since: float, until: float) -> list[SpendFact]:
+        return await self._db.run(lambda conn: _read_spend(conn, since, until), idempotent=True)
 
     async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:
         async def read(conn: Conn) -> SubmissionRecord | None:

@@ -180,6 +180,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX submissions_job ON submissions(job_id) WHERE job_id IS NOT NULL;
     ALTER TABLE deliveries ADD COLUMN submission_id TEXT;
     """,
+    # 7: a submission's estimated cost (what a spending cap counts until the job's real cost is
+    # known), and submissions by time: the spend of a day or month is read at every capped submit.
+    """
+    ALTER TABLE submissions ADD COLUMN estimated_cost REAL;
+    CREATE INDEX submissions_created ON submissions(created_at);
+    """,
 )
 
 

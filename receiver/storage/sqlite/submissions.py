@@ -8,6 +8,7 @@ import dataclasses
 import sqlite3
 import time
 
+from ...domain.budget import ADMIN_TOKEN, BudgetCheck, OverBudget, SpendFact, refusal
 from ...domain.model import SubmissionRecord
 from ...domain.submissions import (
     SUBMITTED,
@@ -46,7 +47,51 @@ def _store(conn: sqlite3.Connection, record: SubmissionRecord) -> None:
     )
 
 
-def begin_submission(conn: sqlite3.Connection, new: SubmissionRecord) -> tuple[SubmissionRecord, bool]:
+# The spend of a period (see domain.budget): every submission recorded in it, with its job's status
+# and cost; and every job created in it that no submission has (registered, or known by webhook only).
+_SPEND = """
+    SELECT s.created_at AS at, s.model, s.state AS submission_state, s.estimated_cost AS estimate,
+        j.status AS job_status, j.cost AS job_cost
+    FROM submissions s LEFT JOIN jobs j ON j.id = s.job_id
+    WHERE s.created_at >= ? AND s.created_at < ?
+    UNION ALL
+    SELECT j.created_at, j.model, NULL, NULL, j.status, j.cost
+    FROM jobs j
+    WHERE j.created_at >= ? AND j.created_at < ?
+        AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.job_id = j.id)
+"""
+
+
+def read_spend(conn: sqlite3.Connection, since: float, until: float) -> list[SpendFact]:
+    rows = conn.execute(_SPEND, (since, until, since, until)).fetchall()
+    return [
+        SpendFact(
+            at=row["at"],
+            model=row["model"],
+            token=ADMIN_TOKEN if row["submission_state"] is not None else None,
+            submission_state=row["submission_state"],
+            estimate=row["estimate"],
+            job_status=row["job_status"],
+            job_cost=row["job_cost"],
+        )
+        for row in rows
+    ]
+
+
+def begin_submission(
+    conn: sqlite3.Connection, new: SubmissionRecord, budget: BudgetCheck | None = None
+) -> tuple[SubmissionRecord, bool]:
+    """Inside the writer's transaction: no other write (another capped begin) runs between the
+    spend read here and the insert, so two submits can never both pass a cap only one fits."""
+    if budget is not None:
+        taken = _record(
+            conn.execute(f"{_SELECT} WHERE idempotency_key = ?", (new.idempotency_key,)).fetchone()
+        )
+        if taken is not None:
+            return taken, False
+        why = refusal(budget, read_spend(conn, budget.since, float("inf")))
+        if why is not None:
+            raise OverBudget(why)
     cursor = conn.execute(
         f"INSERT OR IGNORE INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
         [getattr(new, name) for name in _COLUMNS],
@@ -114,8 +159,13 @@ class SQLiteSubmissions:
     def __init__(self, file: SQLiteFile) -> None:
         self._file = file
 
-    async def begin(self, submission: SubmissionRecord) -> tuple[SubmissionRecord, bool]:
-        return await self._file.write(begin_submission, submission)
+    async def begin(
+        self, submission: SubmissionRecord, budget: BudgetCheck | None = None
+    ) -> tuple[SubmissionRecord, bool]:
+        return await self._file.write(begin_submission, submission, budget)
+
+    async def spend(self, since: float, until: float) -> list[SpendFact]:
+        return self._file.read_now(read_spend, since, until)
 
     async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:
         return self._file.read_now(find_submission, ref, by_key)
