@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
+
+import sqlite_utils
 
 from openrouter_video import VideoJob
 
@@ -163,7 +166,7 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> list[str] | None:
 # -- reads -------------------------------------------------------------------------------------
 
 
-def job_record(row: sqlite3.Row, **more: Any) -> JobRecord:
+def job_record(row: sqlite3.Row | Mapping[str, Any], **more: Any) -> JobRecord:
     values = dict(row)
     values["registered"] = bool(values["registered"])
     return JobRecord(**values, **more)
@@ -201,11 +204,16 @@ def page_jobs(conn: sqlite3.Connection, filters: JobFilter, *, cursor: str | Non
         created_at, job_id = decode_cursor(cursor)
         where.append("(created_at, id) < (?, ?)")
         params += [created_at, job_id]
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(
-        f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
-        (*params, limit + 1),
-    ).fetchall()
+    # sqlite-utils builds the SELECT and yields plain dicts; the keyset terms stay ours (it has none).
+    rows = list(
+        sqlite_utils.Database(conn, recursive_triggers=False)["jobs"].rows_where(
+            " AND ".join(where) or None,
+            params,
+            select=JOB_COLUMNS,
+            order_by="created_at DESC, id DESC",
+            limit=limit + 1,
+        )
+    )
     jobs = [job_record(r) for r in rows[:limit]]
     next_cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if len(rows) > limit else None
     return Page(jobs, next_cursor)
