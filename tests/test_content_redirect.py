@@ -5,28 +5,18 @@ streamed whatever is asked (a file has no URL of its own); anything else is a on
 from __future__ import annotations
 
 import httpx
-import pytest
-from receiver_support import API_TOKEN, AUTH, receiver_settings, running_receiver
-from s3_server import SeaweedS3
+from backends import Backend
+from receiver_support import API_TOKEN, AUTH, running_receiver
 from support import RunningSimulator
 
 from openrouter_video import OpenRouterVideo
 
 
-@pytest.mark.parametrize("store", ["local", "s3"])
 def test_content_redirect_asks_for_a_presigned_url_only_where_one_exists(
-    store: str, tmp_path, simulator: RunningSimulator, request: pytest.FixtureRequest, monkeypatch
+    backend: Backend, tmp_path, simulator: RunningSimulator
 ) -> None:
-    overrides: dict = {}
-    s3: SeaweedS3 | None = None
-    if store == "s3":
-        s3 = request.getfixturevalue("s3_server")
-        env = request.getfixturevalue("s3_env")
-        for name, value in env.items():
-            if name.startswith("AWS_"):
-                monkeypatch.setenv(name, value)
-        overrides["content_url"] = env["RECEIVER_CONTENT_URL"]
-    settings = receiver_settings(str(tmp_path / "data"), simulator, **overrides)
+    s3 = backend.s3  # None: the local videos folder
+    settings = backend.settings(str(tmp_path / "data"), simulator)
     with (
         running_receiver(settings) as rx,
         OpenRouterVideo(api_key=simulator.api_key, base_url=simulator.api_base) as api,
