@@ -140,7 +140,8 @@ class ReceiverClient:
         """Submit a job through the receiver, exactly once (see `openrouter_video._receiver_submit`):
         the submission (`state` submitted, `job_id`, `job`). Retries reuse one Idempotency-Key, so a
         timeout never pays twice; `outcome_unknown` raises SubmissionOutcomeUnknown naming the
-        submission. Takes the fields of `OpenRouterVideo.submit` but `callback_url`."""
+        submission. Takes the fields of `OpenRouterVideo.submit` but `callback_url`, and
+        `notify_url`: where the receiver POSTs its signed notification when the job ends."""
         plan = SubmitPlan.build(
             prompt, model=model, idempotency_key=idempotency_key, retries=retries, **fields
         )

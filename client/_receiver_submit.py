@@ -62,7 +62,11 @@ class SubmitPlan:
     ) -> SubmitPlan:
         if "callback_url" in fields:
             raise TypeError("callback_url is set by the receiver (its own webhook URL); leave it out")
+        # The receiver's own field, not OpenRouter's: where it POSTs the signed notification.
+        notify_url = fields.pop("notify_url", None)
         body = build_submit_body(model=model, prompt=prompt, **fields)
+        if notify_url is not None:
+            body["notify_url"] = notify_url
         return cls(body, idempotency_key or new_idempotency_key(), retries)
 
     @property
@@ -183,7 +187,8 @@ class AsyncReceiverClient:
         **fields: Any,
     ) -> dict[str, Any]:
         """Submit a job through the receiver, exactly once: the submission (`state` submitted,
-        `job_id`, `job`). Takes the fields of `AsyncOpenRouterVideo.submit` but `callback_url`."""
+        `job_id`, `job`). Takes the fields of `AsyncOpenRouterVideo.submit` but `callback_url`, and
+        `notify_url` (see `ReceiverClient.submit`)."""
         plan = SubmitPlan.build(
             prompt, model=model, idempotency_key=idempotency_key, retries=retries, **fields
         )

@@ -107,3 +107,16 @@ def test_cli_submit_via_receiver_waits_until_the_video_is_stored(receiver, simul
     assert failed.exit_code == 1 and "failed" in failed.stderr, failed.output
     refused = CliRunner().invoke(cli, [*args, "-o", "fox.mp4"], env=env)
     assert refused.exit_code == 2 and "no -o" in refused.stderr
+
+
+def test_notify_url_is_the_receivers_field_and_callback_url_is_refused() -> None:
+    from openrouter_video._receiver_submit import SubmitPlan
+
+    plan = SubmitPlan.build(
+        "a fox", model=VEO, idempotency_key="k", retries=0, duration=4, notify_url="https://app.example/v"
+    )
+    assert plan.body["notify_url"] == "https://app.example/v" and plan.body["duration"] == 4
+    with pytest.raises(TypeError, match="callback_url is set by the receiver"):
+        SubmitPlan.build("a fox", model=VEO, idempotency_key="k", retries=0, callback_url="https://x/")
+    result = CliRunner().invoke(cli, ["submit", "a fox", "-m", VEO, "--notify-url", "https://app.example/v"])
+    assert result.exit_code == 2 and "--notify-url go with --via-receiver" in result.output

@@ -134,6 +134,11 @@ def _shortened(value: Any) -> Any:
 @click.option(
     "--idempotency-key", metavar="KEY", help="With --via-receiver: resume a submit that ended unknown."
 )
+@click.option(
+    "--notify-url",
+    metavar="URL",
+    help="With --via-receiver: where the receiver POSTs a signed notification when the job ends.",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job, then download the video.")
 @wait_options(only_with="--wait")
 @output_option("With --wait: file to write (default <job id>.mp4; - for stdout).")
@@ -165,6 +170,7 @@ def submit_cmd(
     via_receiver: str | None,
     token_file: str | None,
     idempotency_key: str | None,
+    notify_url: str | None,
     wait_: bool,
     timeout: float,
     poll_interval: float,
@@ -182,6 +188,8 @@ def submit_cmd(
       openrouter-video submit "the fox runs" -m google/veo-3.1 --first-frame fox.png --wait -o fox.mp4
       openrouter-video submit "city at night" -m google/veo-3.1 \\
           --provider-option google-vertex.negativePrompt=blurry --json
+      openrouter-video submit "a red fox" -m google/veo-3.1 --via-receiver https://hooks.example.com \\
+          --notify-url https://app.example.com/video-ready
 
     \b
     With RECEIVER_PUBLIC_URL set, the job's webhook goes to <RECEIVER_PUBLIC_URL>/webhooks/openrouter
@@ -191,7 +199,8 @@ def submit_cmd(
     \b
     With --via-receiver URL the receiver submits it (the API key stays on the server): one
     Idempotency-Key per invocation, printed on stderr, so a retried timeout never pays twice; the
-    receiver checks the request against the catalog and sets the callback URL itself. With --wait,
+    receiver checks the request against the catalog and sets the callback URL itself; with
+    --notify-url it POSTs your app a signed notification when the job ends. With --wait,
     it then waits (long-polls, no polling loop) until the receiver has stored the video, and prints
     where to fetch it.
 
@@ -205,8 +214,8 @@ def submit_cmd(
     if output == "-" and as_json:
         raise click.UsageError("--json cannot share stdout with -o - (the video)")
     check_output(output, None, 0, force=force)  # before paying for a video that could not be saved
-    if via_receiver is None and (token_file or idempotency_key):
-        raise click.UsageError("--token-file and --idempotency-key go with --via-receiver")
+    if via_receiver is None and (token_file or idempotency_key or notify_url):
+        raise click.UsageError("--token-file, --idempotency-key and --notify-url go with --via-receiver")
     if via_receiver is not None and (output or callback_url):
         raise click.UsageError(
             "--via-receiver sets the callback URL itself, and its --wait keeps the video on the receiver "
@@ -253,7 +262,7 @@ def submit_cmd(
             key=idempotency_key,
             prompt=prompt,
             model=model,
-            fields=fields,
+            fields={**fields, "notify_url": notify_url} if notify_url else fields,
             as_json=as_json,
             wait_timeout=timeout if wait_ else None,
         )
