@@ -3,6 +3,8 @@
 The window is `?since=`/`?until=` (unix seconds or ISO 8601) or `?days=N` (the last N UTC calendar
 days, today included); by default the current UTC month. Figures come from `receiver.domain.budget`,
 the same rules the caps are checked with, so what this shows is what the next submit is held to.
+An app's token (role read or submit) sees its own rows only; the caps shown are those the caller is
+held to: the receiver-wide caps (whose spend counts every app's) and its token's own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import contract
+from .auth import principal_of
 from .contract import iso, parse_time
 from .domain.budget import (
     DAY,
@@ -58,8 +61,12 @@ async def get_usage(request: Request) -> Response:
         since, until = _window(request, now)
     except ValueError as exc:
         return error_response(400, str(exc))
+    principal = principal_of(request)
     facts = await s.stores.submissions.spend(since, until if until is not None else float("inf"))
-    caps = tuple(Cap(period, usd) for period, usd in s.settings.budget_caps)
+    if not principal.is_admin:  # an app sees its own spend only
+        facts = [f for f in facts if f.token == principal.name]
+    # The caps the caller is held to: the receiver-wide ones and its token's own.
+    caps = (*(Cap(period, usd) for period, usd in s.settings.budget_caps), *principal.caps)
     statuses = []
     if caps:
         widest = min(period_bounds(cap.period, now)[0] for cap in caps)
