@@ -1,7 +1,7 @@
 """`POST /jobs` and `GET /submissions/{id or key}`: submitting through the receiver, exactly once.
 
 `POST /jobs` is two things, told apart by the body: `{"id": ...}` tracks a job submitted elsewhere
-(`api.register_job`, as before); any other body is a paid submit, OpenRouter's `POST /videos` body,
+(`api_register.register_job`, as before); any other body is a paid submit, OpenRouter's `POST /videos` body,
 which needs an `Idempotency-Key` header (`receiver.submitting` does the rest). Keys are the calling
 token's own: two apps using the same key make two submissions. The answers:
 
@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from openrouter_video import ValidationError
 
-from . import api, contract
+from . import api, api_register, contract
 from .auth import principal_of
 from .contract import ContractError, present_submission
 from .domain.budget import OverBudget
@@ -49,7 +49,7 @@ async def post_jobs(request: Request) -> Response:
         request, 'OpenRouter\'s POST /videos body, or {"id": ...} to track a job'
     )
     if "id" in payload:
-        return await api.register_job(request)  # the body is cached: read again there
+        return await api_register.register_job(request)  # the body is cached: read again there
     return await submit_job(request, payload)
 
 

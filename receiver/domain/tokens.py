@@ -95,7 +95,7 @@ class TokenRecord:
     budget_usd_per_day: float | None = None
     budget_usd_per_month: float | None = None
     revoked_at: float | None = None
-    last_used_at: float | None = None
+    last_used_at: float | None = None  # not updated yet: a column kept for a cheap, batched update
 
     @property
     def caps(self) -> tuple[Cap, ...]:
