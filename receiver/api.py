@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import shutil
-import time
 from typing import Any
 
 import structlog
@@ -16,15 +15,12 @@ from starlette.responses import PlainTextResponse, Response
 from openrouter_video import (
     ALL_STATUSES,
     COMPLETED,
-    JOB_ID_RULE,
     TERMINAL_STATUSES,
-    AsyncOpenRouterVideo,
-    NotFoundError,
-    OpenRouterVideoError,
     is_valid_job_id,
 )
 
 from . import contract
+from .auth import principal_of
 from .contract import (
     MAX_INDEX,
     MAX_LIMIT,
@@ -36,6 +32,7 @@ from .contract import (
 )
 from .domain.model import JobFilter, JobRecord
 from .domain.pages import DELIVERY_STATES, UNPROCESSED
+from .domain.tokens import Principal
 from .errors import error_response
 from .state import ReceiverState, state_of
 
@@ -87,7 +84,13 @@ async def list_jobs(request: Request) -> Response:
         return error_response(400, f"limit must be between 1 and {MAX_LIMIT}")
     try:
         since, until = parse_time("since", q.get("since")), parse_time("until", q.get("until"))
-        filters = JobFilter(status=status, model=q.get("model") or None, since=since, until=until)
+        filters = JobFilter(
+            status=status,
+            model=q.get("model") or None,
+            since=since,
+            until=until,
+            owner=principal_of(request).only_owner,  # an app lists its own jobs only
+        )
         page = await state_of(request).stores.jobs.page(filters, cursor=q.get("cursor") or None, limit=limit)
     except ValueError as exc:
         message = str(exc) if "must be" in str(exc) else "cursor is not one this API returned"
@@ -101,14 +104,20 @@ async def list_jobs(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
-    record = await find_job(state_of(request), job_id)
+    record = await find_job(state_of(request), job_id, principal_of(request))
     if record is None:
         return error_response(404, f"no job {job_id[:100]!r}")
     return job_response(record)
 
 
-async def find_job(s: ReceiverState, job_id: str) -> JobRecord | None:
-    """The job's record, with every delivery acknowledged for it applied (None: no such job)."""
+async def find_job(s: ReceiverState, job_id: str, principal: Principal) -> JobRecord | None:
+    """The job's record, with every delivery acknowledged for it applied (None: no such job, or one
+    `principal` may not see: another app's job answers as if it did not exist)."""
+    record = await _find_job(s, job_id)
+    return record if record is not None and principal.sees(record.owner) else None
+
+
+async def _find_job(s: ReceiverState, job_id: str) -> JobRecord | None:
     record = await s.stores.jobs.get(job_id) if is_valid_job_id(job_id) else None
     # An acknowledged delivery the applier has not reached yet must not read as "no such job": apply
     # that job's stored deliveries now (rarely needed: the applier runs milliseconds behind).
@@ -139,6 +148,11 @@ async def get_content(request: Request) -> Response:
     if raw_redirect not in (None, "0", "1"):
         return error_response(400, "redirect must be 1 (a presigned URL, S3 only) or 0 (streamed)")
     stores = state_of(request).stores
+    principal = principal_of(request)
+    if not principal.is_admin:  # an app's own jobs only (one more read, not on the admin's path)
+        owned = await stores.jobs.get(job_id)
+        if owned is None or not principal.sees(owned.owner):
+            return error_response(404, f"no job {job_id!r}")
     key = await stores.downloads.content_key(job_id, index)
     if key is not None:
         answer = await stores.content.response(
@@ -174,36 +188,6 @@ def _why_no_content(record: JobRecord | None, job_id: str, index: int, key: str 
     if state in ("failed", "gone"):
         return f"output {index} of job {job_id} could not be downloaded (state {state}): {output.error}"
     return f"output {index} of job {job_id} is not downloaded yet (state {state}); see GET /jobs/{job_id}"
-
-
-async def register_job(request: Request) -> Response:
-    s = state_of(request)
-    payload = await read_json_object(request, '{"id": ..., "model": ..., "prompt": ...}')
-    if not is_valid_job_id(payload.get("id")):
-        return error_response(400, f"id must be a job id ({JOB_ID_RULE})")
-    try:
-        registration = contract.parse(payload, contract.Registration)
-    except ContractError as exc:
-        return error_response(400, str(exc))
-    job_id, model, prompt = registration.id, registration.model, registration.prompt
-    for name, value in (("model", model), ("prompt", prompt)):
-        if value is not None and not _is_utf8(value):
-            return error_response(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
-    note = None
-    if s.settings.verify_registrations and await s.stores.jobs.get(job_id) is None:
-        refusal, note = await _check_upstream(s.client, job_id)
-        if refusal is not None:
-            return error_response(400, refusal)
-    created = await s.stores.jobs.register(
-        job_id, model=model, prompt=prompt, first_poll_at=time.time() + s.settings.fallback_after
-    )
-    log.info("job.registered", job_id=job_id, new=created, upstream=note or "found")
-    if created and note is not None:
-        await s.stores.jobs.add_event(job_id, "submit", "upstream_unchecked", note)
-    stored = await s.stores.jobs.get(job_id)
-    if stored is None:  # deleted between the two calls (by an admin, say)
-        return error_response(404, f"no job {job_id!r}")
-    return _json(contract.shape(present_job(stored), contract.Job), status=201 if created else 200)
 
 
 _DELIVERY_FILTERS = (*DELIVERY_STATES, UNPROCESSED)
@@ -261,22 +245,6 @@ def _limit(raw: str) -> int | None:
     return int(raw)
 
 
-# How long registering waits for upstream's answer before tracking the job unchecked.
-UPSTREAM_CHECK_TIMEOUT = 10.0
-
-
-async def _check_upstream(client: AsyncOpenRouterVideo, job_id: str) -> tuple[str | None, str | None]:
-    """(refusal, note): a refusal when upstream says the job does not exist; a note when upstream
-    could not be asked (the job is tracked anyway and the fallback decides)."""
-    try:
-        await asyncio.wait_for(client.get(job_id), timeout=UPSTREAM_CHECK_TIMEOUT)
-    except NotFoundError:
-        return f"no job {job_id!r} upstream: OpenRouter answered 404 for it (check the id)", None
-    except (OpenRouterVideoError, asyncio.TimeoutError) as exc:
-        return None, f"upstream not checked at registration: {str(exc)[:200] or type(exc).__name__}"
-    return None, None
-
-
 async def delete_job(request: Request) -> Response:
     """Admin: delete a job record, its events and outputs, and its content (partial downloads too)."""
     job_id = request.path_params["job_id"]
@@ -290,14 +258,6 @@ async def delete_job(request: Request) -> Response:
     freed = await stores.content.delete(sorted(keys))
     log.warning("job.deleted", job_id=job_id, files=len(kept), freed_bytes=freed)
     return _json(contract.Deleted(job_id, len(kept), freed))
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _json(value: object, status: int = 200) -> Response:

@@ -8,6 +8,7 @@ however long it was away: job events are kept as long as their jobs. A cursor th
 (another or a restored store, or more than MAX_BEHIND job events behind) gets a `reset` event: read
 again the jobs you follow; the stream goes on from now.
 
+An app's token (role read or submit) gets its own jobs' changes only; an admin's, every job's.
 Each stream reads the change feed itself, from its own cursor, when receiver/watch.py's watcher says
 something changed; streams are capped per process (MAX_STREAMS: the next is a 503 with Retry-After).
 A comment every PING_SECONDS keeps proxies from closing an idle stream (and notices a closed one).
@@ -23,7 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from . import contract
+from .auth import principal_of
 from .domain.model import ChangeToken
+from .domain.tokens import Principal
 from .domain.waiting import decode_cursor, encode_cursor
 from .errors import error_response
 from .state import ReceiverState, state_of
@@ -50,13 +53,13 @@ async def stream_events(request: Request) -> Response:
             headers={"Retry-After": "2"},
         )
     return StreamingResponse(
-        _events(s, token),
+        _events(s, token, principal_of(request)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},  # nginx: do not buffer it
     )
 
 
-async def _events(s: ReceiverState, token: ChangeToken | None) -> AsyncIterator[bytes]:
+async def _events(s: ReceiverState, token: ChangeToken | None, principal: Principal) -> AsyncIterator[bytes]:
     watch, stores = s.watch, s.stores
     async with watch.streaming(timeout=START_TIMEOUT) as woken:
         yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
@@ -71,7 +74,8 @@ async def _events(s: ReceiverState, token: ChangeToken | None) -> AsyncIterator[
             woken.clear()  # before the read: a change committed during it sets the event again
             changes = await stores.dashboard.changes_since(token, limit=None)
             records = [await stores.jobs.get(job_id) for job_id in changes.jobs]
-            shown = [r for r in records if r is not None]  # a job deleted since has nothing to show
+            # a job deleted since has nothing to show; an app sees its own jobs' changes only
+            shown = [r for r in records if r is not None and principal.sees(r.owner)]
             for n, record in enumerate(shown, 1):
                 last = n == len(shown)
                 yield _event("job", contract.present_change(record), changes.token if last else None)

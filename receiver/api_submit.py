@@ -1,8 +1,9 @@
 """`POST /jobs` and `GET /submissions/{id or key}`: submitting through the receiver, exactly once.
 
 `POST /jobs` is two things, told apart by the body: `{"id": ...}` tracks a job submitted elsewhere
-(`api.register_job`, as before); any other body is a paid submit, OpenRouter's `POST /videos` body,
-which needs an `Idempotency-Key` header (`receiver.submitting` does the rest). The answers:
+(`api_register.register_job`, as before); any other body is a paid submit, OpenRouter's `POST /videos` body,
+which needs an `Idempotency-Key` header (`receiver.submitting` does the rest). Keys are the calling
+token's own: two apps using the same key make two submissions. The answers:
 
 - 201 submitted now, 200 the same key again (the same submission, the same job);
 - 202 `outcome_unknown` (or still `submitting` on another replica): see `GET /submissions/{id}`;
@@ -23,7 +24,8 @@ from starlette.responses import Response
 
 from openrouter_video import ValidationError
 
-from . import api, contract
+from . import api, api_register, contract
+from .auth import principal_of
 from .contract import ContractError, present_submission
 from .domain.budget import OverBudget
 from .domain.model import SubmissionRecord
@@ -47,7 +49,7 @@ async def post_jobs(request: Request) -> Response:
         request, 'OpenRouter\'s POST /videos body, or {"id": ...} to track a job'
     )
     if "id" in payload:
-        return await api.register_job(request)  # the body is cached: read again there
+        return await api_register.register_job(request)  # the body is cached: read again there
     return await submit_job(request, payload)
 
 
@@ -59,7 +61,7 @@ async def submit_job(request: Request, payload: dict[str, Any]) -> Response:
         return error_response(400, str(exc))
     try:
         fields, upstream_body = prepare_submit(payload)
-        submitted = await s.submitter.submit(key, fields, upstream_body)
+        submitted = await s.submitter.submit(key, fields, upstream_body, principal=principal_of(request))
     except ContractError as exc:
         return error_response(400, str(exc))
     except ValidationError as exc:
@@ -76,8 +78,10 @@ async def submit_job(request: Request, payload: dict[str, Any]) -> Response:
 async def get_submission(request: Request) -> Response:
     s = state_of(request)
     ref = request.path_params["ref"]
-    record = await s.stores.submissions.get(ref)
-    if record is None:
+    principal = principal_of(request)
+    # By id (shown only to its owner or an admin), or by key in the caller's own key namespace.
+    record = await s.stores.submissions.get(ref, owner=principal.owner)
+    if record is None or not principal.sees(record.owner):
         return error_response(404, f"no submission with id or Idempotency-Key {ref[:200]!r}")
     return _json(await _shown(s, record), 200)
 

@@ -3,6 +3,8 @@
 The window is `?since=`/`?until=` (unix seconds or ISO 8601) or `?days=N` (the last N UTC calendar
 days, today included); by default the current UTC month. Figures come from `receiver.domain.budget`,
 the same rules the caps are checked with, so what this shows is what the next submit is held to.
+An app's token (role read or submit) sees its own rows only; the caps shown are those the caller is
+held to: the receiver-wide caps (whose spend counts every app's) and its token's own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import contract
+from .auth import principal_of
 from .contract import iso, parse_time
 from .domain.budget import (
     DAY,
@@ -22,18 +25,26 @@ from .domain.budget import (
     period_bounds,
     usage_rows,
 )
+from .domain.tokens import Principal
 from .errors import error_response
+from .settings import Settings
 from .state import state_of
+from .storage.base import Stores
 
 MAX_DAYS = 3660  # ten years: any real question, and no overflow
 
 
 def _window(request: Request, now: float) -> tuple[float, float | None]:
-    """[since, until) asked for; ValueError naming the bad parameter."""
     q = request.query_params
-    days = q.get("days")
+    return usage_window(q.get("days"), q.get("since"), q.get("until"), now)
+
+
+def usage_window(
+    days: str | None, since_text: str | None, until_text: str | None, now: float
+) -> tuple[float, float | None]:
+    """[since, until) asked for; ValueError naming the bad parameter."""
     if days is not None:
-        if q.get("since") or q.get("until"):
+        if since_text or until_text:
             raise ValueError("give either days or since/until, not both")
         try:
             count = int(days)
@@ -42,8 +53,8 @@ def _window(request: Request, now: float) -> tuple[float, float | None]:
         if not 1 <= count <= MAX_DAYS:
             raise ValueError(f"days must be between 1 and {MAX_DAYS}")
         return period_bounds("day", now)[0] - (count - 1) * DAY, None
-    since = parse_time("since", q.get("since"))
-    until = parse_time("until", q.get("until"))
+    since = parse_time("since", since_text)
+    until = parse_time("until", until_text)
     if since is None:
         since = month_start(now)
     if until is not None and until <= since:
@@ -58,14 +69,26 @@ async def get_usage(request: Request) -> Response:
         since, until = _window(request, now)
     except ValueError as exc:
         return error_response(400, str(exc))
-    facts = await s.stores.submissions.spend(since, until if until is not None else float("inf"))
-    caps = tuple(Cap(period, usd) for period, usd in s.settings.budget_caps)
+    usage = await usage_report(s.stores, s.settings, principal_of(request), since, until, now)
+    return Response(contract.encode(usage), media_type="application/json")
+
+
+async def usage_report(
+    stores: Stores, settings: Settings, principal: Principal, since: float, until: float | None, now: float
+) -> contract.Usage:
+    """The report for `principal` over [since, until) (None: now); `openrouter-video usage
+    --data-dir` builds the same one for the built-in admin."""
+    facts = await stores.submissions.spend(since, until if until is not None else float("inf"))
+    if not principal.is_admin:  # an app sees its own spend only
+        facts = [f for f in facts if f.token == principal.name]
+    # The caps the caller is held to: the receiver-wide ones and its token's own.
+    caps = (*(Cap(period, usd) for period, usd in settings.budget_caps), *principal.caps)
     statuses = []
     if caps:
         widest = min(period_bounds(cap.period, now)[0] for cap in caps)
-        statuses = cap_statuses(caps, await s.stores.submissions.spend(widest, float("inf")), now)
+        statuses = cap_statuses(caps, await stores.submissions.spend(widest, float("inf")), now)
     rows = usage_rows(facts)
-    usage = contract.Usage(
+    return contract.Usage(
         since=iso(since) or "",
         until=iso(until),
         rows=[
@@ -80,6 +103,5 @@ async def get_usage(request: Request) -> Response:
             )
             for c in statuses
         ],
-        unknown_cost="allow" if s.settings.budget_unknown_cost == "allow" else "refuse",
+        unknown_cost="allow" if settings.budget_unknown_cost == "allow" else "refuse",
     )
-    return Response(contract.encode(usage), media_type="application/json")

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from openrouter_video import is_valid_job_id
 
 from . import api
+from .auth import principal_of
 from .domain.model import JobRecord
 from .domain.waiting import parse_wait, settled, version
 from .errors import error_response
@@ -48,7 +49,7 @@ async def get_job(request: Request) -> Response:
     deadline = asyncio.get_running_loop().time() + seconds
     # Registered before the first read: a change committed after it wakes this waiter.
     async with watch.watching(job_id, timeout=seconds) as woken:
-        record = await api.find_job(s, job_id)
+        record = await api.find_job(s, job_id, principal_of(request))  # another app's: 404
         if record is None:
             return error_response(404, f"no job {job_id[:100]!r}")
         if settled(record):

@@ -21,12 +21,12 @@ from starlette.types import ASGIApp
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
 from . import api, api_events, api_submit, api_usage, api_wait, ui
+from .auth import BearerAuthMiddleware, TokenAuth
 from .errors import INTERNAL_ERROR, error_response
 from .intake import WebhookFastPath
 from .logs import configure_logging
 from .metrics import Metrics
 from .middleware import (
-    BearerAuthMiddleware,
     BodyLimitMiddleware,
     RequestContextMiddleware,
     RequestTimingMiddleware,
@@ -76,6 +76,7 @@ def create_app(
     line; the app closes them); `address`: where it listens (`serve` binds first and says so in
     `receiver.started`)."""
     settings = settings or Settings.from_env()
+    auth = TokenAuth(settings.api_token.reveal() if settings.api_token else None)
     if not structlog.is_configured():  # `serve` configured it already; `uvicorn --factory` did not
         configure_logging(settings.log_format, settings.log_level)
     log = structlog.get_logger("receiver")
@@ -129,6 +130,7 @@ def create_app(
                     secrets=settings.secret_values(),
                     submitter=submitter,
                     watch=watch,
+                    auth=auth,
                 )
             }
         finally:
@@ -158,13 +160,13 @@ def create_app(
         Route("/openapi.json", openapi_json, methods=["GET"]),  # unauthenticated: shape only, no data
         *ui.routes(settings),  # the dashboard, /ui/ (its own session sign-in; see receiver/ui)
     ]
-    token = settings.api_token.reveal() if settings.api_token else None
     middleware = [
         Middleware(RequestTimingMiddleware),
         Middleware(RequestContextMiddleware),
         # Every route's body; the webhook fast path is outside Starlette and caps its own.
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
-        Middleware(BearerAuthMiddleware, token=token, protected=PROTECTED_PREFIXES),
+        # Named tokens and roles (receiver/auth.py); the dashboard has its own sessions (receiver/ui).
+        Middleware(BearerAuthMiddleware, auth=auth, protected=PROTECTED_PREFIXES),
     ]
     app = Starlette(
         routes=routes,

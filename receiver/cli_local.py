@@ -66,14 +66,17 @@ def local_settings(data_dir: str) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
-def with_stores(data_dir: str, use: Callable[[Stores], Awaitable[T]], *, write: bool = False) -> T:
-    """Run `use` on the data dir's stores. Reading commands never migrate (a running receiver owns
-    that): they refuse a store whose schema is not the one this version reads."""
+def with_stores(
+    data_dir: str, use: Callable[[Stores], Awaitable[T]], *, write: bool = False, create: bool = False
+) -> T:
+    """Run `use` on the data dir's stores (`create`: make a missing SQLite store). Reading commands
+    never migrate (a running receiver owns that): they refuse a store whose schema is not the one
+    this version reads."""
     settings = local_settings(data_dir)
 
     async def run() -> T:
         try:
-            stores = await open_stores(settings, exclusive=False, readonly=not write)
+            stores = await open_stores(settings, exclusive=False, readonly=not write, create=create)
         except StartupError as exc:
             raise click.UsageError(str(exc)) from None
         try:

@@ -98,6 +98,13 @@ class JobSummary(msgspec.Struct, kw_only=True):
     error: str | None
     cost: float | None
     generation_id: str | None
+    owner: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="the named API token that submitted or registered the job; null: the admin "
+            "token's, or a job known by webhook only"
+        ),
+    ] = None
 
 
 class Job(JobSummary, kw_only=True):
@@ -181,6 +188,7 @@ class Submission(msgspec.Struct, kw_only=True):
     created_at: Time
     updated_at: Time
     estimated_cost: float | None = None  # USD, from the model's pricing when submitted (None: unknown)
+    owner: str | None = None  # the named token that submitted it (None: the admin token)
     job: Job | None = None
 
 
@@ -191,7 +199,7 @@ class UsageRow(msgspec.Struct):
 
     day: Annotated[str, msgspec.Meta(pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     model: str | None
-    token: str | None  # who submitted: "admin" (the only token yet); null: not submitted here
+    token: str | None  # who spent: a token's name ("admin": RECEIVER_API_TOKEN); null: a webhook-only job
     jobs: int
     estimated_usd: float
     actual_usd: float
@@ -203,7 +211,7 @@ class CapUsage(msgspec.Struct):
 
     period: Literal["day", "month"]
     cap_usd: float
-    token: str | None  # null: receiver-wide (per-token caps come with named tokens)
+    token: str | None  # null: receiver-wide; else the named token the cap is for
     start: Time
     end: Time
     spent_usd: float

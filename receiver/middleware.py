@@ -1,8 +1,8 @@
-"""Pure ASGI middleware: request context for logs, the request body cap, and the query API's token guard."""
+"""Pure ASGI middleware: request context for logs, request timing, and the request body cap. The query
+API's token guard is receiver/auth.py's."""
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import os
 import re
@@ -11,7 +11,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_bytes, error_response
+from .errors import error_response
 
 # A caller's (or proxy's) X-Request-ID is kept only if it is this tame: it lands in every log line.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -78,40 +78,6 @@ class RequestTimingMiddleware:
                     label = self._labels.setdefault(route, route_template(route))
                 series = state.metrics.requests
                 (series.get(label) or series["unmatched"]).observe(time.perf_counter() - started)
-
-
-class BearerAuthMiddleware:
-    """Requires `Authorization: Bearer <token>` on the protected path prefixes (constant-time check)."""
-
-    def __init__(self, app: ASGIApp, *, token: str | None, protected: tuple[str, ...]) -> None:
-        self.app = app
-        self.expected = token.encode() if token else None
-        self.protected = protected
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.expected is None or not scope["path"].startswith(self.protected):
-            await self.app(scope, receive, send)
-            return
-        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        scheme, _, credentials = given.partition(b" ")
-        # The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
-        if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected):
-            await self.app(scope, receive, send)
-            return
-        reason = "missing bearer token" if not given else "wrong bearer token"
-        body = error_bytes(401, f"unauthorized: {reason}")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="openrouter-video"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 class RequestBodyTooLarge(Exception):

@@ -65,8 +65,12 @@ def _param(
 
 _JOB_ID = _param("job_id", "path", {"type": "string", "pattern": JOB_ID_PATTERN}, required=True)
 _UNAUTHORIZED = Answer(
-    "Missing or wrong bearer token.", c.ErrorEnvelope, headers={"WWW-Authenticate": {"schema": _TEXT}}
+    "Missing, unknown or revoked bearer token.",
+    c.ErrorEnvelope,
+    headers={"WWW-Authenticate": {"schema": _TEXT}},
 )
+# Every authenticated operation may answer it: the token's role lacks the permission.
+_FORBIDDEN = Answer("The token's role may not do this (read, submit, admin).", c.ErrorEnvelope)
 
 
 def _sse(name: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -404,11 +408,12 @@ def _build(operations: tuple[Operation, ...]) -> dict[str, Any]:
     ref_of = dict(zip(shapes, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
+        answers = op.answers if op.public else {403: _FORBIDDEN, **op.answers}
         spec: dict[str, Any] = {
             "operationId": op.operation_id,
             "summary": op.summary,
             "security": [] if op.public else [{"bearerAuth": []}],
-            "responses": {str(code): _answer(a, ref_of, schemas) for code, a in sorted(op.answers.items())},
+            "responses": {str(code): _answer(a, ref_of, schemas) for code, a in sorted(answers.items())},
         }
         if op.parameters:
             spec["parameters"] = list(op.parameters)
@@ -425,7 +430,9 @@ def _build(operations: tuple[Operation, ...]) -> dict[str, Any]:
             "version": "1",
             "description": "Receives OpenRouter's signed video webhooks, keeps job records and downloaded "
             "videos, and answers queries about them. Everything but the webhook, /healthz, /readyz and this "
-            "document needs `Authorization: Bearer <RECEIVER_API_TOKEN>`.",
+            "document needs `Authorization: Bearer <token>`: RECEIVER_API_TOKEN (admin), or a named token "
+            "(`openrouter-video tokens create`) whose role is read, submit or admin; a read or submit "
+            "token sees its own jobs only (another app's job is a 404).",
         },
         "paths": paths,
         "components": {

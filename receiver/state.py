@@ -14,6 +14,7 @@ from .settings import Settings
 from .storage.base import Stores
 
 if TYPE_CHECKING:
+    from .auth import TokenAuth
     from .submitting import Submitter
     from .watch import JobWatch
     from .workers.applier import Applier
@@ -31,6 +32,7 @@ class ReceiverState:
     secrets: list[str]
     submitter: Submitter
     watch: JobWatch  # long-polls and event streams (one change-feed reader per process)
+    auth: TokenAuth  # bearer tokens to principals (the API's guard and the dashboard's sign-in)
 
 
 def state_of(request: Request) -> ReceiverState:

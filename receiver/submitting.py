@@ -34,7 +34,7 @@ from openrouter_video import (
 from openrouter_video._pricing import CostEstimate, estimate_cost
 from openrouter_video._validation import check_capabilities
 
-from .domain.budget import ADMIN_TOKEN, BudgetCheck, Cap, OverBudget, unknown_cost_refusal
+from .domain.budget import BudgetCheck, Cap, OverBudget, unknown_cost_refusal
 from .domain.model import SubmissionRecord
 from .domain.submissions import (
     OUTCOME_UNKNOWN,
@@ -48,6 +48,7 @@ from .domain.submissions import (
     new_submission_id,
     outcome_of_failure,
 )
+from .domain.tokens import BUILTIN_ADMIN, Principal
 from .settings import Settings
 from .storage.base import Stores
 
@@ -94,13 +95,23 @@ class Submitter:
             log.warning("submissions.abandoned", count=count, state=OUTCOME_UNKNOWN)
         return count
 
-    async def submit(self, key: str, request: dict[str, Any], upstream_body: dict[str, Any]) -> Submitted:
-        """`request`: the client's keyword arguments (validated into `upstream_body` by the caller)."""
-        stored = await self._stores.submissions.get(key, by_key=True)
+    async def submit(
+        self,
+        key: str,
+        request: dict[str, Any],
+        upstream_body: dict[str, Any],
+        *,
+        principal: Principal = BUILTIN_ADMIN,
+    ) -> Submitted:
+        """`request`: the client's keyword arguments (validated into `upstream_body` by the caller).
+        `principal`: who asks; the submission and its job are recorded as its own, its key is looked
+        up in its own namespace, and its own caps apply besides the receiver-wide ones."""
+        owner = principal.owner
+        stored = await self._stores.submissions.get(key, by_key=True, owner=owner)
         if stored is None:
             entry = await self.check(upstream_body)
             estimate = estimate_cost(entry, upstream_body)
-            budget = self._budget_check(estimate)
+            budget = self._budget_check(estimate, principal)
             callback = self._settings.callback_url
             if callback is None:
                 raise CannotSubmit(
@@ -113,6 +124,7 @@ class Submitter:
                 submission_id=new_submission_id(),
                 now=time.time(),
                 estimated_cost=estimate.usd,
+                owner=owner,
             )
             # durable before any payment; under a cap, checked against it in the same transaction
             stored, created = await self._stores.submissions.begin(new, budget)
@@ -128,16 +140,17 @@ class Submitter:
             )
         return Submitted(await self._settled(stored), created=False)
 
-    def _budget_check(self, estimate: CostEstimate) -> BudgetCheck | None:
-        """What the store checks the caps with (None: no cap set). A job whose cost cannot be
-        estimated is refused here under a cap, unless RECEIVER_BUDGET_UNKNOWN_COST=allow (then it
-        counts 0 until its real cost is known)."""
-        caps = tuple(Cap(period, usd) for period, usd in self._settings.budget_caps)
+    def _budget_check(self, estimate: CostEstimate, principal: Principal) -> BudgetCheck | None:
+        """What the store checks the caps with (None: no cap set): the receiver-wide caps and the
+        token's own. A job whose cost cannot be estimated is refused here under a cap, unless
+        RECEIVER_BUDGET_UNKNOWN_COST=allow (then it counts 0 until its real cost is known)."""
+        caps = (*(Cap(period, usd) for period, usd in self._settings.budget_caps), *principal.caps)
         if not caps:
             return None
         if estimate.usd is None and self._settings.budget_unknown_cost != "allow":
             raise OverBudget(unknown_cost_refusal(estimate.model, estimate.reason))
-        return BudgetCheck(caps, estimate.usd or 0.0, owner=ADMIN_TOKEN, now=time.time())
+        # The spend facts name the built-in admin's submissions `admin` (domain.budget.spender).
+        return BudgetCheck(caps, estimate.usd or 0.0, owner=principal.name, now=time.time())
 
     async def catalog(self) -> list[VideoModel]:
         """Every model of the catalog (fetched through the client, cached for its TTL); CannotSubmit

@@ -18,6 +18,7 @@ from receiver_support import open_test_stores
 
 from openrouter_video._cli import cli
 from openrouter_video.receiver.domain.model import Delivery, SubmissionRecord
+from openrouter_video.receiver.domain.tokens import TokenRecord, token_hash
 from openrouter_video.receiver.storage.migrate import TABLES
 from openrouter_video.receiver.storage.sqlite._db import MIGRATIONS
 
@@ -50,7 +51,7 @@ def build_sqlite(path: Path) -> dict[str, int]:
             await record("b-1", event("job-b", "completed"))
             await record("bad", b"not json")
             await s.deliveries.apply_pending(100)
-            await s.jobs.register("job-c", model="m", prompt="p", first_poll_at=now + 5)
+            await s.jobs.register("job-c", model="m", prompt="p", first_poll_at=now + 5, owner="app")
             [first, *_] = await s.downloads.claim(now, 3)
             await s.downloads.finish(
                 first.job_id,
@@ -61,8 +62,11 @@ def build_sqlite(path: Path) -> dict[str, int]:
             )
             submission = SubmissionRecord(
                 "sub_0123456789abcdef", "idem-key-1", "fingerprint", "submitting", "m", "p",
-                None, None, None, now, now,
+                None, None, None, now, now, None, "app",
             )  # fmt: skip
+            await s.tokens.create(
+                TokenRecord("app", "submit", token_hash("orv_test"), "whsec_x", now, budget_usd_per_day=5.0)
+            )
             await s.submissions.begin(submission)  # recorded; its paid call's outcome never stored
             # acknowledged, not applied yet; its callback URL named the submission
             await s.deliveries.record(
@@ -97,23 +101,25 @@ def test_store_migrate_copies_everything_once_and_says_what_it_copied(tmp_path: 
     db = tmp_path / "receiver.db"
     counts = build_sqlite(db)
     assert counts == {
-        "deliveries": 5, "jobs": 3, "job_events": counts["job_events"], "outputs": 3, "submissions": 1
+        "deliveries": 5, "jobs": 3, "job_events": counts["job_events"], "outputs": 3, "submissions": 1,
+        "tokens": 1,
     }  # fmt: skip
     before = hashlib.sha256(db.read_bytes()).hexdigest()
 
     code, out = run("--from", f"sqlite://{db}", "--to", pg_url)
     assert code == 0, out
     assert (
-        f"copied: 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, 1 submissions; "
-        "already there (skipped): 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions"
+        f"copied: 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, 1 submissions, "
+        "1 tokens; already there (skipped): 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions, "
+        "0 tokens"
     ) in out
     assert "local path" not in out  # a current store holds content keys already
 
     code, again = run("--from", f"sqlite://{db}", "--to", pg_url)
     assert code == 0, again
     assert (
-        "copied: 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions; already there (skipped): "
-        f"5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, 1 submissions"
+        "copied: 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions, 0 tokens; already there "
+        f"(skipped): 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, 1 submissions, 1 tokens"
     ) in again
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # read-only: not a byte changed
 
@@ -131,8 +137,14 @@ def test_store_migrate_copies_everything_once_and_says_what_it_copied(tmp_path: 
         ("job-a", 1, "pending", None, None),
         ("job-b", 0, "pending", None, None),
     ]
-    [(registered, next_poll)] = rows(pg_url, "SELECT registered, next_poll_at FROM jobs WHERE id = 'job-c'")
-    assert registered is True and next_poll is not None
+    [(registered, next_poll, owner)] = rows(
+        pg_url, "SELECT registered, next_poll_at, owner FROM jobs WHERE id = 'job-c'"
+    )
+    assert registered is True and next_poll is not None and owner == "app"
+    # named tokens: their hashes (a token keeps working after the move), caps and secrets
+    assert rows(pg_url, "SELECT name, role, token_hash, budget_usd_per_day, notify_secret FROM tokens") == [
+        ("app", "submit", token_hash("orv_test"), 5.0, "whsec_x")
+    ]
     # an event that came from a delivery still points at it, under its id here
     assert rows(
         pg_url,
@@ -140,8 +152,8 @@ def test_store_migrate_copies_everything_once_and_says_what_it_copied(tmp_path: 
         "WHERE e.job_id = 'job-a' ORDER BY e.id",
     ) == [("a-1",), ("a-2",)]
     # the submission, and the pending delivery that names it (its applier will tie the two)
-    assert rows(pg_url, "SELECT id, idempotency_key, state, job_id FROM submissions") == [
-        ("sub_0123456789abcdef", "idem-key-1", "submitting", None)
+    assert rows(pg_url, "SELECT id, idempotency_key, state, job_id, owner FROM submissions") == [
+        ("sub_0123456789abcdef", "idem-key-1", "submitting", None, "app")
     ]
     assert rows(pg_url, "SELECT submission_id FROM deliveries WHERE idempotency_key = 'c-1'") == [
         ("sub_0123456789abcdef",)

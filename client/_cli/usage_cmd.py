@@ -1,7 +1,8 @@
 """`usage`: what the receiver's submits spent, by UTC day, model and token, and its spending caps.
 
-Over HTTP only (`GET /usage` through `ReceiverClient`): the figures are the receiver's own, counted
-by the rules its caps are checked with (receiver/domain/budget.py).
+Over HTTP (`GET /usage` through `ReceiverClient`), or on the server's shell from its database
+(`--data-dir`, the receiver's local `usage`): the figures are the receiver's own, counted by the
+rules its caps are checked with (receiver/domain/budget.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import click
 
 from .format import emit_json
 from .options import json_option
-from .receiver_cmds import receiver
+from .receiver_cmds import _remote, receiver, run_local, target_options
 
 _ADJECTIVE = {"day": "daily", "month": "monthly"}
 
@@ -67,19 +68,7 @@ def usage_text(usage: dict[str, Any]) -> str:
 
 
 @click.command("usage")
-@click.option(
-    "--receiver",
-    "receiver_url",
-    envvar="RECEIVER_URL",
-    required=True,
-    metavar="URL",
-    help="The receiver's root URL (env RECEIVER_URL; token in RECEIVER_API_TOKEN).",
-)
-@click.option(
-    "--token-file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="File holding the receiver's API token (instead of env RECEIVER_API_TOKEN).",
-)
+@target_options()
 @click.option("--since", help="From this time (ISO 8601 or unix seconds; default: this UTC month).")
 @click.option("--until", help="Before this time (ISO 8601 or unix seconds).")
 @click.option("--days", type=click.IntRange(1, 3660), help="The last N UTC days, today included.")
@@ -87,8 +76,9 @@ def usage_text(usage: dict[str, Any]) -> str:
 @click.pass_context
 def usage_cmd(
     ctx: click.Context,
-    receiver_url: str,
+    receiver_url: str | None,
     token_file: str | None,
+    data_dir: str | None,
     since: str | None,
     until: str | None,
     days: int | None,
@@ -96,13 +86,19 @@ def usage_cmd(
 ) -> None:
     """Spend of the receiver's submits by UTC day, model and token, and its spending caps.
 
+    An app's token sees its own spend and caps; the admin's, everyone's.
+
     \b
     Examples:
       openrouter-video usage --receiver https://hooks.example.com --days 7
       openrouter-video usage --since 2026-12-01 --json | jq .caps
+      openrouter-video usage --data-dir /var/lib/openrouter-video     # on the server
     """
     if days is not None and (since or until):
         raise click.UsageError("give either --days or --since/--until, not both")
+    if not _remote(ctx):
+        run_local(ctx, "usage")
+        return
     with receiver(ctx) as rx:
         usage = rx.usage(since=since, until=until, days=days)
     if as_json:

@@ -12,9 +12,10 @@ did not submit):
 - a job the receiver did not submit (registered, or known by webhook only): its real cost, 0 until
   then (there is no estimate for it).
 
-Per-token caps plug in here: a `Cap` has an `owner`, and every `SpendFact` a `token`; a cap with an
-owner counts that owner's facts only. Named tokens do not exist yet, so every cap is receiver-wide
-(`owner=None`) and every submission is the admin token's.
+Per-token caps: a `Cap` has an `owner` (a named token's, from its row; None: receiver-wide), and
+every `SpendFact` a `token` (the submission's owner; `admin` for the built-in RECEIVER_API_TOKEN's;
+a job not submitted here counts as its owner's, None when it has none); a cap with an owner counts
+that owner's facts only, and only that owner's submits are checked against it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ Period = Literal["day", "month"]
 UnknownCost = Literal["refuse", "allow"]
 UNKNOWN_COST_POLICIES: tuple[UnknownCost, ...] = ("refuse", "allow")
 ADJECTIVE: dict[Period, str] = {"day": "daily", "month": "monthly"}
-ADMIN_TOKEN = "admin"  # the only token there is until named tokens exist
+ADMIN_TOKEN = "admin"  # the built-in RECEIVER_API_TOKEN's name (domain.tokens.ADMIN_NAME)
 _ENDED_UNPAID = frozenset({FAILED, CANCELLED, EXPIRED})
 DAY = 86400.0
 
@@ -47,7 +48,7 @@ class OverBudget(Exception):
 class Cap:
     period: Period
     usd: float
-    owner: str | None = None  # None: receiver-wide; a token's name once named tokens exist
+    owner: str | None = None  # None: receiver-wide; else a named token's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,12 @@ def counted(fact: SpendFact) -> float:
     if fact.job_cost is not None:
         return fact.job_cost
     return 0.0 if fact.job_status in _ENDED_UNPAID else estimate
+
+
+def spender(owner: str | None, *, submitted: bool) -> str | None:
+    """Whose spend a fact is: a submission's owner (None: the built-in admin's); a job not submitted
+    here, its owner's (None: nobody's, a webhook-only job)."""
+    return (owner or ADMIN_TOKEN) if submitted else owner
 
 
 def period_bounds(period: Period, now: float) -> tuple[float, float]:

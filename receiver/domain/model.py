@@ -98,6 +98,7 @@ class JobRecord:
     generation_id: str | None
     outputs: tuple[OutputRecord, ...] = ()  # filled by `Jobs.get`, empty in listings
     events: tuple[EventRecord, ...] = ()  # filled by `Jobs.get`, empty in listings
+    owner: str | None = None  # the token that submitted or registered it (None: admin's or webhook-only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ class JobFilter:
     model: str | None = None
     since: float | None = None
     until: float | None = None
+    owner: str | None = None  # a token's name: only its jobs (None: every job)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,3 +300,5 @@ class SubmissionRecord:
     # The job's estimated cost when it was submitted (USD; None: not estimable), what a spending cap
     # counts until the job's real cost is known.
     estimated_cost: float | None = None
+    # The token that asked (None: the built-in admin); its idempotency keys are its own namespace.
+    owner: str | None = None

@@ -35,6 +35,7 @@ def filter_terms(filters: JobFilter, placeholder: str) -> tuple[list[str], list[
         ("model = ", filters.model),
         ("created_at >= ", filters.since),
         ("created_at < ", filters.until),
+        ("owner = ", filters.owner),
     ):
         if value is not None and value != "":
             where.append(term + placeholder)

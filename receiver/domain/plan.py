@@ -42,6 +42,7 @@ JOB_STATE_COLUMNS = (
     "terminal_at",
     "next_poll_at",
     "poll_attempts",
+    "owner",
 )
 
 
@@ -61,6 +62,7 @@ class JobState:
     terminal_at: float | None = None
     next_poll_at: float | None = None
     poll_attempts: int = 0
+    owner: str | None = None
     outputs: frozenset[int] = frozenset()  # indexes of the job's output rows, whatever their state
 
 
@@ -203,11 +205,13 @@ def plan_registration(
     prompt: str | None,
     now: float,
     first_poll_at: float,
+    owner: str | None = None,
 ) -> JobChange:
     """Track a submitted job: idempotent, and right whether its webhook came first or not.
 
     A job first seen by a webhook gets its model, prompt and submit time filled in and its first
-    fallback poll scheduled, unless it is already terminal (nothing left to poll for).
+    fallback poll scheduled, unless it is already terminal (nothing left to poll for). It takes
+    `owner` (the token that submitted or registered it) if it has none: an owner is never changed.
     """
     if current is None:
         row = {
@@ -222,6 +226,7 @@ def plan_registration(
             "source": "submit",
             "registered": True,
             "next_poll_at": first_poll_at,
+            "owner": owner,
         }
         return JobChange(job_id, create=row, events=(NewEvent(now, "submit", "registered", PENDING),))
     schedule = current.status not in TERMINAL_STATUSES and not current.registered
@@ -231,6 +236,7 @@ def plan_registration(
         "submitted_at": _first(current.submitted_at, now),
         "registered": True,
         "next_poll_at": first_poll_at if schedule else current.next_poll_at,
+        "owner": _first(current.owner, owner),
     }
     events = () if current.registered else (NewEvent(now, "submit", "registered"),)
     return JobChange(job_id, update=_changed(current, values), events=events)

@@ -89,6 +89,7 @@ def new_submission(
     submission_id: str,
     now: float,
     estimated_cost: float | None = None,
+    owner: str | None = None,
 ) -> SubmissionRecord:
     prompt = upstream_body.get("prompt")
     return SubmissionRecord(
@@ -104,6 +105,7 @@ def new_submission(
         created_at=now,
         updated_at=now,
         estimated_cost=estimated_cost,
+        owner=owner,
     )
 
 
@@ -193,6 +195,7 @@ def plan_submitted_job(
         prompt=submission.prompt,
         now=now,
         first_poll_at=first_poll_at,
+        owner=submission.owner,
     )
     event = NewEvent(now, "submit", "submission", None, f"{submission.id} ({how})")
     return dataclasses.replace(change, events=(*change.events, event))

@@ -30,6 +30,7 @@ from .base import (
     Stores,
     StoreUnavailable,
     Submissions,
+    Tokens,
     Wakeups,
 )
 from .local_content import LocalContentStore
@@ -57,6 +58,8 @@ class _RecordStores(Protocol):
     def wakeups(self) -> Wakeups: ...
     @property
     def submissions(self) -> Submissions: ...
+    @property
+    def tokens(self) -> Tokens: ...
     @property
     def worker(self) -> str: ...
 
@@ -139,6 +142,7 @@ def assemble(
         wakeups=records.wakeups,
         content=content,
         submissions=records.submissions,
+        tokens=records.tokens,
         worker=records.worker,
         exclusive=exclusive,
         closing=tuple(closing if closing is not None else (content.close, records.close)),

@@ -1,6 +1,6 @@
 """The storage seam: what the receiver needs of a store, split by who uses it.
 
-Every backend (SQLite in the data dir, PostgreSQL) implements all six interfaces; the decisions
+Every backend (SQLite in the data dir, PostgreSQL) implements all these interfaces; the decisions
 (what an event does to a job, what a poll answer changes, the retry plan of a download) are pure
 code in `receiver.domain`, which a backend calls between reading the current state and storing the
 decided change, in one transaction. A backend stores; it never decides.
@@ -20,6 +20,8 @@ Who uses what:
   pages follow (on every replica), and its one write, an operator's retry of a download.
 - `Submissions`: the submit endpoint (a paid submit recorded before the call, then its outcome), the
   applier (a webhook carrying a submission's reference ties it to its job), the start-up sweep.
+- `Tokens`: the named API tokens of apps (`openrouter-video tokens`), looked up by hash on each
+  request (receiver/auth.py caches briefly); only a token's hash is stored, never the token.
 
 `Wakeups` lets a worker sleep until there may be work (an in-process event for SQLite, LISTEN/NOTIFY
 for PostgreSQL, so a download queued by one replica wakes the fetchers of the others). Topic `jobs`:
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from ..domain.budget import BudgetCheck, SpendFact
     from ..domain.retention import Policy, Pruned
     from ..domain.submissions import Outcome
+    from ..domain.tokens import TokenRecord
 
 
 class StoreUnavailable(Exception):
@@ -122,9 +125,16 @@ class Jobs(Protocol):
         ...
 
     async def register(
-        self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
+        self,
+        job_id: str,
+        *,
+        model: str | None,
+        prompt: str | None,
+        first_poll_at: float,
+        owner: str | None = None,
     ) -> bool:
-        """Track a submitted job (idempotent, webhook first or not); True if the record is new."""
+        """Track a submitted job (idempotent, webhook first or not); True if the record is new. The
+        job takes `owner` (a token's name) if it has none yet; one it has is never changed."""
         ...
 
     async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None: ...
@@ -217,8 +227,12 @@ class Submissions(Protocol):
         """The submissions recorded, and the jobs not submitted here created, in [since, until)."""
         ...
 
-    async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:
-        """By submission id, else by idempotency key (`by_key`: by the key only)."""
+    async def get(
+        self, ref: str, *, by_key: bool = False, owner: str | None = None
+    ) -> SubmissionRecord | None:
+        """By submission id (anyone's: the caller checks who may see it), else by idempotency key in
+        `owner`'s namespace (None: the built-in admin's); `by_key`: by the key only. Keys are unique
+        per owner: two apps using the same key have two submissions."""
         ...
 
     async def finish(
@@ -234,6 +248,34 @@ class Submissions(Protocol):
 
     async def abandon(self, older_than: float | None) -> int:
         """`submitting` ones created before `older_than` (None: all) become `outcome_unknown`; how many."""
+        ...
+
+
+class TokenExists(Exception):
+    """A token of that name exists already (revoked ones too: a name is never reused)."""
+
+
+class Tokens(Protocol):
+    async def create(self, record: TokenRecord) -> None:
+        """Store a new token (its hash); TokenExists when the name is taken."""
+        ...
+
+    async def by_hash(self, token_hash: str) -> TokenRecord | None:
+        """The token with this hash, revoked or not (None: unknown)."""
+        ...
+
+    async def get(self, name: str) -> TokenRecord | None: ...
+
+    async def list(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, by name."""
+        ...
+
+    async def revoke(self, name: str, at: float) -> bool:
+        """Mark the token revoked (False: no such token, or revoked already)."""
+        ...
+
+    async def notify_secret(self, name: str) -> str | None:
+        """The token's notification signing secret (None: no such token, or revoked)."""
         ...
 
 
@@ -367,6 +409,7 @@ class Stores:
     wakeups: Wakeups
     content: ContentStore
     submissions: Submissions
+    tokens: Tokens
     worker: str  # the worker id every claim of this process is made under
     # This process serves the store alone (SQLite under the data-dir lock): a previous run's claims
     # and partial downloads are known dead at start. Never so with replicas.

@@ -12,6 +12,10 @@
   POST whose Origin is another origin, or that the browser marks cross-site, is refused before that.
 - The token is compared in constant time; failed sign-ins are limited per client address and in all,
   and a refusal says when to try again. The token never appears in a page, a URL or a log line.
+- A named token with role `admin` signs in too (checked through the store, same throttling); a
+  `read` or `submit` token is refused (the dashboard is an operator tool). Its session's cookie names
+  the token, and each request checks it is still valid (receiver/auth.py's short cache): revoking the
+  token ends its sessions within seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..domain.tokens import ADMIN_NAME
 from ..settings import Settings
 
 COOKIE = "orv_session"
@@ -47,6 +52,7 @@ class Session:
     sid: str
     issued: int
     expires: int
+    who: str = ADMIN_NAME  # the token signed in with: the built-in admin, or a named admin token
 
 
 def _b64(data: bytes) -> str:
@@ -81,27 +87,37 @@ class Sessions:
     def verify(self, text: str, signature: str) -> bool:
         return hmac.compare_digest(signature.encode(), self._sign(text).encode())
 
-    def new(self) -> tuple[Session, str]:
+    def new(self, who: str = ADMIN_NAME) -> tuple[Session, str]:
         now = int(time.time())
-        session = Session(secrets.token_hex(16), now, now + SESSION_SECONDS)
-        text = f"v1.{session.sid}.{session.issued}.{session.expires}"
-        return session, f"{text}.{self._sign(text)}"
+        session = Session(secrets.token_hex(16), now, now + SESSION_SECONDS, who)
+        if who == ADMIN_NAME:  # v1: the built-in admin's, as before named tokens
+            text = f"v1.{session.sid}.{session.issued}.{session.expires}"
+            return session, f"{text}.{self._sign(text)}"
+        # v2: a named token's, its name last (a name may hold dots; the signature never does)
+        text = f"v2.{session.sid}.{session.issued}.{session.expires}.{who}"
+        return session, f"v2.{session.sid}.{session.issued}.{session.expires}.{self._sign(text)}.{who}"
 
     def read(self, request: Request) -> Session | None:
+        """The signed-in session the cookie holds (v1: the built-in admin's; v2: a named token's)."""
         value = request.cookies.get(COOKIE, "")
-        parts = value.split(".")
-        if len(parts) != 5 or parts[0] != "v1":
+        parts = value.split(".", 5)
+        if len(parts) == 5 and parts[0] == "v1":
+            version, sid, issued_text, expires_text, signature = parts
+            who, text = ADMIN_NAME, ".".join(parts[:4])
+        elif len(parts) == 6 and parts[0] == "v2":
+            version, sid, issued_text, expires_text, signature, who = parts
+            text = f"v2.{sid}.{issued_text}.{expires_text}.{who}"
+        else:
             return None
-        text = ".".join(parts[:4])
-        if not hmac.compare_digest(parts[4], self._sign(text)):
+        if not hmac.compare_digest(signature, self._sign(text)):
             return None
         try:
-            issued, expires = int(parts[2]), int(parts[3])
+            issued, expires = int(issued_text), int(expires_text)
         except ValueError:
             return None
         if not issued <= time.time() < expires:
             return None
-        return Session(parts[1], issued, expires)
+        return Session(sid, issued, expires, who)
 
     def set_cookie(self, response: Response, request: Request, value: str) -> None:
         response.set_cookie(
@@ -164,15 +180,22 @@ class Sessions:
         return max(waits, default=0)
 
     def check_token(self, address: str, given: str) -> bool:
-        """Constant-time comparison; a wrong token counts against the address and against all."""
-        ok = self.token is not None and hmac.compare_digest(given.encode("utf-8", "replace"), self.token)
+        """Constant-time comparison with RECEIVER_API_TOKEN; a wrong token counts against the address
+        and against all (a named token is checked through the store by the caller, see views)."""
+        ok = self.is_builtin(given)
         if not ok:
-            now = time.monotonic()
-            if len(self._failures) > 10_000:  # many addresses: forget the oldest
-                self._failures.pop(next(iter(self._failures)))
-            self._failures.setdefault(address, deque()).append(now)
-            self._all_failures.append(now)
+            self.note_failure(address)
         return ok
+
+    def is_builtin(self, given: str) -> bool:
+        return self.token is not None and hmac.compare_digest(given.encode("utf-8", "replace"), self.token)
+
+    def note_failure(self, address: str) -> None:
+        now = time.monotonic()
+        if len(self._failures) > 10_000:  # many addresses: forget the oldest
+            self._failures.pop(next(iter(self._failures)))
+        self._failures.setdefault(address, deque()).append(now)
+        self._all_failures.append(now)
 
 
 def same_origin(request: Request) -> bool:

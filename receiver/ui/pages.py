@@ -25,7 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openrouter_video import ALL_STATUSES, TERMINAL_STATUSES
 
+from ..domain.tokens import ADMIN_NAME
 from ..settings import Settings
+from ..state import state_of
+from ..storage.base import StoreUnavailable
 from .auth import Session, Sessions, same_origin
 from .format import FILTERS
 
@@ -183,7 +186,7 @@ class Pages:
         Without a token configured (loopback, `--no-auth`), the visitor gets a session at once."""
 
         async def guarded(request: Request) -> Response:
-            session = self.sessions.read(request)
+            session = await self._valid_session(request)
             issued = None
             if session is None and self.sessions.open_access:
                 session, issued = self.sessions.new()
@@ -204,6 +207,19 @@ class Pages:
             return response
 
         return guarded
+
+    async def _valid_session(self, request: Request) -> Session | None:
+        """The cookie's session while its token is valid: a named token's session ends when the
+        token is revoked (checked through receiver/auth.py's short cache), or loses its admin role."""
+        session = self.sessions.read(request)
+        if session is None or session.who == ADMIN_NAME:
+            return session
+        state = state_of(request)
+        try:
+            principal = await state.auth.named(session.who, state.stores.tokens)
+        except StoreUnavailable:
+            return None
+        return session if principal is not None and principal.is_admin else None
 
     async def _check_post(self, request: Request, session: Session) -> Response | None:
         if not same_origin(request):

@@ -17,8 +17,10 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from openrouter_video import ALL_STATUSES
 
+from ..domain.tokens import BUILTIN_ADMIN, Principal
 from ..settings import Settings
 from ..state import state_of
+from ..storage.base import StoreUnavailable
 from . import data
 from .auth import Session, same_origin
 from .live import LiveHub
@@ -40,7 +42,7 @@ class Dashboard(Pages):
     # -- sign-in -------------------------------------------------------------------------------
 
     async def signin_form(self, request: Request) -> Response:
-        if self.sessions.open_access or self.sessions.read(request) is not None:
+        if self.sessions.open_access or await self._valid_session(request) is not None:
             return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
         return self._signin_page(request)
 
@@ -85,16 +87,39 @@ class Dashboard(Pages):
             response.headers["Retry-After"] = str(wait)
             return response
         token = form.get("token")
-        if not isinstance(token, str) or not self.sessions.check_token(address, token.strip()):
+        given = token.strip() if isinstance(token, str) else ""
+        try:
+            who = await self._token_signing_in(request, address, given)
+        except StoreUnavailable:
+            return self._signin_page(request, "The token store is unavailable: try again.", 503, target)
+        if who is None:
             log.warning("ui.signin", outcome="wrong_token", client=address)
             return self._signin_page(
                 request, "That token is not this receiver's API token.", 200, target
             )  # a form shown again (a 4xx would be a console error)
-        log.info("ui.signin", outcome="ok", client=address)
-        _session, value = self.sessions.new()
+        if not who.is_admin:
+            log.warning("ui.signin", outcome="not_admin", client=address, token=who.name)
+            return self._signin_page(
+                request,
+                f"The token {who.name!r} has role {who.role}: the dashboard is an operator tool, "
+                "open to RECEIVER_API_TOKEN and tokens with role admin only.",
+                403,
+                target,
+            )
+        log.info("ui.signin", outcome="ok", client=address, token=who.name)
+        _session, value = self.sessions.new(who.name)
         response = RedirectResponse(safe_next(target), status_code=303)
         self.sessions.set_cookie(response, request, value)
         return response
+
+    async def _token_signing_in(self, request: Request, address: str, given: str) -> Principal | None:
+        """Whose token this is (None: none of this receiver's; counted as a failed sign-in)."""
+        if self.sessions.is_builtin(given):  # RECEIVER_API_TOKEN
+            return BUILTIN_ADMIN
+        principal = await state_of(request).auth.resolve(given, state_of(request).stores.tokens)
+        if principal is None:
+            self.sessions.note_failure(address)  # throttled as a wrong RECEIVER_API_TOKEN is
+        return principal
 
     async def signout(self, request: Request, session: Session) -> Response:
         response = RedirectResponse("/ui/signin?signed_out=1", status_code=303)

@@ -19,6 +19,7 @@ from .polls import Polls
 from .queues import Downloads
 from .schema import migrate
 from .submissions import Submissions
+from .tokens import Tokens
 from .wakeups import Wakeups
 
 __all__ = ["PostgresStores", "StoreUnavailable", "open_postgres"]
@@ -43,6 +44,7 @@ class PostgresStores:
         self.dashboard = Dashboard(db, wakeups)
         self.wakeups = wakeups
         self.submissions = Submissions(db)
+        self.tokens = Tokens(db)
 
     async def close(self) -> None:
         await self.wakeups.close()
@@ -91,4 +93,5 @@ if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface i
         dashboard: base.Dashboard = stores.dashboard
         wakeups: base.Wakeups = stores.wakeups
         submissions: base.Submissions = stores.submissions
-        del deliveries, jobs, downloads, polls, health, dashboard, wakeups, submissions
+        tokens: base.Tokens = stores.tokens
+        del deliveries, jobs, downloads, polls, health, dashboard, wakeups, submissions, tokens

@@ -18,7 +18,7 @@ _JOB_COLUMNS = (
     ("submitted_at", "float8"), ("first_seen_at", "float8"), ("updated_at", "float8"),
     ("terminal_at", "float8"), ("source", "text"), ("registered", "bool"), ("error", "text"),
     ("cost", "float8"), ("generation_id", "text"), ("next_poll_at", "float8"), ("poll_attempts", "int4"),
-    ("upstream", "text"),
+    ("upstream", "text"), ("owner", "text"),
 )  # fmt: skip
 _EVENT_COLUMNS = (
     ("job_id", "text"), ("at", "float8"), ("source", "text"), ("kind", "text"), ("status", "text"),
@@ -32,7 +32,12 @@ _OUTPUT_COLUMNS = (
 _SUBMISSION_COLUMNS = (
     ("id", "text"), ("idempotency_key", "text"), ("fingerprint", "text"), ("state", "text"), ("model", "text"),
     ("prompt", "text"), ("job_id", "text"), ("upstream_status", "int4"), ("error", "text"),
-    ("created_at", "float8"), ("updated_at", "float8"), ("estimated_cost", "float8"),
+    ("created_at", "float8"), ("updated_at", "float8"), ("estimated_cost", "float8"), ("owner", "text"),
+)  # fmt: skip
+_TOKEN_COLUMNS = (
+    ("name", "text"), ("role", "text"), ("token_hash", "text"), ("notify_secret", "text"),
+    ("budget_usd_per_day", "float8"), ("budget_usd_per_month", "float8"), ("created_at", "float8"),
+    ("revoked_at", "float8"), ("last_used_at", "float8"),
 )  # fmt: skip
 
 
@@ -84,6 +89,12 @@ async def insert_submissions(conn: Conn, rows: list[dict[str, Any]]) -> int:
     """Insert the submissions not there yet (by id or by idempotency key); how many."""
     sql = _insert("submissions", _SUBMISSION_COLUMNS, "", "id")
     return len(await (await conn.execute(sql, _arrays(rows, _SUBMISSION_COLUMNS))).fetchall())
+
+
+async def insert_tokens(conn: Conn, rows: list[dict[str, Any]]) -> int:
+    """Insert the tokens not there yet (by name or by hash); how many."""
+    sql = _insert("tokens", _TOKEN_COLUMNS, "", "name")
+    return len(await (await conn.execute(sql, _arrays(rows, _TOKEN_COLUMNS))).fetchall())
 
 
 async def wake(conn: Conn, *, deliveries: bool, downloads: bool) -> None:

@@ -16,7 +16,7 @@ from .changes import change_job, insert_events
 
 JOB_COLUMNS = (
     "id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
-    "source, registered, error, cost, generation_id"
+    "source, registered, error, cost, generation_id, owner"
 )
 # The record, its outputs and its events in one statement: one round trip, one snapshot.
 _GET = (
@@ -184,7 +184,13 @@ class Jobs(JobReads):
     """Jobs: the reads, and registering a submitted job (decided by the domain's plan)."""
 
     async def register(
-        self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
+        self,
+        job_id: str,
+        *,
+        model: str | None,
+        prompt: str | None,
+        first_poll_at: float,
+        owner: str | None = None,
     ) -> bool:
         now = time.time()
 
@@ -193,7 +199,13 @@ class Jobs(JobReads):
                 conn,
                 job_id,
                 lambda state: plan_registration(
-                    state, job_id, model=model, prompt=prompt, now=now, first_poll_at=first_poll_at
+                    state,
+                    job_id,
+                    model=model,
+                    prompt=prompt,
+                    now=now,
+                    first_poll_at=first_poll_at,
+                    owner=owner,
                 ),
             )
             return change.created

@@ -1,7 +1,7 @@
 """The PostgreSQL schema and its versioned migrations.
 
 The tables and columns are SQLite's (receiver/storage/sqlite/_db.py; migration 1 here is SQLite's
-1 to 5 at once, 3 is its 6, 4 its 7), so `store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
+1 to 5 at once, 3 is its 6, 4 its 7, 5 its 8), so `store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
 identity, bodies and replay keys bytea.
 
 Each migration runs in its own transaction with its version row in `schema_migrations`; every
@@ -133,6 +133,27 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE submissions ADD COLUMN estimated_cost DOUBLE PRECISION;
     CREATE INDEX submissions_created ON submissions (created_at);
+    """,
+    # 5: SQLite's migration 8: named API tokens (only a hash of each; the notification secret in
+    # clear, as it signs), who owns each job and submission (a token's name; NULL: the built-in
+    # admin's, or webhook-only), and idempotency keys unique per owner (COALESCE: NULL is one owner).
+    """
+    CREATE TABLE tokens (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('read', 'submit', 'admin')),
+        token_hash TEXT COLLATE "C" NOT NULL UNIQUE,
+        notify_secret TEXT NOT NULL,
+        budget_usd_per_day DOUBLE PRECISION,
+        budget_usd_per_month DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION,
+        last_used_at DOUBLE PRECISION
+    );
+    ALTER TABLE jobs ADD COLUMN owner TEXT COLLATE "C";
+    CREATE INDEX jobs_owner_created ON jobs (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
+    ALTER TABLE submissions ADD COLUMN owner TEXT COLLATE "C";
+    ALTER TABLE submissions DROP CONSTRAINT submissions_idempotency_key_key;
+    CREATE UNIQUE INDEX submissions_owner_key ON submissions ((coalesce(owner, '')), idempotency_key);
     """,
 )
 

@@ -8,7 +8,7 @@ import dataclasses
 import time
 from typing import Any
 
-from ...domain.budget import ADMIN_TOKEN, BudgetCheck, OverBudget, SpendFact, refusal
+from ...domain.budget import BudgetCheck, OverBudget, SpendFact, refusal, spender
 from ...domain.model import SubmissionRecord
 from ...domain.submissions import (
     SUBMITTED,
@@ -27,8 +27,10 @@ _COLUMNS = tuple(f.name for f in dataclasses.fields(SubmissionRecord))
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM submissions"
 _INSERT = (
     f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+    "ON CONFLICT ((coalesce(owner, '')), idempotency_key) DO NOTHING RETURNING id"
 )
+# An idempotency key is unique per owner (the index on coalesce(owner, ''), idempotency_key).
+_BY_KEY = f"{_SELECT} WHERE coalesce(owner, '') = %s AND idempotency_key = %s"
 
 
 # pg_advisory_xact_lock key of the capped submits (any constant no other lock of the receiver uses):
@@ -39,11 +41,11 @@ BUDGET_LOCK = 0x6F72_7663_6275_6467  # "orvcbudg"
 # and cost; and every job created in it that no submission has (registered, or known by webhook only).
 _SPEND = """
     SELECT s.created_at AS at, s.model, s.state AS submission_state, s.estimated_cost AS estimate,
-        j.status AS job_status, j.cost AS job_cost
+        j.status AS job_status, j.cost AS job_cost, s.owner
     FROM submissions s LEFT JOIN jobs j ON j.id = s.job_id
     WHERE s.created_at >= %(since)s AND s.created_at < %(until)s
     UNION ALL
-    SELECT j.created_at, j.model, NULL, NULL, j.status, j.cost
+    SELECT j.created_at, j.model, NULL, NULL, j.status, j.cost, j.owner
     FROM jobs j
     WHERE j.created_at >= %(since)s AND j.created_at < %(until)s
         AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.job_id = j.id)
@@ -56,7 +58,7 @@ async def _read_spend(conn: Conn, since: float, until: float) -> list[SpendFact]
         SpendFact(
             at=row["at"],
             model=row["model"],
-            token=ADMIN_TOKEN if row["submission_state"] is not None else None,
+            token=spender(row["owner"], submitted=row["submission_state"] is not None),
             submission_state=row["submission_state"],
             estimate=row["estimate"],
             job_status=row["job_status"],
@@ -124,12 +126,12 @@ class Submissions:
     async def begin(
         self, submission: SubmissionRecord, budget: BudgetCheck | None = None
     ) -> tuple[SubmissionRecord, bool]:
+        key = (submission.owner or "", submission.idempotency_key)
+
         async def begin(conn: Conn) -> tuple[SubmissionRecord, bool]:
             if budget is not None:
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
-                row = await (
-                    await conn.execute(f"{_SELECT} WHERE idempotency_key = %s", (submission.idempotency_key,))
-                ).fetchone()
+                row = await (await conn.execute(_BY_KEY, key)).fetchone()
                 if row is not None:
                     return SubmissionRecord(**row), False
                 why = refusal(budget, await _read_spend(conn, budget.since, float("inf")))
@@ -140,9 +142,7 @@ class Submissions:
             ).fetchone()
             if inserted is not None:
                 return submission, True
-            row = await (
-                await conn.execute(f"{_SELECT} WHERE idempotency_key = %s", (submission.idempotency_key,))
-            ).fetchone()
+            row = await (await conn.execute(_BY_KEY, key)).fetchone()
             stored = _record(row)
             assert stored is not None  # the conflict was on this key, and submissions are never deleted
             return stored, False  # (but for a forgotten one: then the insert above would have won)
@@ -152,13 +152,15 @@ class Submissions:
     async def spend(self, since: float, until: float) -> list[SpendFact]:
         return await self._db.run(lambda conn: _read_spend(conn, since, until), idempotent=True)
 
-    async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:
+    async def get(
+        self, ref: str, *, by_key: bool = False, owner: str | None = None
+    ) -> SubmissionRecord | None:
         async def read(conn: Conn) -> SubmissionRecord | None:
             if is_submission_id(ref) and not by_key:
                 row = await (await conn.execute(f"{_SELECT} WHERE id = %s", (ref,))).fetchone()
                 if row is not None:
                     return _record(row)
-            row = await (await conn.execute(f"{_SELECT} WHERE idempotency_key = %s", (ref,))).fetchone()
+            row = await (await conn.execute(_BY_KEY, (owner or "", ref))).fetchone()
             return _record(row)
 
         return await self._db.run(read, idempotent=True)

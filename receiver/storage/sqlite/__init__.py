@@ -13,6 +13,7 @@ from ._file import SQLiteFile
 from .dashboard import SQLiteDashboard
 from .store import LocalWakeups, SQLiteDeliveryLog, SQLiteDownloads, SQLiteHealth, SQLiteJobs, SQLitePolls
 from .submissions import SQLiteSubmissions
+from .tokens import SQLiteTokens
 
 __all__ = ["DOWNLOAD_LEASE", "POLL_LEASE", "SQLiteStores", "open_sqlite"]
 
@@ -31,6 +32,7 @@ class SQLiteStores:
     dashboard: SQLiteDashboard
     wakeups: LocalWakeups
     submissions: SQLiteSubmissions
+    tokens: SQLiteTokens
     worker: str
 
     async def close(self) -> None:
@@ -66,5 +68,6 @@ def open_sqlite(
         dashboard=SQLiteDashboard(file, wakeups),
         wakeups=wakeups,
         submissions=SQLiteSubmissions(file),
+        tokens=SQLiteTokens(file),
         worker=worker,
     )

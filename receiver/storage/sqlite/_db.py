@@ -186,6 +186,52 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE submissions ADD COLUMN estimated_cost REAL;
     CREATE INDEX submissions_created ON submissions(created_at);
     """,
+    # 8: named API tokens for apps (only a hash of each; its notification secret in clear, as it
+    # signs), and who owns each job and submission (a token's name; NULL: the built-in admin's, or a
+    # job known by webhook only). Idempotency keys become unique per owner: SQLite cannot drop the
+    # column's UNIQUE in place, so submissions is rebuilt; COALESCE makes the admin's NULL one owner.
+    """
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('read', 'submit', 'admin')),
+        token_hash TEXT NOT NULL UNIQUE,
+        notify_secret TEXT NOT NULL,
+        budget_usd_per_day REAL,
+        budget_usd_per_month REAL,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    CREATE INDEX jobs_owner_created ON jobs(owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
+    CREATE TABLE submissions_v8 (
+        id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('submitting', 'submitted', 'outcome_unknown', 'refused')),
+        model TEXT NOT NULL,
+        prompt TEXT,
+        job_id TEXT,
+        upstream_status INTEGER,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        estimated_cost REAL,
+        owner TEXT
+    );
+    INSERT INTO submissions_v8 (id, idempotency_key, fingerprint, state, model, prompt, job_id,
+        upstream_status, error, created_at, updated_at, estimated_cost)
+        SELECT id, idempotency_key, fingerprint, state, model, prompt, job_id, upstream_status, error,
+            created_at, updated_at, estimated_cost
+        FROM submissions;
+    DROP TABLE submissions;
+    ALTER TABLE submissions_v8 RENAME TO submissions;
+    CREATE UNIQUE INDEX submissions_owner_key ON submissions(coalesce(owner, ''), idempotency_key);
+    CREATE INDEX submissions_submitting ON submissions(created_at) WHERE state = 'submitting';
+    CREATE INDEX submissions_job ON submissions(job_id) WHERE job_id IS NOT NULL;
+    CREATE INDEX submissions_created ON submissions(created_at);
+    """,
 )
 
 

@@ -28,7 +28,7 @@ from ...domain.plan import (
 
 JOB_COLUMNS = (
     "id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
-    "source, registered, error, cost, generation_id"
+    "source, registered, error, cost, generation_id, owner"
 )
 _STATE_SQL = f"SELECT {', '.join(JOB_STATE_COLUMNS)} FROM jobs WHERE id = ?"
 
@@ -124,11 +124,12 @@ def register_job(
     prompt: str | None,
     now: float,
     first_poll_at: float,
+    owner: str | None = None,
 ) -> bool:
     """Track a submitted job; idempotent, and fine whether its webhook came first or not. True if new."""
     current = read_state(conn, job_id, outputs=False)
     change = plan_registration(
-        current, job_id, model=model, prompt=prompt, now=now, first_poll_at=first_poll_at
+        current, job_id, model=model, prompt=prompt, now=now, first_poll_at=first_poll_at, owner=owner
     )
     store_change(conn, change)
     return change.created

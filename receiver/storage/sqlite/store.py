@@ -117,7 +117,13 @@ class SQLiteJobs:
         return self._file.read_now(jobs.page_jobs, filters, cursor=cursor, limit=limit)
 
     async def register(
-        self, job_id: str, *, model: str | None, prompt: str | None, first_poll_at: float
+        self,
+        job_id: str,
+        *,
+        model: str | None,
+        prompt: str | None,
+        first_poll_at: float,
+        owner: str | None = None,
     ) -> bool:
         return await self._file.write(
             jobs.register_job,
@@ -126,6 +132,7 @@ class SQLiteJobs:
             prompt=prompt,
             now=time.time(),
             first_poll_at=first_poll_at,
+            owner=owner,
         )
 
     async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None:

@@ -8,7 +8,7 @@ import dataclasses
 import sqlite3
 import time
 
-from ...domain.budget import ADMIN_TOKEN, BudgetCheck, OverBudget, SpendFact, refusal
+from ...domain.budget import BudgetCheck, OverBudget, SpendFact, refusal, spender
 from ...domain.model import SubmissionRecord
 from ...domain.submissions import (
     SUBMITTED,
@@ -34,9 +34,19 @@ def read_submission(conn: sqlite3.Connection, submission_id: str) -> SubmissionR
     return _record(conn.execute(f"{_SELECT} WHERE id = ?", (submission_id,)).fetchone())
 
 
-def find_submission(conn: sqlite3.Connection, ref: str, by_key: bool = False) -> SubmissionRecord | None:
+# An idempotency key is unique per owner (the index on coalesce(owner, ''), idempotency_key).
+_BY_KEY = f"{_SELECT} WHERE coalesce(owner, '') = ? AND idempotency_key = ?"
+
+
+def _by_key(conn: sqlite3.Connection, key: str, owner: str | None) -> SubmissionRecord | None:
+    return _record(conn.execute(_BY_KEY, (owner or "", key)).fetchone())
+
+
+def find_submission(
+    conn: sqlite3.Connection, ref: str, by_key: bool = False, owner: str | None = None
+) -> SubmissionRecord | None:
     found = read_submission(conn, ref) if is_submission_id(ref) and not by_key else None
-    return found or _record(conn.execute(f"{_SELECT} WHERE idempotency_key = ?", (ref,)).fetchone())
+    return found or _by_key(conn, ref, owner)
 
 
 def _store(conn: sqlite3.Connection, record: SubmissionRecord) -> None:
@@ -51,11 +61,11 @@ def _store(conn: sqlite3.Connection, record: SubmissionRecord) -> None:
 # and cost; and every job created in it that no submission has (registered, or known by webhook only).
 _SPEND = """
     SELECT s.created_at AS at, s.model, s.state AS submission_state, s.estimated_cost AS estimate,
-        j.status AS job_status, j.cost AS job_cost
+        j.status AS job_status, j.cost AS job_cost, s.owner
     FROM submissions s LEFT JOIN jobs j ON j.id = s.job_id
     WHERE s.created_at >= ? AND s.created_at < ?
     UNION ALL
-    SELECT j.created_at, j.model, NULL, NULL, j.status, j.cost
+    SELECT j.created_at, j.model, NULL, NULL, j.status, j.cost, j.owner
     FROM jobs j
     WHERE j.created_at >= ? AND j.created_at < ?
         AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.job_id = j.id)
@@ -68,7 +78,7 @@ def read_spend(conn: sqlite3.Connection, since: float, until: float) -> list[Spe
         SpendFact(
             at=row["at"],
             model=row["model"],
-            token=ADMIN_TOKEN if row["submission_state"] is not None else None,
+            token=spender(row["owner"], submitted=row["submission_state"] is not None),
             submission_state=row["submission_state"],
             estimate=row["estimate"],
             job_status=row["job_status"],
@@ -84,9 +94,7 @@ def begin_submission(
     """Inside the writer's transaction: no other write (another capped begin) runs between the
     spend read here and the insert, so two submits can never both pass a cap only one fits."""
     if budget is not None:
-        taken = _record(
-            conn.execute(f"{_SELECT} WHERE idempotency_key = ?", (new.idempotency_key,)).fetchone()
-        )
+        taken = _by_key(conn, new.idempotency_key, new.owner)
         if taken is not None:
             return taken, False
         why = refusal(budget, read_spend(conn, budget.since, float("inf")))
@@ -96,7 +104,7 @@ def begin_submission(
         f"INSERT OR IGNORE INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
         [getattr(new, name) for name in _COLUMNS],
     )
-    stored = _record(conn.execute(f"{_SELECT} WHERE idempotency_key = ?", (new.idempotency_key,)).fetchone())
+    stored = _by_key(conn, new.idempotency_key, new.owner)
     assert stored is not None  # inserted now, or there already
     return stored, cursor.rowcount == 1
 
@@ -167,8 +175,10 @@ class SQLiteSubmissions:
     async def spend(self, since: float, until: float) -> list[SpendFact]:
         return self._file.read_now(read_spend, since, until)
 
-    async def get(self, ref: str, *, by_key: bool = False) -> SubmissionRecord | None:
-        return self._file.read_now(find_submission, ref, by_key)
+    async def get(
+        self, ref: str, *, by_key: bool = False, owner: str | None = None
+    ) -> SubmissionRecord | None:
+        return self._file.read_now(find_submission, ref, by_key, owner)
 
     async def finish(
         self, submission_id: str, outcome: Outcome, *, first_poll_at: float
