@@ -298,3 +298,5 @@ class SubmissionRecord:
     # The job's estimated cost when it was submitted (USD; None: not estimable), what a spending cap
     # counts until the job's real cost is known.
     estimated_cost: float | None = None
+    # Where the job's end is told (a receiver field, never sent upstream); handed to the job.
+    notify_url: str | None = None

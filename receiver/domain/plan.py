@@ -42,6 +42,7 @@ JOB_STATE_COLUMNS = (
     "terminal_at",
     "next_poll_at",
     "poll_attempts",
+    "notify_url",
 )
 
 
@@ -61,6 +62,7 @@ class JobState:
     terminal_at: float | None = None
     next_poll_at: float | None = None
     poll_attempts: int = 0
+    notify_url: str | None = None  # where the job's end is told (None: the receiver's default, if any)
     outputs: frozenset[int] = frozenset()  # indexes of the job's output rows, whatever their state
 
 
@@ -203,11 +205,13 @@ def plan_registration(
     prompt: str | None,
     now: float,
     first_poll_at: float,
+    notify_url: str | None = None,
 ) -> JobChange:
     """Track a submitted job: idempotent, and right whether its webhook came first or not.
 
     A job first seen by a webhook gets its model, prompt and submit time filled in and its first
-    fallback poll scheduled, unless it is already terminal (nothing left to poll for).
+    fallback poll scheduled, unless it is already terminal (nothing left to poll for). A
+    `notify_url` given replaces the one stored (the latest registration says where to tell).
     """
     if current is None:
         row = {
@@ -223,6 +227,8 @@ def plan_registration(
             "registered": True,
             "next_poll_at": first_poll_at,
         }
+        if notify_url is not None:
+            row["notify_url"] = notify_url
         return JobChange(job_id, create=row, events=(NewEvent(now, "submit", "registered", PENDING),))
     schedule = current.status not in TERMINAL_STATUSES and not current.registered
     values = {
@@ -231,6 +237,7 @@ def plan_registration(
         "submitted_at": _first(current.submitted_at, now),
         "registered": True,
         "next_poll_at": first_poll_at if schedule else current.next_poll_at,
+        "notify_url": _first(notify_url, current.notify_url),
     }
     events = () if current.registered else (NewEvent(now, "submit", "registered"),)
     return JobChange(job_id, update=_changed(current, values), events=events)

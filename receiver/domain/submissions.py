@@ -89,6 +89,7 @@ def new_submission(
     submission_id: str,
     now: float,
     estimated_cost: float | None = None,
+    notify_url: str | None = None,
 ) -> SubmissionRecord:
     prompt = upstream_body.get("prompt")
     return SubmissionRecord(
@@ -104,6 +105,7 @@ def new_submission(
         created_at=now,
         updated_at=now,
         estimated_cost=estimated_cost,
+        notify_url=notify_url,
     )
 
 
@@ -193,6 +195,7 @@ def plan_submitted_job(
         prompt=submission.prompt,
         now=now,
         first_poll_at=first_poll_at,
+        notify_url=submission.notify_url,
     )
     event = NewEvent(now, "submit", "submission", None, f"{submission.id} ({how})")
     return dataclasses.replace(change, events=(*change.events, event))

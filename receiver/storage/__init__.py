@@ -26,6 +26,7 @@ from .base import (
     DownloadQueue,
     Health,
     Jobs,
+    Notifications,
     PollQueue,
     Stores,
     StoreUnavailable,
@@ -57,6 +58,8 @@ class _RecordStores(Protocol):
     def wakeups(self) -> Wakeups: ...
     @property
     def submissions(self) -> Submissions: ...
+    @property
+    def notifications(self) -> Notifications: ...
     @property
     def worker(self) -> str: ...
 
@@ -98,6 +101,7 @@ async def open_stores(
                 worker=worker,
                 lease=settings.claim_lease,
                 poll_lease=settings.claim_lease,
+                notify_default=settings.notify_url,
             )
         else:
             postgres = _extra("receiver.storage.postgres", "PostgreSQL store", "postgres")
@@ -108,6 +112,7 @@ async def open_stores(
                     listen=exclusive,
                     lease=settings.claim_lease,
                     poll_lease=settings.claim_lease,
+                    notify_default=settings.notify_url,
                 )
             except StoreUnavailable as exc:
                 raise StartupError(f"cannot open the PostgreSQL store: {exc}") from None
@@ -139,6 +144,7 @@ def assemble(
         wakeups=records.wakeups,
         content=content,
         submissions=records.submissions,
+        notifications=records.notifications,
         worker=records.worker,
         exclusive=exclusive,
         closing=tuple(closing if closing is not None else (content.close, records.close)),
