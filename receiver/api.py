@@ -25,6 +25,7 @@ from openrouter_video import (
 )
 
 from . import contract
+from .api_notifications import NotifyUrlRefused, accept_notify_url
 from .contract import (
     MAX_INDEX,
     MAX_LIMIT,
@@ -189,13 +190,21 @@ async def register_job(request: Request) -> Response:
     for name, value in (("model", model), ("prompt", prompt)):
         if value is not None and not _is_utf8(value):
             return error_response(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
+    try:
+        notify_url = await accept_notify_url(s.settings, registration.notify_url)
+    except NotifyUrlRefused as exc:
+        return error_response(exc.status, exc.message)
     note = None
     if s.settings.verify_registrations and await s.stores.jobs.get(job_id) is None:
         refusal, note = await _check_upstream(s.client, job_id)
         if refusal is not None:
             return error_response(400, refusal)
     created = await s.stores.jobs.register(
-        job_id, model=model, prompt=prompt, first_poll_at=time.time() + s.settings.fallback_after
+        job_id,
+        model=model,
+        prompt=prompt,
+        first_poll_at=time.time() + s.settings.fallback_after,
+        notify_url=notify_url,
     )
     log.info("job.registered", job_id=job_id, new=created, upstream=note or "found")
     if created and note is not None:
@@ -338,6 +347,9 @@ async def metrics(request: Request) -> Response:
         gauges.set_gauge("receiver_fetch_queue_depth", await stores.downloads.depth())
         gauges.set_gauge("receiver_deliveries_pending", await stores.deliveries.pending_count())
         gauges.set_jobs_by_status(await stores.jobs.counts_by_status())
+        outbox = await stores.notifications.counts()
+        gauges.set_gauge("receiver_notifications_pending", outbox["pending"])
+        gauges.set_gauge("receiver_notifications_dead", outbox["dead"])
     except Exception as exc:
         log.warning("metrics.store_unavailable", error=str(exc) or type(exc).__name__)
     gauges.set_gauge("receiver_disk_free_bytes", disk_free(s) or 0)

@@ -94,8 +94,17 @@ class Submitter:
             log.warning("submissions.abandoned", count=count, state=OUTCOME_UNKNOWN)
         return count
 
-    async def submit(self, key: str, request: dict[str, Any], upstream_body: dict[str, Any]) -> Submitted:
-        """`request`: the client's keyword arguments (validated into `upstream_body` by the caller)."""
+    async def submit(
+        self,
+        key: str,
+        request: dict[str, Any],
+        upstream_body: dict[str, Any],
+        *,
+        notify_url: str | None = None,
+    ) -> Submitted:
+        """`request`: the client's keyword arguments (validated into `upstream_body` by the caller);
+        `notify_url`: where the job's end is told (checked by the caller; the first submit of a key
+        decides it, as it decides the job)."""
         stored = await self._stores.submissions.get(key, by_key=True)
         if stored is None:
             entry = await self.check(upstream_body)
@@ -113,6 +122,7 @@ class Submitter:
                 submission_id=new_submission_id(),
                 now=time.time(),
                 estimated_cost=estimate.usd,
+                notify_url=notify_url,
             )
             # durable before any payment; under a cap, checked against it in the same transaction
             stored, created = await self._stores.submissions.begin(new, budget)
