@@ -37,7 +37,17 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from support import UvicornThread
 
-from openrouter_video.receiver.settings import Secret
+from openrouter_video.receiver.domain.notifications import (
+    DEFAULT_SCHEDULE,
+    JobEnd,
+    next_attempt,
+    parse_schedule,
+    plan_notification,
+)
+from openrouter_video.receiver.notify_signing import signed_headers
+from openrouter_video.receiver.notify_url import RefusedUrl, check_notify_url
+from openrouter_video.receiver.settings import Secret, Settings, SettingsError
+from openrouter_video.receiver.settings_notify import secret_bytes
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -350,18 +360,6 @@ def test_notify_urls_on_private_addresses_are_refused_unless_allowed(tmp_path, s
 
 
 # -- the pure parts -----------------------------------------------------------------------------
-
-from openrouter_video.receiver.domain.notifications import (  # noqa: E402
-    DEFAULT_SCHEDULE,
-    JobEnd,
-    next_attempt,
-    parse_schedule,
-    plan_notification,
-)
-from openrouter_video.receiver.notify_signing import signed_headers  # noqa: E402
-from openrouter_video.receiver.notify_url import RefusedUrl, check_notify_url  # noqa: E402
-from openrouter_video.receiver.settings import Settings, SettingsError  # noqa: E402
-from openrouter_video.receiver.settings_notify import secret_bytes  # noqa: E402
 
 
 @pytest.mark.parametrize(
