@@ -19,6 +19,7 @@ from typing import Protocol
 
 from .._datadir import DataDirLock, StartupError
 from ..settings import Settings
+from ..settings_notify import notify_lease
 from .base import (
     ContentStore,
     Dashboard,
@@ -102,6 +103,7 @@ async def open_stores(
                 lease=settings.claim_lease,
                 poll_lease=settings.claim_lease,
                 notify_default=settings.notify_url,
+                notify_lease=notify_lease(settings),
             )
         else:
             postgres = _extra("receiver.storage.postgres", "PostgreSQL store", "postgres")
@@ -113,6 +115,7 @@ async def open_stores(
                     lease=settings.claim_lease,
                     poll_lease=settings.claim_lease,
                     notify_default=settings.notify_url,
+                    notify_lease=notify_lease(settings),
                 )
             except StoreUnavailable as exc:
                 raise StartupError(f"cannot open the PostgreSQL store: {exc}") from None

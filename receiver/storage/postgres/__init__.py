@@ -40,6 +40,7 @@ class PostgresStores:
         lease: float,
         poll_lease: float,
         notify_default: str | None = None,
+        notify_lease: float | None = None,
     ) -> None:
         self.db = db
         self.worker = worker
@@ -52,7 +53,7 @@ class PostgresStores:
         self.dashboard = Dashboard(db, wakeups)
         self.wakeups = wakeups
         self.submissions = Submissions(db, notify_default=default)
-        self.notifications = Notifications(db, wakeups, worker=worker, lease=lease)
+        self.notifications = Notifications(db, wakeups, worker=worker, lease=notify_lease or lease)
 
     async def close(self) -> None:
         await self.wakeups.close()
@@ -70,6 +71,7 @@ async def open_postgres(
     lock_timeout: float = 10.0,
     listen: bool = True,
     notify_default: str | None = None,
+    notify_lease: float | None = None,
 ) -> PostgresStores:
     """Connect to `url`, migrate the schema, and return the stores (StoreUnavailable: cannot connect).
 
@@ -94,6 +96,7 @@ async def open_postgres(
         lease=lease,
         poll_lease=poll_lease,
         notify_default=notify_default,
+        notify_lease=notify_lease,
     )
 
 

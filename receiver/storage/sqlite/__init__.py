@@ -50,6 +50,7 @@ def open_sqlite(
     lease: float = DOWNLOAD_LEASE,
     poll_lease: float = POLL_LEASE,
     notify_default: str | None = None,
+    notify_lease: float | None = None,
 ) -> SQLiteStores:
     """Open (and, unless `readonly`, migrate) the store at `path`; StartupError (one line) if it cannot.
 
@@ -73,6 +74,8 @@ def open_sqlite(
         dashboard=SQLiteDashboard(file, wakeups),
         wakeups=wakeups,
         submissions=SQLiteSubmissions(file, notify_default=default),
-        notifications=SQLiteNotifications(file, wakeups, worker=worker, lease=lease, exclusive=exclusive),
+        notifications=SQLiteNotifications(
+            file, wakeups, worker=worker, lease=notify_lease or lease, exclusive=exclusive
+        ),
         worker=worker,
     )
