@@ -43,7 +43,7 @@ class UrlGuard:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+            if is_loopback_name(host):
                 raise _refused(url, "a loopback host", job_id) from None
             return True
         self._check_address(url, address, job_id)
@@ -67,10 +67,27 @@ class UrlGuard:
     def _check_address(
         self, url: httpx.URL, address: ipaddress.IPv4Address | ipaddress.IPv6Address, job_id: str | None
     ) -> None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if not address.is_global or address.is_multicast:
+        if non_public_kind(address) is not None:
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
             raise _refused(url, f"a non-public address {address}", job_id)
+
+
+def non_public_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What makes `address` one never to connect to from inside our network (None: a global unicast
+    address): loopback, link-local, private, unspecified, multicast, reserved or otherwise not global.
+    Shared with the receiver's notify URLs (receiver/notify_url.py)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    for kind in ("loopback", "unspecified", "link_local", "multicast", "reserved", "private"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if address.is_global else "non-global"
+
+
+def is_loopback_name(host: str) -> bool:
+    """`localhost` and its subdomains: loopback by name, whatever a resolver answers."""
+    return host.lower() == "localhost" or host.lower().endswith(".localhost")
 
 
 def resolve(url: httpx.URL) -> Resolved:

@@ -298,6 +298,9 @@ async def metrics(request: Request) -> Response:
         gauges.set_gauge("receiver_fetch_queue_depth", await stores.downloads.depth())
         gauges.set_gauge("receiver_deliveries_pending", await stores.deliveries.pending_count())
         gauges.set_jobs_by_status(await stores.jobs.counts_by_status())
+        outbox = await stores.notifications.counts()
+        gauges.set_gauge("receiver_notifications_pending", outbox["pending"])
+        gauges.set_gauge("receiver_notifications_dead", outbox["dead"])
     except Exception as exc:
         log.warning("metrics.store_unavailable", error=str(exc) or type(exc).__name__)
     gauges.set_gauge("receiver_disk_free_bytes", disk_free(s) or 0)

@@ -24,6 +24,7 @@ from openrouter_video import (
 
 from . import contract
 from .api import _json, read_json_object
+from .api_notifications import NotifyUrlRefused, accept_notify_url
 from .auth import principal_of
 from .contract import ContractError, present_job
 from .errors import error_response
@@ -46,6 +47,10 @@ async def register_job(request: Request) -> Response:
         if value is not None and not _is_utf8(value):
             return error_response(400, f"{name} must be valid Unicode text (it has a lone surrogate escape)")
     principal = principal_of(request)
+    try:
+        notify_url = await accept_notify_url(s.settings, registration.notify_url, owner=principal.owner)
+    except NotifyUrlRefused as exc:
+        return error_response(exc.status, exc.message)
     note = None
     known = await s.stores.jobs.get(job_id)
     if known is not None and not principal.sees(known.owner) and known.owner is not None:
@@ -60,6 +65,7 @@ async def register_job(request: Request) -> Response:
         prompt=prompt,
         first_poll_at=time.time() + s.settings.fallback_after,
         owner=principal.owner,  # taken only if the job has no owner yet
+        notify_url=notify_url,
     )
     log.info("job.registered", job_id=job_id, new=created, upstream=note or "found")
     if created and note is not None:

@@ -9,9 +9,11 @@ token's own: two apps using the same key make two submissions. The answers:
 - 202 `outcome_unknown` (or still `submitting` on another replica): see `GET /submissions/{id}`;
 - the upstream refusal's status (400, 402, 404, 413, 422, 429; 502 when upstream refused the
   receiver's own key) with the submission, for the first call and every retry of its key;
-- 400 a bad body or one the model's catalog entry rules out (naming the field, the value and what is
+- 400 a bad body, a `notify_url` the receiver may not POST to (private address, credentials, ...),
+  or one the model's catalog entry rules out (naming the field, the value and what is
   allowed), 402 over a spending cap (the cap, its period, the spend so far and this job's estimate;
-  nothing is kept), 409 the key used for another request, 503 nothing could be sent (nothing is kept).
+  nothing is kept), 409 the key used for another request, 503 nothing could be sent (nothing is kept;
+  or a `notify_url` was given and the receiver has no RECEIVER_NOTIFY_SECRET to sign with).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.responses import Response
 from openrouter_video import ValidationError
 
 from . import api, api_register, contract
+from .api_notifications import NotifyUrlRefused, accept_notify_url
 from .auth import principal_of
 from .contract import ContractError, present_submission
 from .domain.budget import OverBudget
@@ -60,8 +63,17 @@ async def submit_job(request: Request, payload: dict[str, Any]) -> Response:
     except ValueError as exc:
         return error_response(400, str(exc))
     try:
+        # A receiver field, never sent upstream: kept with the submission, then the job.
+        principal = principal_of(request)
+        notify_url = await accept_notify_url(
+            s.settings, payload.pop("notify_url", None), owner=principal.owner
+        )
         fields, upstream_body = prepare_submit(payload)
-        submitted = await s.submitter.submit(key, fields, upstream_body, principal=principal_of(request))
+        submitted = await s.submitter.submit(
+            key, fields, upstream_body, principal=principal, notify_url=notify_url
+        )
+    except NotifyUrlRefused as exc:
+        return error_response(exc.status, exc.message)
     except ContractError as exc:
         return error_response(400, str(exc))
     except ValidationError as exc:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from openrouter_video import WEBHOOK_PATH, AsyncOpenRouterVideo
 
-from . import api, api_events, api_submit, api_usage, api_wait, ui
+from . import api, api_events, api_notifications, api_submit, api_usage, api_wait, ui
 from .auth import BearerAuthMiddleware, TokenAuth
 from .errors import INTERNAL_ERROR, error_response
 from .intake import WebhookFastPath
@@ -42,9 +42,18 @@ from .watch import JobWatch
 from .workers.applier import Applier
 from .workers.fallback import FallbackPoller
 from .workers.fetcher import Fetcher
+from .workers.notifier import Notifier
 from .workers.retention import retention_policy, run_sweeps
 
-PROTECTED_PREFIXES = ("/jobs", "/submissions", "/deliveries", "/events", "/usage", "/metrics")
+PROTECTED_PREFIXES = (
+    "/jobs",
+    "/submissions",
+    "/deliveries",
+    "/events",
+    "/usage",
+    "/metrics",
+    "/notifications",
+)
 # The request-latency histogram's route labels: the webhook and every route below, as templates.
 ROUTE_TEMPLATES = (
     WEBHOOK_PATH,
@@ -58,6 +67,8 @@ ROUTE_TEMPLATES = (
             "/usage",
             "/deliveries",
             "/deliveries/reprocess",
+            "/notifications",
+            "/notifications/{notification_id}/retry",
             "/events",
             "/healthz",
             "/readyz",
@@ -106,6 +117,8 @@ def create_app(
             asyncio.create_task(applier.run(), name="applier"),
             asyncio.create_task(fetcher.run(), name="fetcher"),
             asyncio.create_task(poller.run(), name="fallback"),
+            # Always: notifications written before a restart (or by another replica) still go out.
+            asyncio.create_task(Notifier(held, settings).run(), name="notifier"),
         ]
         policy = retention_policy(settings)
         if not policy.empty:
@@ -117,6 +130,7 @@ def create_app(
             address=address,
             data_dir=settings.data_dir,
             auth=settings.api_token is not None,
+            notifications=_notifications_status(settings),
         )
         try:
             yield {
@@ -152,6 +166,12 @@ def create_app(
         Route("/jobs/{job_id:path}", api_wait.get_job, methods=["GET"]),
         Route("/deliveries", api.list_deliveries, methods=["GET"]),
         Route("/deliveries/reprocess", api.reprocess_deliveries, methods=["POST"]),
+        Route("/notifications", api_notifications.list_notifications, methods=["GET"]),
+        Route(
+            "/notifications/{notification_id}/retry",
+            api_notifications.retry_notification,
+            methods=["POST"],
+        ),
         Route("/events", api_events.stream_events, methods=["GET"]),
         Route("/jobs/{job_id:path}", api.delete_job, methods=["DELETE"]),
         Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
@@ -180,6 +200,15 @@ def create_app(
     )
     # Outside Starlette, so the hot path skips even its outermost error middleware (it handles its own).
     return WebhookFastPath(app, path=WEBHOOK_PATH)
+
+
+def _notifications_status(settings: Settings) -> str:
+    """What `receiver.started` says of notifications to apps (never the secret)."""
+    if settings.notify_secret is None:
+        return "off: RECEIVER_NOTIFY_SECRET is not set (a job naming a notify_url is refused with 503)"
+    default = f"default {settings.notify_url}" if settings.notify_url else "no default URL"
+    public = "" if settings.public_url else "; RECEIVER_PUBLIC_URL unset: content URLs are relative"
+    return f"on, signed ({default}){public}"
 
 
 async def _method_not_allowed(request: Request) -> JSONResponse:

@@ -117,12 +117,24 @@ class JobList(msgspec.Struct):
     next_cursor: str | None
 
 
+NotifyUrl = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=2048,
+        description="Where the receiver POSTs a signed notification (Standard Webhooks) when the job "
+        "ends (a completed job: once its outputs are stored); an absolute http(s) URL on a public "
+        "address (unless RECEIVER_NOTIFY_ALLOW_PRIVATE). A receiver field: never sent upstream.",
+    ),
+]
+
+
 class Registration(msgspec.Struct, forbid_unknown_fields=False):
     """`POST /jobs`: track a job submitted elsewhere."""
 
     id: JobId
     model: Annotated[str, msgspec.Meta(max_length=MAX_MODEL_CHARS)] | None = None
     prompt: Annotated[str, msgspec.Meta(max_length=MAX_PROMPT_CHARS)] | None = None
+    notify_url: NotifyUrl | None = None
 
 
 class ImageUrl(msgspec.Struct, forbid_unknown_fields=True):
@@ -169,6 +181,7 @@ class SubmitRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     session_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     trace: dict[str, Any] | None = None
     user: str | None = None
+    notify_url: NotifyUrl | None = None
 
 
 class Submission(msgspec.Struct, kw_only=True):
@@ -189,6 +202,7 @@ class Submission(msgspec.Struct, kw_only=True):
     updated_at: Time
     estimated_cost: float | None = None  # USD, from the model's pricing when submitted (None: unknown)
     owner: str | None = None  # the named token that submitted it (None: the admin token)
+    notify_url: str | None = None  # where the job's end is told (None: the receiver's default, if any)
     job: Job | None = None
 
 

@@ -55,6 +55,9 @@ _GAUGES = {
     "receiver_disk_free_bytes": "Free bytes on the data dir's filesystem (readiness fails under RECEIVER_MIN_FREE_BYTES).",
     "receiver_waits_open": "Long-polls (GET /jobs/{id}?wait=) waiting in this process.",
     "receiver_event_streams_open": "GET /events streams open in this process.",
+    "receiver_notifications_pending": "Notifications to apps not delivered yet (waiting for an attempt).",
+    "receiver_notifications_dead": "Notifications to apps given up after the last attempt (replay: "
+    "POST /notifications/{id}/retry).",
 }
 # Signed (OpenRouter's timestamp, whole seconds) to committed here: delivery delay plus our own.
 _STORED_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from openrouter_video import ALL_STATUSES, IDEMPOTENCY_HEADER, JOB_ID_PATTERN, SIGNATURE_HEADER, WEBHOOK_PATH
 
 from . import contract as c
+from . import contract_notify as cn
 from .api_wait import WAIT_RESULT
 from .domain.waiting import MAX_WAIT
 
@@ -169,8 +170,9 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
             400: Answer(
                 "Not a JSON object, a bad field, a missing Idempotency-Key, or a value the model's "
-                "catalog entry rules out (`field`, `allowed`); for a registration, a bad id or a job "
-                "OpenRouter does not know.",
+                "catalog entry rules out (`field`, `allowed`); a `notify_url` the receiver may not POST "
+                "to (a private address, credentials); for a registration, a bad id or a job OpenRouter "
+                "does not know.",
                 c.ErrorEnvelope,
             ),
             401: _UNAUTHORIZED,
@@ -188,7 +190,8 @@ OPERATIONS: tuple[Operation, ...] = (
             502: Answer("OpenRouter refused the receiver's own API key.", c.ErrorEnvelope),
             503: Answer(
                 "Nothing was sent and nothing kept: the catalog or OpenRouter unreachable, no "
-                "RECEIVER_PUBLIC_URL, or the store down. Retry with the same key.",
+                "RECEIVER_PUBLIC_URL, the store down, or a `notify_url` given and no "
+                "RECEIVER_NOTIFY_SECRET to sign with. Retry with the same key.",
                 c.ErrorEnvelope,
             ),
         },
@@ -336,6 +339,39 @@ OPERATIONS: tuple[Operation, ...] = (
             400: Answer("Not a JSON object, or bad ids.", c.ErrorEnvelope),
             401: _UNAUTHORIZED,
             413: _TOO_LARGE,
+        },
+    ),
+    Operation(
+        "get",
+        "/notifications",
+        "listNotifications",
+        "Signed notifications to apps (the outbox), newest first, with cursor pagination. Each is POSTed "
+        "to its URL as a NotificationEnvelope (Standard Webhooks headers), retried, then dead",
+        parameters=(
+            _param("state", "query", {"type": "string", "enum": ["pending", "delivered", "dead"]}),
+            _param("job_id", "query", _TEXT, "Only this job's"),
+            _param(
+                "limit", "query", {"type": "integer", "minimum": 1, "maximum": c.MAX_LIMIT, "default": 50}
+            ),
+            _param("cursor", "query", _TEXT, "`next_cursor` of the previous page"),
+        ),
+        answers={
+            200: Answer("A page of notifications.", cn.NotificationList, carries=(cn.NotificationEnvelope,)),
+            400: Answer("A bad state, limit or cursor.", c.ErrorEnvelope),
+            401: _UNAUTHORIZED,
+        },
+    ),
+    Operation(
+        "post",
+        "/notifications/{notification_id}/retry",
+        "retryNotification",
+        "Send a notification again: back to pending, due now, attempts reset, the same webhook-id",
+        parameters=(_param("notification_id", "path", _TEXT, "msg_...", required=True),),
+        answers={
+            200: Answer("Pending again.", cn.RetryNotifications),
+            401: _UNAUTHORIZED,
+            404: Answer("No such notification.", c.ErrorEnvelope),
+            409: Answer("Being sent right now; try again.", c.ErrorEnvelope),
         },
     ),
     Operation(

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from openrouter_video import DEFAULT_BASE_URL, WEBHOOK_PATH
 
+from .domain.notifications import DEFAULT_SCHEDULE
+
 
 class SettingsError(Exception):
     """A missing or bad setting; the message names it and is shown as one line at start-up."""
@@ -87,6 +89,12 @@ class Settings:
     budget_usd_per_day: float | None = None
     budget_usd_per_month: float | None = None
     budget_unknown_cost: str = "refuse"
+    # Signed notifications to apps (receiver/settings_notify.py says what each is).
+    notify_url: str | None = None
+    notify_secret: Secret | None = None
+    notify_allow_private: bool = False
+    notify_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    notify_timeout: float = 15.0
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -185,6 +193,9 @@ class Settings:
             values["verify_registrations"] = _BOOLEAN[verify.lower()]
         if (unknown := text("RECEIVER_BUDGET_UNKNOWN_COST")) is not None:
             values["budget_unknown_cost"] = unknown.lower()
+        from .settings_notify import read_notify_env
+
+        values.update(read_notify_env(text))
         if (fmt := text("RECEIVER_LOG_FORMAT")) is not None:
             values["log_format"] = fmt
         if (level := text("RECEIVER_LOG_LEVEL")) is not None:
@@ -227,6 +238,9 @@ class Settings:
             )
         if not self.webhook_secrets or not all(self.webhook_secrets):
             raise SettingsError("OPENROUTER_WEBHOOK_SECRET is empty")
+        from .settings_notify import check_notify
+
+        check_notify(self)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

@@ -38,6 +38,7 @@ def _client_fields(parsed: contract.SubmitRequest) -> dict[str, Any]:
     """The body as the client's submit arguments; every image, audio or video input must be an https
     or data: URL (the client would read a local path: the receiver reads no files for a caller)."""
     fields: dict[str, Any] = msgspec.to_builtins(parsed)
+    fields.pop("notify_url", None)  # the receiver's own field (POST /jobs takes it out first)
     provider = fields.pop("provider", None)
     if provider is not None:
         fields["provider_options"] = provider["options"]

@@ -102,10 +102,13 @@ class Submitter:
         upstream_body: dict[str, Any],
         *,
         principal: Principal = BUILTIN_ADMIN,
+        notify_url: str | None = None,
     ) -> Submitted:
         """`request`: the client's keyword arguments (validated into `upstream_body` by the caller).
         `principal`: who asks; the submission and its job are recorded as its own, its key is looked
-        up in its own namespace, and its own caps apply besides the receiver-wide ones."""
+        up in its own namespace, and its own caps apply besides the receiver-wide ones.
+        `notify_url`: where the job's end is told (checked by the caller; the first submit of a key
+        decides it, as it decides the job)."""
         owner = principal.owner
         stored = await self._stores.submissions.get(key, by_key=True, owner=owner)
         if stored is None:
@@ -125,6 +128,7 @@ class Submitter:
                 now=time.time(),
                 estimated_cost=estimate.usd,
                 owner=owner,
+                notify_url=notify_url,
             )
             # durable before any payment; under a cap, checked against it in the same transaction
             stored, created = await self._stores.submissions.begin(new, budget)

@@ -103,6 +103,7 @@ def test_store_migrate_copies_everything_once_and_says_what_it_copied(tmp_path: 
     assert counts == {
         "deliveries": 5, "jobs": 3, "job_events": counts["job_events"], "outputs": 3, "submissions": 1,
         "tokens": 1,
+        "notifications": 0,
     }  # fmt: skip
     before = hashlib.sha256(db.read_bytes()).hexdigest()
 
@@ -110,16 +111,17 @@ def test_store_migrate_copies_everything_once_and_says_what_it_copied(tmp_path: 
     assert code == 0, out
     assert (
         f"copied: 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, 1 submissions, "
-        "1 tokens; already there (skipped): 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions, "
-        "0 tokens"
+        "1 tokens, 0 notifications; already there (skipped): 0 deliveries, 0 jobs, 0 job_events, "
+        "0 outputs, 0 submissions, 0 tokens, 0 notifications"
     ) in out
     assert "local path" not in out  # a current store holds content keys already
 
     code, again = run("--from", f"sqlite://{db}", "--to", pg_url)
     assert code == 0, again
     assert (
-        "copied: 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions, 0 tokens; already there "
-        f"(skipped): 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, 1 submissions, 1 tokens"
+        "copied: 0 deliveries, 0 jobs, 0 job_events, 0 outputs, 0 submissions, 0 tokens, 0 notifications; "
+        f"already there (skipped): 5 deliveries, 3 jobs, {counts['job_events']} job_events, 3 outputs, "
+        "1 submissions, 1 tokens, 0 notifications"
     ) in again
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # read-only: not a byte changed
 
@@ -180,6 +182,36 @@ def test_store_migrate_copies_what_is_new_since_the_last_run(tmp_path: Path, pg_
     assert code == 0 and "copied: 1 deliveries, 1 jobs, 1 job_events, 0 outputs" in out
     assert rows(pg_url, "SELECT count(*) FROM jobs") == [(4,)]
     assert rows(pg_url, "SELECT state FROM deliveries WHERE idempotency_key = 'c-1'") == [("pending",)]
+
+
+def test_store_migrate_copies_notify_urls_and_the_notifications_outbox(tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "receiver.db"
+    build_sqlite(db)
+
+    async def notified() -> str:
+        s = await open_test_stores("sqlite", tmp_path)
+        try:
+            now = time.time()
+            url = "https://app.example/hook"
+            await s.jobs.register("job-d", model="m", prompt="p", first_poll_at=now + 5, notify_url=url)
+            await s.deliveries.record(Delivery("d-1", event("job-d", "failed"), {}, now, None))
+            await s.deliveries.apply_pending(10)
+            [notification] = (
+                await s.notifications.page(state=None, job_id="job-d", cursor=None, limit=5)
+            ).items
+            return notification.id
+        finally:
+            await s.close()
+
+    notification_id = asyncio.run(notified())
+    code, out = run("--from", f"sqlite://{db}", "--to", pg_url)
+    assert code == 0 and "1 submissions, 1 notifications;" in out, out
+    assert rows(pg_url, "SELECT notify_url FROM jobs WHERE id = 'job-d'") == [("https://app.example/hook",)]
+    assert rows(pg_url, "SELECT id, job_id, event, state, attempts FROM notifications") == [
+        (notification_id, "job-d", "video.failed", "pending", 0)
+    ]
+    code, again = run("--from", f"sqlite://{db}", "--to", pg_url)
+    assert code == 0 and "0 notifications; already there" in again and again.endswith("1 notifications\n")
 
 
 def test_store_migrate_refuses_what_it_cannot_read_in_one_line(tmp_path: Path, pg_url: str) -> None:

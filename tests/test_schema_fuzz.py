@@ -125,6 +125,8 @@ def test_the_document_is_served_and_describes_every_route(live) -> None:
         "/usage",
         "/deliveries",
         "/deliveries/reprocess",
+        "/notifications",
+        "/notifications/{notification_id}/retry",
         "/events",
         "/healthz",
         "/readyz",

@@ -302,3 +302,5 @@ class SubmissionRecord:
     estimated_cost: float | None = None
     # The token that asked (None: the built-in admin); its idempotency keys are its own namespace.
     owner: str | None = None
+    # Where the job's end is told (a receiver field, never sent upstream); handed to the job.
+    notify_url: str | None = None

@@ -43,6 +43,7 @@ JOB_STATE_COLUMNS = (
     "next_poll_at",
     "poll_attempts",
     "owner",
+    "notify_url",
 )
 
 
@@ -63,6 +64,7 @@ class JobState:
     next_poll_at: float | None = None
     poll_attempts: int = 0
     owner: str | None = None
+    notify_url: str | None = None  # where the job's end is told (None: the receiver's default, if any)
     outputs: frozenset[int] = frozenset()  # indexes of the job's output rows, whatever their state
 
 
@@ -206,12 +208,14 @@ def plan_registration(
     now: float,
     first_poll_at: float,
     owner: str | None = None,
+    notify_url: str | None = None,
 ) -> JobChange:
     """Track a submitted job: idempotent, and right whether its webhook came first or not.
 
     A job first seen by a webhook gets its model, prompt and submit time filled in and its first
     fallback poll scheduled, unless it is already terminal (nothing left to poll for). It takes
     `owner` (the token that submitted or registered it) if it has none: an owner is never changed.
+    A `notify_url` given replaces the one stored (the latest registration says where to tell).
     """
     if current is None:
         row = {
@@ -228,6 +232,8 @@ def plan_registration(
             "next_poll_at": first_poll_at,
             "owner": owner,
         }
+        if notify_url is not None:
+            row["notify_url"] = notify_url
         return JobChange(job_id, create=row, events=(NewEvent(now, "submit", "registered", PENDING),))
     schedule = current.status not in TERMINAL_STATUSES and not current.registered
     values = {
@@ -237,6 +243,7 @@ def plan_registration(
         "registered": True,
         "next_poll_at": first_poll_at if schedule else current.next_poll_at,
         "owner": _first(current.owner, owner),
+        "notify_url": _first(notify_url, current.notify_url),
     }
     events = () if current.registered else (NewEvent(now, "submit", "registered"),)
     return JobChange(job_id, update=_changed(current, values), events=events)

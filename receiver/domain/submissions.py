@@ -90,6 +90,7 @@ def new_submission(
     now: float,
     estimated_cost: float | None = None,
     owner: str | None = None,
+    notify_url: str | None = None,
 ) -> SubmissionRecord:
     prompt = upstream_body.get("prompt")
     return SubmissionRecord(
@@ -106,6 +107,7 @@ def new_submission(
         updated_at=now,
         estimated_cost=estimated_cost,
         owner=owner,
+        notify_url=notify_url,
     )
 
 
@@ -196,6 +198,7 @@ def plan_submitted_job(
         now=now,
         first_poll_at=first_poll_at,
         owner=submission.owner,
+        notify_url=submission.notify_url,
     )
     event = NewEvent(now, "submit", "submission", None, f"{submission.id} ({how})")
     return dataclasses.replace(change, events=(*change.events, event))

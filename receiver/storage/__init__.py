@@ -19,6 +19,7 @@ from typing import Protocol
 
 from .._datadir import DataDirLock, StartupError
 from ..settings import Settings
+from ..settings_notify import notify_lease
 from .base import (
     ContentStore,
     Dashboard,
@@ -26,6 +27,7 @@ from .base import (
     DownloadQueue,
     Health,
     Jobs,
+    Notifications,
     PollQueue,
     Stores,
     StoreUnavailable,
@@ -60,6 +62,8 @@ class _RecordStores(Protocol):
     def submissions(self) -> Submissions: ...
     @property
     def tokens(self) -> Tokens: ...
+    @property
+    def notifications(self) -> Notifications: ...
     @property
     def worker(self) -> str: ...
 
@@ -101,6 +105,8 @@ async def open_stores(
                 worker=worker,
                 lease=settings.claim_lease,
                 poll_lease=settings.claim_lease,
+                notify_default=settings.notify_url,
+                notify_lease=notify_lease(settings),
             )
         else:
             postgres = _extra("receiver.storage.postgres", "PostgreSQL store", "postgres")
@@ -111,6 +117,8 @@ async def open_stores(
                     listen=exclusive,
                     lease=settings.claim_lease,
                     poll_lease=settings.claim_lease,
+                    notify_default=settings.notify_url,
+                    notify_lease=notify_lease(settings),
                 )
             except StoreUnavailable as exc:
                 raise StartupError(f"cannot open the PostgreSQL store: {exc}") from None
@@ -143,6 +151,7 @@ def assemble(
         content=content,
         submissions=records.submissions,
         tokens=records.tokens,
+        notifications=records.notifications,
         worker=records.worker,
         exclusive=exclusive,
         closing=tuple(closing if closing is not None else (content.close, records.close)),

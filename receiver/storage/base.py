@@ -22,11 +22,16 @@ Who uses what:
   applier (a webhook carrying a submission's reference ties it to its job), the start-up sweep.
 - `Tokens`: the named API tokens of apps (`openrouter-video tokens`), looked up by hash on each
   request (receiver/auth.py caches briefly); only a token's hash is stored, never the token.
+- `Notifications`: the outbox of signed notifications to apps. Rows are written by the other
+  interfaces' transactions (the change that ends a job writes its notification, as
+  `domain.notifications.plan_notification` decides); the notifier claims due ones (worker id, lease)
+  and records each attempt; the API and the CLI list them and send them back to pending.
 
 `Wakeups` lets a worker sleep until there may be work (an in-process event for SQLite, LISTEN/NOTIFY
 for PostgreSQL, so a download queued by one replica wakes the fetchers of the others). Topic `jobs`:
 a job's status or an output's state changed (committed); the watcher of long-polls and event streams
 (receiver/watch.py) sleeps on it, so a change made on any replica wakes the waits of every replica.
+Topic `notifications`: a notification may have become due (written, or sent back to pending).
 
 Errors: a store that cannot commit raises `StoreUnavailable` (nothing of the write was kept); a
 cursor it did not issue raises ValueError. Nothing else escapes a backend: driver exceptions are
@@ -74,6 +79,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from ..domain.budget import BudgetCheck, SpendFact
+    from ..domain.notifications import NotificationRecord
     from ..domain.retention import Policy, Pruned
     from ..domain.submissions import Outcome
     from ..domain.tokens import TokenRecord
@@ -132,9 +138,11 @@ class Jobs(Protocol):
         prompt: str | None,
         first_poll_at: float,
         owner: str | None = None,
+        notify_url: str | None = None,
     ) -> bool:
         """Track a submitted job (idempotent, webhook first or not); True if the record is new. The
-        job takes `owner` (a token's name) if it has none yet; one it has is never changed."""
+        job takes `owner` (a token's name) if it has none yet; one it has is never changed.
+        `notify_url`: where its end is told (a job that already ended is told now)."""
         ...
 
     async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None: ...
@@ -276,6 +284,49 @@ class Tokens(Protocol):
 
     async def notify_secret(self, name: str) -> str | None:
         """The token's notification signing secret (None: no such token, or revoked)."""
+
+
+class Notifications(Protocol):
+    lease: float  # seconds a claim lasts (longer than a send's timeout: never renewed)
+
+    async def claim(self, now: float, limit: int) -> list[NotificationRecord]:
+        """Due pending notifications (past their next attempt, under no live claim) for this worker,
+        each attempt counted at the claim (a worker that dies mid-send used it up)."""
+        ...
+
+    async def delivered(self, notification_id: str, *, status: int) -> bool:
+        """Record a 2xx; False (nothing recorded) when this worker no longer holds the claim."""
+        ...
+
+    async def failed(
+        self, notification_id: str, *, status: int | None, error: str, next_at: float | None
+    ) -> bool:
+        """Record a failed attempt: pending again at `next_at`, or `dead` (None); False when this
+        worker no longer holds the claim."""
+        ...
+
+    async def recover(self) -> int:
+        """Claims known dead now (SQLite under the data-dir lock: every other worker's); else 0."""
+        ...
+
+    async def next_due(self) -> float | None:
+        """When the next pending notification falls due (or its claim runs out)."""
+        ...
+
+    async def get(self, notification_id: str) -> NotificationRecord | None: ...
+
+    async def page(self, *, state: str | None, job_id: str | None, cursor: str | None, limit: int) -> Page:
+        """Newest first (created_at, id), keyset paginated; a Page of NotificationRecord. ValueError
+        for a cursor it did not issue."""
+        ...
+
+    async def retry(self, notification_ids: list[str] | None) -> list[str]:
+        """Send notifications back to pending, due now, attempts reset (the same `webhook-id`): those
+        ids (any state but one being sent right now), or None: every dead one. The ids sent back."""
+        ...
+
+    async def counts(self) -> dict[str, int]:
+        """Notifications by state."""
         ...
 
 
@@ -335,7 +386,7 @@ class Dashboard(Protocol):
         ...
 
 
-WakeupTopic = Literal["deliveries", "downloads", "jobs"]
+WakeupTopic = Literal["deliveries", "downloads", "jobs", "notifications"]
 
 
 class Wakeups(Protocol):
@@ -410,6 +461,7 @@ class Stores:
     content: ContentStore
     submissions: Submissions
     tokens: Tokens
+    notifications: Notifications
     worker: str  # the worker id every claim of this process is made under
     # This process serves the store alone (SQLite under the data-dir lock): a previous run's claims
     # and partial downloads are known dead at start. Never so with replicas.

@@ -1,7 +1,8 @@
 """`openrouter-video store migrate`: copy a SQLite store into PostgreSQL, idempotently.
 
-Copies deliveries, jobs, their events and outputs (the download queue), submissions and named API
-tokens (their hashes; a token keeps working after the move) in one PostgreSQL transaction:
+Copies deliveries, jobs, their events and outputs (the download queue), submissions, named API
+tokens (their hashes; a token keeps working after the move) and the notifications outbox in one
+PostgreSQL transaction:
 all of it or nothing. Running it again copies nothing twice: a delivery already there (same
 idempotency key, or same replay key) is skipped, a job already there is skipped with its events
 (events have no key of their own: they come with their job, once), an output already there is
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CHUNK = 500
-TABLES = ("deliveries", "jobs", "job_events", "outputs", "submissions", "tokens")
+TABLES = ("deliveries", "jobs", "job_events", "outputs", "submissions", "tokens", "notifications")
 
 
 class MigrateError(Exception):
@@ -134,6 +135,7 @@ def read_jobs(conn: sqlite3.Connection) -> Iterator[list[dict[str, Any]]]:
             job = {name: r[name] for name in _JOB_COLUMNS}
             job["registered"] = bool(job["registered"])
             job["owner"] = r.get("owner")  # schema 8 on
+            job["notify_url"] = r.get("notify_url")  # schema 9 on
             out.append(job)
         yield out
 
@@ -177,7 +179,7 @@ def read_outputs(conn: sqlite3.Connection, now: float) -> Iterator[list[dict[str
 
 _SUBMISSION_COLUMNS = (
     "id", "idempotency_key", "fingerprint", "state", "model", "prompt", "job_id", "upstream_status",
-    "error", "created_at", "updated_at", "estimated_cost", "owner",
+    "error", "created_at", "updated_at", "estimated_cost", "owner", "notify_url",
 )  # fmt: skip
 
 
@@ -187,7 +189,7 @@ def read_submissions(conn: sqlite3.Connection) -> Iterator[list[dict[str, Any]]]
     if "id" not in _columns(conn, "submissions"):
         return
     for rows in _chunks(conn.execute("SELECT * FROM submissions ORDER BY created_at, id")):
-        # estimated_cost: schema 7 on, owner 8 on (an older store's submissions have none)
+        # estimated_cost: schema 7 on, owner 8 on, notify_url 9 on (older stores' submissions lack them)
         yield [{name: r.get(name) for name in _SUBMISSION_COLUMNS} for r in rows]
 
 
@@ -196,6 +198,20 @@ def read_tokens(conn: sqlite3.Connection) -> Iterator[list[dict[str, Any]]]:
     if "name" not in _columns(conn, "tokens"):
         return
     yield from _chunks(conn.execute("SELECT * FROM tokens ORDER BY name"))
+
+
+_NOTIFICATION_COLUMNS = (
+    "id", "job_id", "event", "url", "owner", "state", "attempts", "next_attempt_at", "last_status",
+    "last_error", "created_at", "delivered_at",
+)  # fmt: skip
+
+
+def read_notifications(conn: sqlite3.Connection) -> Iterator[list[dict[str, Any]]]:
+    """The outbox (schema 9 on). Claims are not copied: one being sent is pending again as it was."""
+    if "id" not in _columns(conn, "notifications"):
+        return
+    for rows in _chunks(conn.execute("SELECT * FROM notifications ORDER BY created_at, id")):
+        yield [{name: r[name] for name in _NOTIFICATION_COLUMNS} for r in rows]
 
 
 async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float | None = None) -> Copied:
@@ -248,7 +264,12 @@ async def copy_store(source: sqlite3.Connection, target_url: str, *, now: float 
             for rows in read_tokens(source):
                 inserted = await copy.insert_tokens(conn, rows)
                 _count(result, "tokens", inserted, len(rows))
-            await copy.wake(conn, deliveries=pending_deliveries, downloads=queued)
+            notify = False
+            for rows in read_notifications(source):
+                inserted = await copy.insert_notifications(conn, rows)
+                _count(result, "notifications", inserted, len(rows))
+                notify |= inserted > 0 and any(r["state"] == "pending" for r in rows)
+            await copy.wake(conn, deliveries=pending_deliveries, downloads=queued, notifications=notify)
     except psycopg.Error as exc:
         raise MigrateError(
             f"copying into the target failed (nothing was kept): {str(exc).strip()[:300]}"

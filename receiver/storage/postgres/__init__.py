@@ -15,6 +15,7 @@ from .applying import DeliveryLog
 from .dashboard import Dashboard
 from .health import Health
 from .jobs import Jobs
+from .notifications import Notifications
 from .polls import Polls
 from .queues import Downloads
 from .schema import migrate
@@ -32,19 +33,29 @@ class PostgresStores:
     """The store objects on one pool, and the LISTEN connection of this process."""
 
     def __init__(
-        self, db: Database, wakeups: Wakeups, *, worker: str, lease: float, poll_lease: float
+        self,
+        db: Database,
+        wakeups: Wakeups,
+        *,
+        worker: str,
+        lease: float,
+        poll_lease: float,
+        notify_default: str | None = None,
+        notify_lease: float | None = None,
     ) -> None:
         self.db = db
         self.worker = worker
-        self.deliveries = DeliveryLog(db, wakeups)
-        self.jobs = Jobs(db)
-        self.downloads = Downloads(db, wakeups, worker=worker, lease=lease)
-        self.polls = Polls(db, wakeups, worker=worker, lease=poll_lease)
+        default = notify_default  # RECEIVER_NOTIFY_URL: where a job without its own notify_url is told
+        self.deliveries = DeliveryLog(db, wakeups, notify_default=default)
+        self.jobs = Jobs(db, notify_default=default)
+        self.downloads = Downloads(db, wakeups, worker=worker, lease=lease, notify_default=default)
+        self.polls = Polls(db, wakeups, worker=worker, lease=poll_lease, notify_default=default)
         self.health = Health(db)
         self.dashboard = Dashboard(db, wakeups)
         self.wakeups = wakeups
-        self.submissions = Submissions(db)
+        self.submissions = Submissions(db, notify_default=default)
         self.tokens = Tokens(db)
+        self.notifications = Notifications(db, wakeups, worker=worker, lease=notify_lease or lease)
 
     async def close(self) -> None:
         await self.wakeups.close()
@@ -61,6 +72,8 @@ async def open_postgres(
     timeout: float = 5.0,
     lock_timeout: float = 10.0,
     listen: bool = True,
+    notify_default: str | None = None,
+    notify_lease: float | None = None,
 ) -> PostgresStores:
     """Connect to `url`, migrate the schema, and return the stores (StoreUnavailable: cannot connect).
 
@@ -78,7 +91,15 @@ async def open_postgres(
     wakeups = Wakeups(url, db)
     if listen:
         wakeups.start()
-    return PostgresStores(db, wakeups, worker=worker or new_worker_id(), lease=lease, poll_lease=poll_lease)
+    return PostgresStores(
+        db,
+        wakeups,
+        worker=worker or new_worker_id(),
+        lease=lease,
+        poll_lease=poll_lease,
+        notify_default=notify_default,
+        notify_lease=notify_lease,
+    )
 
 
 if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface in storage/base.py
@@ -94,4 +115,5 @@ if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface i
         wakeups: base.Wakeups = stores.wakeups
         submissions: base.Submissions = stores.submissions
         tokens: base.Tokens = stores.tokens
-        del deliveries, jobs, downloads, polls, health, dashboard, wakeups, submissions, tokens
+        notifications: base.Notifications = stores.notifications
+        del deliveries, jobs, downloads, polls, health, dashboard, wakeups, submissions, tokens, notifications

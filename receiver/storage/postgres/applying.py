@@ -23,16 +23,22 @@ import psycopg
 from ...domain.events import DeliveryPlan, plan_delivery
 from ...domain.model import AppliedBatch, AppliedDelivery
 from ...domain.plan import plan_job_update
-from ._db import Conn
+from ._db import Conn, Database
 from ._locks import lock_jobs
 from .changes import change_job
 from .deliveries import DeliveryPages
+from .notifications import write_outbox
 from .submissions import link_submission
+from .wakeups import Wakeups
 
 _TO_APPLY = "id, idempotency_key, received_at, body, submission_id"
 
 
 class DeliveryLog(DeliveryPages):
+    def __init__(self, db: Database, wakeups: Wakeups, *, notify_default: str | None = None) -> None:
+        super().__init__(db, wakeups)
+        self._notify_default = notify_default  # RECEIVER_NOTIFY_URL: jobs without their own are told there
+
     async def apply_pending(self, limit: int, *, isolate: bool = False) -> AppliedBatch:
         async def apply(conn: Conn) -> AppliedBatch:
             started = time.perf_counter()
@@ -43,7 +49,9 @@ class DeliveryLog(DeliveryPages):
                     (limit,),
                 )
             ).fetchall()
-            applied = await apply_rows(conn, rows, time.time(), isolate=isolate)
+            applied = await apply_rows(
+                conn, rows, time.time(), isolate=isolate, notify_default=self._notify_default
+            )
             return AppliedBatch(applied, time.perf_counter() - started)
 
         batch = await self._db.transaction(apply)
@@ -66,7 +74,9 @@ class DeliveryLog(DeliveryPages):
                 plan = plan_delivery(bytes(row["body"]))
                 if plan.job_id == job_id:  # not merely named in another job's event (a prompt, say)
                     mine.append((row, plan))
-            return await _apply_planned(conn, mine, time.time(), isolate=False)
+            return await _apply_planned(
+                conn, mine, time.time(), isolate=False, notify_default=self._notify_default
+            )
 
         return self._queued(await self._db.transaction(apply))
 
@@ -83,7 +93,9 @@ class DeliveryLog(DeliveryPages):
                     params,
                 )
             ).fetchall()
-            return await apply_rows(conn, rows, time.time(), isolate=True)
+            return await apply_rows(
+                conn, rows, time.time(), isolate=True, notify_default=self._notify_default
+            )
 
         return self._queued(await self._db.transaction(apply))
 
@@ -98,25 +110,35 @@ class DeliveryLog(DeliveryPages):
 
 
 async def apply_rows(
-    conn: Conn, rows: list[dict[str, Any]], now: float, *, isolate: bool
+    conn: Conn,
+    rows: list[dict[str, Any]],
+    now: float,
+    *,
+    isolate: bool,
+    notify_default: str | None = None,
 ) -> list[AppliedDelivery]:
     planned = [(row, plan_delivery(bytes(row["body"]))) for row in rows]
-    return await _apply_planned(conn, planned, now, isolate=isolate)
+    return await _apply_planned(conn, planned, now, isolate=isolate, notify_default=notify_default)
 
 
 async def _apply_planned(
-    conn: Conn, planned: list[tuple[dict[str, Any], DeliveryPlan]], now: float, *, isolate: bool
+    conn: Conn,
+    planned: list[tuple[dict[str, Any], DeliveryPlan]],
+    now: float,
+    *,
+    isolate: bool,
+    notify_default: str | None,
 ) -> list[AppliedDelivery]:
     # Every job of the batch locked at once, in one order: two appliers never wait on each other.
     await lock_jobs(conn, [plan.job_id for _, plan in planned if plan.job is not None and plan.job_id])
     applied = []
     for row, plan in planned:
         if not isolate:
-            applied.append(await _apply_one(conn, row, plan, now))
+            applied.append(await _apply_one(conn, row, plan, now, notify_default))
             continue
         try:
             async with conn.transaction():  # a SAVEPOINT: this delivery alone is rolled back
-                applied.append(await _apply_one(conn, row, plan, now))
+                applied.append(await _apply_one(conn, row, plan, now, notify_default))
         except psycopg.OperationalError:
             raise  # the database failing, not this delivery
         except Exception as exc:
@@ -138,7 +160,9 @@ async def _apply_planned(
     return applied
 
 
-async def _apply_one(conn: Conn, row: dict[str, Any], plan: DeliveryPlan, now: float) -> AppliedDelivery:
+async def _apply_one(
+    conn: Conn, row: dict[str, Any], plan: DeliveryPlan, now: float, notify_default: str | None
+) -> AppliedDelivery:
     decision, queued = None, 0
     if plan.job is not None:
         job = plan.job
@@ -155,6 +179,8 @@ async def _apply_one(conn: Conn, row: dict[str, Any], plan: DeliveryPlan, now: f
             decision, queued = change.result.decision, change.result.outputs_queued
         if row["submission_id"] is not None:  # the job's lock is held (taken for the batch)
             await link_submission(conn, row["submission_id"], job.id, job.model, row["received_at"])
+        # After the link: a job tied to its submission only now may have its notify_url only now.
+        await write_outbox(conn, job.id, now, notify_default)
     await conn.execute(
         "UPDATE deliveries SET state = %s, error = %s, job_id = %s, event_type = %s, status = %s, applied_at = %s "
         "WHERE id = %s",

@@ -23,7 +23,7 @@ JOB_COLUMNS = frozenset(
     {
         "id", "model", "prompt", "status", "created_at", "submitted_at", "first_seen_at", "updated_at",
         "terminal_at", "source", "registered", "error", "cost", "generation_id", "next_poll_at",
-        "poll_attempts", "upstream", "owner",
+        "poll_attempts", "upstream", "owner", "notify_url",
     }
 )  # fmt: skip
 

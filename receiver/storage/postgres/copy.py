@@ -18,7 +18,7 @@ _JOB_COLUMNS = (
     ("submitted_at", "float8"), ("first_seen_at", "float8"), ("updated_at", "float8"),
     ("terminal_at", "float8"), ("source", "text"), ("registered", "bool"), ("error", "text"),
     ("cost", "float8"), ("generation_id", "text"), ("next_poll_at", "float8"), ("poll_attempts", "int4"),
-    ("upstream", "text"), ("owner", "text"),
+    ("upstream", "text"), ("owner", "text"), ("notify_url", "text"),
 )  # fmt: skip
 _EVENT_COLUMNS = (
     ("job_id", "text"), ("at", "float8"), ("source", "text"), ("kind", "text"), ("status", "text"),
@@ -33,11 +33,17 @@ _SUBMISSION_COLUMNS = (
     ("id", "text"), ("idempotency_key", "text"), ("fingerprint", "text"), ("state", "text"), ("model", "text"),
     ("prompt", "text"), ("job_id", "text"), ("upstream_status", "int4"), ("error", "text"),
     ("created_at", "float8"), ("updated_at", "float8"), ("estimated_cost", "float8"), ("owner", "text"),
+    ("notify_url", "text"),
 )  # fmt: skip
 _TOKEN_COLUMNS = (
     ("name", "text"), ("role", "text"), ("token_hash", "text"), ("notify_secret", "text"),
     ("budget_usd_per_day", "float8"), ("budget_usd_per_month", "float8"), ("created_at", "float8"),
     ("revoked_at", "float8"), ("last_used_at", "float8"),
+)  # fmt: skip
+_NOTIFICATION_COLUMNS = (
+    ("id", "text"), ("job_id", "text"), ("event", "text"), ("url", "text"), ("owner", "text"),
+    ("state", "text"), ("attempts", "int4"), ("next_attempt_at", "float8"), ("last_status", "int4"),
+    ("last_error", "text"), ("created_at", "float8"), ("delivered_at", "float8"),
 )  # fmt: skip
 
 
@@ -97,9 +103,19 @@ async def insert_tokens(conn: Conn, rows: list[dict[str, Any]]) -> int:
     return len(await (await conn.execute(sql, _arrays(rows, _TOKEN_COLUMNS))).fetchall())
 
 
-async def wake(conn: Conn, *, deliveries: bool, downloads: bool) -> None:
-    """Tell running replicas (at commit) that copied work waits: pending deliveries, queued outputs."""
-    if deliveries:
-        await conn.execute("SELECT pg_notify('deliveries', '')")
-    if downloads:
-        await conn.execute("SELECT pg_notify('downloads', '')")
+async def insert_notifications(conn: Conn, rows: list[dict[str, Any]]) -> int:
+    """Insert the notifications not there yet (by id, or the same job end told already); how many."""
+    sql = _insert("notifications", _NOTIFICATION_COLUMNS, "", "id")
+    return len(await (await conn.execute(sql, _arrays(rows, _NOTIFICATION_COLUMNS))).fetchall())
+
+
+async def wake(conn: Conn, *, deliveries: bool, downloads: bool, notifications: bool = False) -> None:
+    """Tell running replicas (at commit) that copied work waits: pending deliveries, queued outputs,
+    pending notifications."""
+    for topic, waiting in (
+        ("deliveries", deliveries),
+        ("downloads", downloads),
+        ("notifications", notifications),
+    ):
+        if waiting:
+            await conn.execute("SELECT pg_notify(%s, '')", (topic,))

@@ -13,6 +13,7 @@ from ...domain.retention import Policy, Pruned
 from ._db import Conn, Database
 from ._locks import lock_jobs
 from .changes import change_job, insert_events
+from .notifications import write_outbox
 
 JOB_COLUMNS = (
     "id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
@@ -44,6 +45,7 @@ async def delete_job_rows(conn: Conn, job_ids: list[str]) -> list[str]:
         await conn.execute("DELETE FROM outputs WHERE job_id = ANY(%s) RETURNING content_key", (job_ids,))
     ).fetchall()
     await conn.execute("DELETE FROM job_events WHERE job_id = ANY(%s)", (job_ids,))
+    await conn.execute("DELETE FROM notifications WHERE job_id = ANY(%s)", (job_ids,))
     await conn.execute("DELETE FROM jobs WHERE id = ANY(%s)", (job_ids,))
     return [r["content_key"] for r in rows if r["content_key"]]
 
@@ -183,6 +185,10 @@ async def prune(conn: Conn, policy: Policy, now: float) -> Pruned:
 class Jobs(JobReads):
     """Jobs: the reads, and registering a submitted job (decided by the domain's plan)."""
 
+    def __init__(self, db: Database, *, notify_default: str | None = None) -> None:
+        super().__init__(db)
+        self._notify_default = notify_default
+
     async def register(
         self,
         job_id: str,
@@ -191,6 +197,7 @@ class Jobs(JobReads):
         prompt: str | None,
         first_poll_at: float,
         owner: str | None = None,
+        notify_url: str | None = None,
     ) -> bool:
         now = time.time()
 
@@ -206,8 +213,11 @@ class Jobs(JobReads):
                     now=now,
                     first_poll_at=first_poll_at,
                     owner=owner,
+                    notify_url=notify_url,
                 ),
             )
+            # A job that already ended is told now, if it now has somewhere to be told.
+            await write_outbox(conn, job_id, now, self._notify_default)
             return change.created
 
         return await self._db.transaction(register)

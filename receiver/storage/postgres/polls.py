@@ -13,6 +13,7 @@ from ...domain.plan import plan_job_update, plan_not_found_upstream, plan_poll_s
 from ._db import Conn, Database
 from ._locks import lock_jobs
 from .changes import change_job
+from .notifications import write_outbox
 from .wakeups import Wakeups
 
 _CLAIM = (
@@ -24,11 +25,20 @@ _CLAIM = (
 
 
 class Polls:
-    def __init__(self, db: Database, wakeups: Wakeups, *, worker: str, lease: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        wakeups: Wakeups,
+        *,
+        worker: str,
+        lease: float,
+        notify_default: str | None = None,
+    ) -> None:
         self._db = db
         self._wakeups = wakeups
         self.worker = worker
         self.lease = lease
+        self._notify_default = notify_default
 
     async def claim(self, now: float, limit: int) -> list[PollClaim]:
         params = {"now": now, "limit": limit, "worker": self.worker, "until": now + self.lease}
@@ -48,6 +58,7 @@ class Polls:
                 conn, job.id, lambda state: plan_job_update(state, job, source="poll", now=now)
             )
             assert change.result is not None
+            await write_outbox(conn, job.id, now, self._notify_default)  # the job's lock is held
             return change.result
 
         result = await self._db.transaction(apply)

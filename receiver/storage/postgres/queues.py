@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from ...domain.model import DownloadClaim
 from ._db import Conn, Database
+from ._locks import lock_jobs
+from .notifications import write_outbox
 from .wakeups import Wakeups
 
 _CLAIMED = "job_id = %(job_id)s AND idx = %(index)s AND state = 'downloading' AND claimed_by = %(worker)s"
@@ -33,11 +35,20 @@ _CLAIM_DOWNLOADS = (
 class Downloads:
     """DownloadQueue: outputs claimed by `worker` under a `lease` it renews."""
 
-    def __init__(self, db: Database, wakeups: Wakeups, *, worker: str, lease: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        wakeups: Wakeups,
+        *,
+        worker: str,
+        lease: float,
+        notify_default: str | None = None,
+    ) -> None:
         self._db = db
         self._wakeups = wakeups
         self.worker = worker
         self.lease = lease
+        self._notify_default = notify_default
 
     async def claim(self, now: float, limit: int) -> list[DownloadClaim]:
         params = {"now": now, "limit": limit, "worker": self.worker, "until": now + self.lease}
@@ -139,9 +150,20 @@ class Downloads:
             params,
         )
 
-    async def _changed(self, sql: str, params: dict[str, object]) -> bool:
-        """`_write` of an output's end (done, gone, failed): the waits on its job wake, on every replica."""
-        written = await self._write(sql, params)
+    async def _changed(self, sql: str, params: dict[str, Any]) -> bool:
+        """An output's end (done, gone, failed), under its job's lock: the job's notification is written
+        in the same transaction once this was its last output (two outputs ending at once on two
+        replicas are serialized by the lock, so one of them sees both final); the waits on the job
+        wake, on every replica."""
+
+        async def write(conn: Conn) -> bool:
+            await lock_jobs(conn, [params["job_id"]])
+            if (await conn.execute(sql, params)).rowcount == 0:
+                return False
+            await write_outbox(conn, params["job_id"], params["now"], self._notify_default)
+            return True
+
+        written = await self._db.transaction(write)
         if written:
             self._wakeups.jobs_changed()
         return written

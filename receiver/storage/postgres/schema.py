@@ -1,7 +1,7 @@
 """The PostgreSQL schema and its versioned migrations.
 
 The tables and columns are SQLite's (receiver/storage/sqlite/_db.py; migration 1 here is SQLite's
-1 to 5 at once, 3 is its 6, 4 its 7, 5 its 8), so `store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
+1 to 5 at once, 3 is its 6, 4 its 7, 5 its 8, 6 its 9), so `store migrate` copies row for row and both backends answer alike: times are unix seconds (double precision), ids BIGINT
 identity, bodies and replay keys bytea.
 
 Each migration runs in its own transaction with its version row in `schema_migrations`; every
@@ -154,6 +154,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE submissions ADD COLUMN owner TEXT COLLATE "C";
     ALTER TABLE submissions DROP CONSTRAINT submissions_idempotency_key_key;
     CREATE UNIQUE INDEX submissions_owner_key ON submissions ((coalesce(owner, '')), idempotency_key);
+    """,
+    # 6: SQLite's migration 9: where a job says to notify, and the notifications outbox.
+    """
+    ALTER TABLE jobs ADD COLUMN notify_url TEXT;
+    ALTER TABLE submissions ADD COLUMN notify_url TEXT;
+    CREATE TABLE notifications (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        job_id TEXT COLLATE "C" NOT NULL,
+        event TEXT NOT NULL,
+        url TEXT NOT NULL,
+        owner TEXT,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        claimed_by TEXT,
+        lease_until DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL,
+        delivered_at DOUBLE PRECISION,
+        UNIQUE (job_id, event)
+    );
+    CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX notifications_created ON notifications (created_at DESC, id DESC);
+    CREATE INDEX notifications_state ON notifications (state, created_at DESC, id DESC);
     """,
 )
 

@@ -22,6 +22,7 @@ from ...domain.submissions import (
 from ._db import Conn, Database
 from ._locks import lock_jobs
 from .changes import change_job
+from .notifications import write_outbox
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(SubmissionRecord))
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM submissions"
@@ -86,9 +87,16 @@ async def _store(conn: Conn, record: SubmissionRecord) -> None:
 
 
 async def _settle(
-    conn: Conn, updated: SubmissionRecord, *, how: str, now: float, first_poll_at: float
+    conn: Conn,
+    updated: SubmissionRecord,
+    *,
+    how: str,
+    now: float,
+    first_poll_at: float,
+    notify_default: str | None,
 ) -> None:
-    """Store a decided submission; one that now has its job registers that job (its lock is held)."""
+    """Store a decided submission; one that now has its job registers that job (its lock is held),
+    and a job that already ended is told now that it has its notify_url."""
     await _store(conn, updated)
     if updated.state == SUBMITTED and updated.job_id is not None:
         await change_job(
@@ -97,6 +105,7 @@ async def _settle(
             lambda state: plan_submitted_job(state, updated, how=how, now=now, first_poll_at=first_poll_at),
             locked=True,
         )
+        await write_outbox(conn, updated.job_id, now, notify_default)
 
 
 async def link_submission(
@@ -120,8 +129,9 @@ async def link_submission(
 
 
 class Submissions:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, notify_default: str | None = None) -> None:
         self._db = db
+        self._notify_default = notify_default
 
     async def begin(
         self, submission: SubmissionRecord, budget: BudgetCheck | None = None
@@ -180,7 +190,12 @@ class Submissions:
             if updated is None:
                 return current
             await _settle(
-                conn, updated, how="submitted through the receiver", now=now, first_poll_at=first_poll_at
+                conn,
+                updated,
+                how="submitted through the receiver",
+                now=now,
+                first_poll_at=first_poll_at,
+                notify_default=self._notify_default,
             )
             return updated
 

@@ -12,6 +12,8 @@ A notification is sent only once its work is committed, so the woken worker find
 - a job's status or outputs changed: `pg_notify('jobs')` inside an applier's transaction (a batch),
   `jobs_changed()` after the other writes' commits (this process at once, the others by a coalesced
   `announce('jobs')`): what wakes the long-polls and event streams everywhere.
+- a notification written to the outbox, or sent back to pending: `pg_notify('notifications')` inside
+  that transaction (rare: once per job end), so any replica's notifier sends it at once.
 
 One dedicated connection (outside the pool: it must stay in LISTEN) receives them for this process and
 sets an event per topic. If that connection drops, the workers still wake on their timeouts (the
@@ -30,8 +32,8 @@ import structlog
 from ..base import StoreUnavailable
 from ._db import Conn, Database
 
-Topic = Literal["deliveries", "downloads", "jobs"]
-TOPICS: tuple[Topic, ...] = ("deliveries", "downloads", "jobs")
+Topic = Literal["deliveries", "downloads", "jobs", "notifications"]
+TOPICS: tuple[Topic, ...] = ("deliveries", "downloads", "jobs", "notifications")
 
 log = structlog.get_logger("receiver.storage.postgres")
 

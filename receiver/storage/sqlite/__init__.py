@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..base import new_worker_id
 from ._file import SQLiteFile
 from .dashboard import SQLiteDashboard
+from .notifications import SQLiteNotifications
 from .store import LocalWakeups, SQLiteDeliveryLog, SQLiteDownloads, SQLiteHealth, SQLiteJobs, SQLitePolls
 from .submissions import SQLiteSubmissions
 from .tokens import SQLiteTokens
@@ -33,6 +34,7 @@ class SQLiteStores:
     wakeups: LocalWakeups
     submissions: SQLiteSubmissions
     tokens: SQLiteTokens
+    notifications: SQLiteNotifications
     worker: str
 
     async def close(self) -> None:
@@ -49,25 +51,34 @@ def open_sqlite(
     worker: str | None = None,
     lease: float = DOWNLOAD_LEASE,
     poll_lease: float = POLL_LEASE,
+    notify_default: str | None = None,
+    notify_lease: float | None = None,
 ) -> SQLiteStores:
     """Open (and, unless `readonly`, migrate) the store at `path`; StartupError (one line) if it cannot.
 
     `exclusive`: this process serves the file alone (the caller holds the data-dir lock): claims of
-    any other worker are a previous run's, known dead.
+    any other worker are a previous run's, known dead. `notify_default`: RECEIVER_NOTIFY_URL, where the
+    end of a job without a notify_url of its own is told (None: nowhere).
     """
     file = SQLiteFile(path, readonly=readonly, check=check, create=create, exclusive=exclusive)
     worker = worker or new_worker_id()
     wakeups = LocalWakeups()
+    default = notify_default
     return SQLiteStores(
         file=file,
-        deliveries=SQLiteDeliveryLog(file, wakeups),
-        jobs=SQLiteJobs(file),
-        downloads=SQLiteDownloads(file, wakeups, worker=worker, lease=lease, exclusive=exclusive),
-        polls=SQLitePolls(file, wakeups, worker=worker, lease=poll_lease),
+        deliveries=SQLiteDeliveryLog(file, wakeups, notify_default=default),
+        jobs=SQLiteJobs(file, wakeups, notify_default=default),
+        downloads=SQLiteDownloads(
+            file, wakeups, worker=worker, lease=lease, exclusive=exclusive, notify_default=default
+        ),
+        polls=SQLitePolls(file, wakeups, worker=worker, lease=poll_lease, notify_default=default),
         health=SQLiteHealth(file),
         dashboard=SQLiteDashboard(file, wakeups),
         wakeups=wakeups,
-        submissions=SQLiteSubmissions(file),
+        submissions=SQLiteSubmissions(file, notify_default=default),
         tokens=SQLiteTokens(file),
+        notifications=SQLiteNotifications(
+            file, wakeups, worker=worker, lease=notify_lease or lease, exclusive=exclusive
+        ),
         worker=worker,
     )

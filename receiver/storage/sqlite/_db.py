@@ -232,6 +232,33 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX submissions_job ON submissions(job_id) WHERE job_id IS NOT NULL;
     CREATE INDEX submissions_created ON submissions(created_at);
     """,
+    # 9: signed notifications to apps (the outbox): where a job says to notify (kept with its
+    # submission too, which hands it to the job), and one row per job end, written in the transaction
+    # that ends the job (or stores its last output); `id` is the Standard Webhooks `webhook-id`.
+    """
+    ALTER TABLE jobs ADD COLUMN notify_url TEXT;
+    ALTER TABLE submissions ADD COLUMN notify_url TEXT;
+    CREATE TABLE notifications (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        url TEXT NOT NULL,
+        owner TEXT,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        claimed_by TEXT,
+        lease_until REAL,
+        created_at REAL NOT NULL,
+        delivered_at REAL,
+        UNIQUE (job_id, event)
+    );
+    CREATE INDEX notifications_due ON notifications(next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX notifications_created ON notifications(created_at DESC, id DESC);
+    CREATE INDEX notifications_state ON notifications(state, created_at DESC, id DESC);
+    """,
 )
 
 

@@ -16,6 +16,7 @@ from ...domain.events import plan_delivery
 from ...domain.model import AppliedDelivery, Delivery, DeliveryRecord, Page, RecordedDelivery
 from ...domain.pages import UNPROCESSED, check_delivery_state, decode_delivery_cursor, encode_delivery_cursor
 from .jobs import apply_job_update
+from .notifications import write_outbox
 from .submissions import link_submission
 
 _TO_APPLY = "id, idempotency_key, received_at, body, submission_id"  # what _apply_delivery reads of a row
@@ -71,29 +72,40 @@ def _record_selftest(conn: sqlite3.Connection, delivery: Delivery) -> RecordedDe
 
 
 def apply_pending(
-    conn: sqlite3.Connection, limit: int, now: float, *, isolate: bool = False
+    conn: sqlite3.Connection,
+    limit: int,
+    now: float,
+    *,
+    isolate: bool = False,
+    notify_default: str | None = None,
 ) -> list[AppliedDelivery]:
     """Apply up to `limit` pending deliveries to their jobs, oldest first (the order they were stored).
 
     `isolate` runs each in a SAVEPOINT and marks one that raises as failed, with the error, instead
     of failing them all (the applier's way past a delivery the code cannot handle).
+    `notify_default`: the receiver's default notify URL (RECEIVER_NOTIFY_URL), for the outbox.
     """
     rows = conn.execute(
         f"SELECT {_TO_APPLY} FROM deliveries WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,)
     ).fetchall()
-    return _apply_rows(conn, rows, now, isolate=isolate)
+    return _apply_rows(conn, rows, now, isolate=isolate, notify_default=notify_default)
 
 
 def _apply_rows(
-    conn: sqlite3.Connection, rows: list[sqlite3.Row], now: float, *, isolate: bool
+    conn: sqlite3.Connection,
+    rows: list[sqlite3.Row],
+    now: float,
+    *,
+    isolate: bool,
+    notify_default: str | None,
 ) -> list[AppliedDelivery]:
     if not isolate:
-        return [_apply_delivery(conn, row, now) for row in rows]
+        return [_apply_delivery(conn, row, now, notify_default) for row in rows]
     applied = []
     for row in rows:
         conn.execute("SAVEPOINT apply_one")
         try:
-            applied.append(_apply_delivery(conn, row, now))
+            applied.append(_apply_delivery(conn, row, now, notify_default))
         except sqlite3.OperationalError:
             raise  # the database failing, not this delivery
         except Exception as exc:
@@ -112,7 +124,9 @@ def _apply_rows(
     return applied
 
 
-def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> AppliedDelivery:
+def _apply_delivery(
+    conn: sqlite3.Connection, row: sqlite3.Row, now: float, notify_default: str | None
+) -> AppliedDelivery:
     """Apply one stored body's event; a body that is not a usable event is marked failed."""
     plan = plan_delivery(row["body"])
     decision, queued = None, 0
@@ -124,6 +138,8 @@ def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> A
         decision, queued = result.decision, result.outputs_queued
         if row["submission_id"] is not None:
             link_submission(conn, row["submission_id"], plan.job.id, plan.job.model, row["received_at"])
+        # After the link: a job tied to its submission only now may have its notify_url only now.
+        write_outbox(conn, plan.job.id, now, notify_default)
     conn.execute(
         "UPDATE deliveries SET state = ?, error = ?, job_id = ?, event_type = ?, status = ?, applied_at = ? "
         "WHERE id = ?",
@@ -141,7 +157,9 @@ def _apply_delivery(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> A
     )
 
 
-def apply_pending_for_job(conn: sqlite3.Connection, job_id: str, now: float) -> list[AppliedDelivery]:
+def apply_pending_for_job(
+    conn: sqlite3.Connection, job_id: str, now: float, notify_default: str | None = None
+) -> list[AppliedDelivery]:
     """Apply, now and in stored order, the pending deliveries of one job (the query API's way to show
     an acknowledged delivery before the applier reaches it). Other jobs' deliveries keep their turn."""
     rows = conn.execute(
@@ -154,12 +172,17 @@ def apply_pending_for_job(conn: sqlite3.Connection, job_id: str, now: float) -> 
         # The id may appear in another job's event (a prompt, say); a body that is not an event is
         # marked failed by the applier in its turn.
         if plan.job_id == job_id and plan.state != "failed":
-            applied.append(_apply_delivery(conn, row, now))
+            applied.append(_apply_delivery(conn, row, now, notify_default))
     return applied
 
 
 def reprocess_deliveries(
-    conn: sqlite3.Connection, delivery_ids: list[int] | None, now: float, *, isolate: bool = True
+    conn: sqlite3.Connection,
+    delivery_ids: list[int] | None,
+    now: float,
+    *,
+    isolate: bool = True,
+    notify_default: str | None = None,
 ) -> list[AppliedDelivery]:
     """Apply stored deliveries that failed (e.g. after a bug fix) or are still pending (receiver stopped)."""
     if delivery_ids:
@@ -173,7 +196,7 @@ def reprocess_deliveries(
             f"SELECT {_TO_APPLY} FROM deliveries WHERE state = 'failed' "
             f"UNION ALL SELECT {_TO_APPLY} FROM deliveries WHERE state = 'pending' ORDER BY id"
         ).fetchall()
-    return _apply_rows(conn, rows, now, isolate=isolate)
+    return _apply_rows(conn, rows, now, isolate=isolate, notify_default=notify_default)
 
 
 def probe_delivery_write(conn: sqlite3.Connection) -> None:

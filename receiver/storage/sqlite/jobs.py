@@ -25,6 +25,7 @@ from ...domain.plan import (
     plan_not_found_upstream,
     plan_registration,
 )
+from .notifications import write_outbox
 
 JOB_COLUMNS = (
     "id, model, prompt, status, created_at, submitted_at, first_seen_at, updated_at, terminal_at, "
@@ -116,6 +117,15 @@ def apply_job_update(
     return change.result
 
 
+def apply_poll(
+    conn: sqlite3.Connection, job: VideoJob, *, now: float, notify_default: str | None
+) -> ApplyResult:
+    """A fallback poll's answer applied, and the notification it may call for (one transaction)."""
+    result = apply_job_update(conn, job, source="poll", now=now)
+    write_outbox(conn, job.id, now, notify_default)
+    return result
+
+
 def register_job(
     conn: sqlite3.Connection,
     job_id: str,
@@ -125,13 +135,24 @@ def register_job(
     now: float,
     first_poll_at: float,
     owner: str | None = None,
+    notify_url: str | None = None,
+    notify_default: str | None = None,
 ) -> bool:
-    """Track a submitted job; idempotent, and fine whether its webhook came first or not. True if new."""
+    """Track a submitted job; idempotent, and fine whether its webhook came first or not. True if new.
+    A job that already ended is told now, if it now has somewhere to be told."""
     current = read_state(conn, job_id, outputs=False)
     change = plan_registration(
-        current, job_id, model=model, prompt=prompt, now=now, first_poll_at=first_poll_at, owner=owner
+        current,
+        job_id,
+        model=model,
+        prompt=prompt,
+        now=now,
+        first_poll_at=first_poll_at,
+        owner=owner,
+        notify_url=notify_url,
     )
     store_change(conn, change)
+    write_outbox(conn, job_id, now, notify_default)
     return change.created
 
 
@@ -153,6 +174,7 @@ def delete_jobs(conn: sqlite3.Connection, job_ids: list[str]) -> list[str]:
         ]
         conn.execute("DELETE FROM outputs WHERE job_id = ?", (job_id,))
         conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+        conn.execute("DELETE FROM notifications WHERE job_id = ?", (job_id,))
         conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
     return keys
 

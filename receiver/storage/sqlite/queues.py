@@ -13,6 +13,7 @@ import sqlite3
 from ...domain.model import DownloadClaim, PollClaim
 from ...domain.plan import plan_poll_schedule
 from .jobs import add_event, read_state, store_change
+from .notifications import write_outbox
 
 _CLAIMED = "WHERE job_id = ? AND idx = ? AND state = 'downloading' AND claimed_by = ?"
 
@@ -75,8 +76,10 @@ def finish_download(
     sha256: str,
     now: float,
     worker: str,
+    notify_default: str | None = None,
 ) -> bool:
-    """Record a download done; False (nothing recorded) when `worker` no longer holds the claim."""
+    """Record a download done; False (nothing recorded) when `worker` no longer holds the claim. The
+    last output of a job stored writes the job's notification, in this transaction."""
     updated = conn.execute(
         "UPDATE outputs SET state = 'done', bytes = ?, sha256 = ?, content_key = ?, error = NULL, updated_at = ?, "
         f"claimed_by = NULL, lease_until = NULL {_CLAIMED}",
@@ -85,6 +88,7 @@ def finish_download(
     if updated:
         detail = f"output {index}: {size} bytes, sha256 {sha256}"
         add_event(conn, job_id, now, "fetcher", "downloaded", None, detail)
+        write_outbox(conn, job_id, now, notify_default)
     return bool(updated)
 
 
@@ -110,7 +114,15 @@ def retry_download(
 
 
 def end_download(
-    conn: sqlite3.Connection, job_id: str, index: int, *, state: str, error: str, now: float, worker: str
+    conn: sqlite3.Connection,
+    job_id: str,
+    index: int,
+    *,
+    state: str,
+    error: str,
+    now: float,
+    worker: str,
+    notify_default: str | None = None,
 ) -> bool:
     """A final failure: `gone` or `failed` (see receiver.domain.downloads)."""
     if state not in ("gone", "failed"):
@@ -121,6 +133,7 @@ def end_download(
     ).rowcount
     if updated:
         add_event(conn, job_id, now, "fetcher", f"download_{state}", None, f"output {index}: {error}")
+        write_outbox(conn, job_id, now, notify_default)  # every output final now: the job is told
     return bool(updated)
 
 

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Literal
 
-from openrouter_video import VideoJob
+from openrouter_video import TERMINAL_STATUSES, VideoJob
 
 from ...domain.model import (
     AppliedBatch,
@@ -33,7 +33,7 @@ from .retention import prune
 if TYPE_CHECKING:
     import sqlite3
 
-Topic = Literal["deliveries", "downloads", "jobs"]
+Topic = Literal["deliveries", "downloads", "jobs", "notifications"]
 
 
 class LocalWakeups:
@@ -63,9 +63,10 @@ class LocalWakeups:
 
 
 class SQLiteDeliveryLog:
-    def __init__(self, file: SQLiteFile, wakeups: LocalWakeups) -> None:
+    def __init__(self, file: SQLiteFile, wakeups: LocalWakeups, *, notify_default: str | None = None) -> None:
         self._file = file
         self._wakeups = wakeups
+        self._notify_default = notify_default  # RECEIVER_NOTIFY_URL: jobs without their own are told there
 
     async def record(self, delivery: Delivery) -> RecordedDelivery:
         recorded = await self._file.write(deliveries.record_delivery, delivery)
@@ -74,16 +75,20 @@ class SQLiteDeliveryLog:
         return recorded
 
     async def apply_pending(self, limit: int, *, isolate: bool = False) -> AppliedBatch:
-        batch = await self._file.write(_apply_pending, limit, isolate)
+        batch = await self._file.write(_apply_pending, limit, isolate, self._notify_default)
         self._queued(batch.deliveries)
         return batch
 
     async def apply_pending_for_job(self, job_id: str) -> list[AppliedDelivery]:
-        applied = await self._file.write(deliveries.apply_pending_for_job, job_id, time.time())
+        applied = await self._file.write(
+            deliveries.apply_pending_for_job, job_id, time.time(), self._notify_default
+        )
         return self._queued(applied)
 
     async def reprocess(self, delivery_ids: list[int] | None) -> list[AppliedDelivery]:
-        applied = await self._file.write(deliveries.reprocess_deliveries, delivery_ids, time.time())
+        applied = await self._file.write(
+            deliveries.reprocess_deliveries, delivery_ids, time.time(), notify_default=self._notify_default
+        )
         return self._queued(applied)
 
     async def page(self, *, state: str | None, cursor: str | None, limit: int) -> Page:
@@ -97,18 +102,26 @@ class SQLiteDeliveryLog:
             self._wakeups.notify("downloads")
         if applied:
             self._wakeups.notify("jobs")  # the waits on jobs (receiver/watch.py)
+        if any(a.status in TERMINAL_STATUSES for a in applied):
+            self._wakeups.notify("notifications")  # a job's end may have been written to the outbox
         return applied
 
 
-def _apply_pending(conn: sqlite3.Connection, limit: int, isolate: bool) -> AppliedBatch:
+def _apply_pending(
+    conn: sqlite3.Connection, limit: int, isolate: bool, notify_default: str | None
+) -> AppliedBatch:
     started = time.perf_counter()
-    applied = deliveries.apply_pending(conn, limit, time.time(), isolate=isolate)
+    applied = deliveries.apply_pending(
+        conn, limit, time.time(), isolate=isolate, notify_default=notify_default
+    )
     return AppliedBatch(applied, time.perf_counter() - started)
 
 
 class SQLiteJobs:
-    def __init__(self, file: SQLiteFile) -> None:
+    def __init__(self, file: SQLiteFile, wakeups: LocalWakeups, *, notify_default: str | None = None) -> None:
         self._file = file
+        self._wakeups = wakeups
+        self._notify_default = notify_default
 
     async def get(self, job_id: str) -> JobRecord | None:
         return self._file.read_now(jobs.get_job, job_id)
@@ -124,8 +137,9 @@ class SQLiteJobs:
         prompt: str | None,
         first_poll_at: float,
         owner: str | None = None,
+        notify_url: str | None = None,
     ) -> bool:
-        return await self._file.write(
+        created = await self._file.write(
             jobs.register_job,
             job_id,
             model=model,
@@ -133,7 +147,11 @@ class SQLiteJobs:
             now=time.time(),
             first_poll_at=first_poll_at,
             owner=owner,
+            notify_url=notify_url,
+            notify_default=self._notify_default,
         )
+        self._wakeups.notify("notifications")  # a job that already ended may be told now
+        return created
 
     async def add_event(self, job_id: str, source: str, kind: str, detail: str | None = None) -> None:
         await self._file.write(jobs.add_event, job_id, time.time(), source, kind, None, detail)
@@ -153,13 +171,21 @@ class SQLiteDownloads:
     any other worker are known dead at start and are recovered at once, not when their lease runs out."""
 
     def __init__(
-        self, file: SQLiteFile, wakeups: LocalWakeups, *, worker: str, lease: float, exclusive: bool
+        self,
+        file: SQLiteFile,
+        wakeups: LocalWakeups,
+        *,
+        worker: str,
+        lease: float,
+        exclusive: bool,
+        notify_default: str | None = None,
     ) -> None:
         self._file = file
         self._wakeups = wakeups
         self.worker = worker
         self.lease = lease
         self.exclusive = exclusive
+        self._notify_default = notify_default
 
     async def claim(self, now: float, limit: int) -> list[DownloadClaim]:
         return await self._file.write(
@@ -185,6 +211,7 @@ class SQLiteDownloads:
                 sha256=sha256,
                 now=time.time(),
                 worker=self.worker,
+                notify_default=self._notify_default,
             )
         )
 
@@ -212,13 +239,16 @@ class SQLiteDownloads:
                 error=error,
                 now=time.time(),
                 worker=self.worker,
+                notify_default=self._notify_default,
             )
         )
 
     def _changed(self, written: bool) -> bool:
-        """After an output's end (done, gone, failed): the waits on its job wake."""
+        """After an output's end (done, gone, failed): the waits on its job wake, and the notifier (the
+        job's last output may have written its notification)."""
         if written:
             self._wakeups.notify("jobs")
+            self._wakeups.notify("notifications")
         return written
 
     async def content_key(self, job_id: str, index: int) -> str | None:
@@ -235,21 +265,33 @@ class SQLiteDownloads:
 
 
 class SQLitePolls:
-    def __init__(self, file: SQLiteFile, wakeups: LocalWakeups, *, worker: str, lease: float) -> None:
+    def __init__(
+        self,
+        file: SQLiteFile,
+        wakeups: LocalWakeups,
+        *,
+        worker: str,
+        lease: float,
+        notify_default: str | None = None,
+    ) -> None:
         self._file = file
         self._wakeups = wakeups
         self.worker = worker
         self.lease = lease
+        self._notify_default = notify_default
 
     async def claim(self, now: float, limit: int) -> list[PollClaim]:
         return await self._file.write(queues.claim_polls, now, limit, worker=self.worker, lease=self.lease)
 
     async def apply_poll(self, job: VideoJob) -> ApplyResult:
-        result = await self._file.write(jobs.apply_job_update, job, source="poll", now=time.time())
+        result = await self._file.write(
+            jobs.apply_poll, job, now=time.time(), notify_default=self._notify_default
+        )
         if result.outputs_queued:
             self._wakeups.notify("downloads")
         if result.decision != "same":
             self._wakeups.notify("jobs")
+            self._wakeups.notify("notifications")
         return result
 
     async def schedule(self, job_id: str, next_at: float | None, *, attempted: bool = True) -> None:

@@ -21,6 +21,7 @@ from ...domain.submissions import (
 )
 from ._file import SQLiteFile
 from .jobs import read_state, store_change
+from .notifications import write_outbox
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(SubmissionRecord))
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM submissions"
@@ -110,19 +111,33 @@ def begin_submission(
 
 
 def _settle(
-    conn: sqlite3.Connection, updated: SubmissionRecord, *, how: str, now: float, first_poll_at: float
+    conn: sqlite3.Connection,
+    updated: SubmissionRecord,
+    *,
+    how: str,
+    now: float,
+    first_poll_at: float,
+    notify_default: str | None,
 ) -> None:
-    """Store a decided submission; one that now has its job registers that job, in this transaction."""
+    """Store a decided submission; one that now has its job registers that job, in this transaction
+    (and a job that already ended is told now that it has its notify_url)."""
     _store(conn, updated)
     if updated.state == SUBMITTED and updated.job_id is not None:
         current = read_state(conn, updated.job_id, outputs=False)
         store_change(
             conn, plan_submitted_job(current, updated, how=how, now=now, first_poll_at=first_poll_at)
         )
+        write_outbox(conn, updated.job_id, now, notify_default)
 
 
 def finish_submission(
-    conn: sqlite3.Connection, submission_id: str, outcome: Outcome, *, now: float, first_poll_at: float
+    conn: sqlite3.Connection,
+    submission_id: str,
+    outcome: Outcome,
+    *,
+    now: float,
+    first_poll_at: float,
+    notify_default: str | None = None,
 ) -> SubmissionRecord | None:
     current = read_submission(conn, submission_id)
     if current is None:
@@ -130,18 +145,27 @@ def finish_submission(
     updated = plan_outcome(current, outcome, now)
     if updated is None:
         return current
-    _settle(conn, updated, how="submitted through the receiver", now=now, first_poll_at=first_poll_at)
+    _settle(
+        conn,
+        updated,
+        how="submitted through the receiver",
+        now=now,
+        first_poll_at=first_poll_at,
+        notify_default=notify_default,
+    )
     return updated
 
 
 def link_submission(
     conn: sqlite3.Connection, submission_id: str, job_id: str, job_model: str | None, now: float
 ) -> None:
-    """A webhook named this submission: tie it to the webhook's job if it was waiting for one."""
+    """A webhook named this submission: tie it to the webhook's job if it was waiting for one. (The
+    applier writes the job's notification after this, with the receiver's default.)"""
     current = read_submission(conn, submission_id)
     updated = plan_link(current, job_id, job_model, now) if current is not None else None
     if updated is not None:
-        _settle(conn, updated, how="tied back by the job's webhook", now=now, first_poll_at=now)
+        how = "tied back by the job's webhook"
+        _settle(conn, updated, how=how, now=now, first_poll_at=now, notify_default=None)
 
 
 def forget_submission(conn: sqlite3.Connection, submission_id: str) -> None:
@@ -164,8 +188,9 @@ def abandon_submissions(conn: sqlite3.Connection, older_than: float | None, now:
 
 
 class SQLiteSubmissions:
-    def __init__(self, file: SQLiteFile) -> None:
+    def __init__(self, file: SQLiteFile, *, notify_default: str | None = None) -> None:
         self._file = file
+        self._notify_default = notify_default
 
     async def begin(
         self, submission: SubmissionRecord, budget: BudgetCheck | None = None
@@ -184,7 +209,12 @@ class SQLiteSubmissions:
         self, submission_id: str, outcome: Outcome, *, first_poll_at: float
     ) -> SubmissionRecord | None:
         return await self._file.write(
-            finish_submission, submission_id, outcome, now=time.time(), first_poll_at=first_poll_at
+            finish_submission,
+            submission_id,
+            outcome,
+            now=time.time(),
+            first_poll_at=first_poll_at,
+            notify_default=self._notify_default,
         )
 
     async def forget(self, submission_id: str) -> None:
