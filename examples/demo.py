@@ -3,7 +3,9 @@
 Starts the simulator and the receiver as real processes on free loopback ports, submits three jobs
 with callback URLs (one normal, one whose webhook the simulator drops so the polling fallback
 recovers it, one that fails upstream), shows their progress live, then prints each job's record
-and the path of each downloaded MP4. Stops everything it started, whatever happens.
+and the path of each downloaded MP4. Then an app with a token of its own submits through the
+receiver and is told by a signed notification (examples/demo_gateway.py). Stops everything it
+started, whatever happens.
 
 `--ui` (`make demo-ui`): then prints the dashboard's URL and the token to sign in with, and leaves the
 simulator and the receiver running until Ctrl-C.
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+from demo_gateway import run_app  # examples/ is on the path: the demo runs as a script
 
 from openrouter_video import OpenRouterVideo, OpenRouterVideoError
 
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"simulator: openrouter-video simulate --port {sim_port}   (log: {sim_log.relative_to(Path.cwd())})"
     )
+    app_token, app_secret = _create_app_token(cli, base_env, root / "receiver")
     print(
         f"receiver:  openrouter-video serve --port {rx_port}        (log: {rx_log.relative_to(Path.cwd())})"
     )
@@ -127,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                         "OPENROUTER_BASE_URL": sim_base,
                         "OPENROUTER_WEBHOOK_SECRET": secret,
                         "RECEIVER_API_TOKEN": token,
+                        "RECEIVER_PUBLIC_URL": rx_url,
+                        # The demo's app listens on loopback; a deployed receiver refuses that.
+                        "RECEIVER_NOTIFY_ALLOW_PRIVATE": "true",
                         "RECEIVER_FALLBACK_AFTER": "6",
                         "RECEIVER_POLL_FIRST_INTERVAL": "1",
                         "RECEIVER_LOG_FORMAT": "json",
@@ -144,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         _wait_up(f"{rx_url}/healthz", processes[1], "receiver", rx_log)
         status = _run(sim_base, api_key, rx_url, auth, root)
+        if status == 0:
+            status = run_app(rx_url, app_token, app_secret, MODEL)
         if ui:
             _serve_dashboard(rx_url, token, processes)
         return status
@@ -153,6 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for process in reversed(processes):
             _stop(process)
+
+
+def _create_app_token(cli: list[str], env: dict[str, str], data_dir: Path) -> tuple[str, str]:
+    """`openrouter-video tokens create demo-app --role submit`: the app's token and its notification
+    secret, each shown once."""
+    command = [*cli, "tokens", "create", "demo-app", "--role", "submit", "--data-dir", str(data_dir)]
+    made = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    if made.returncode != 0:
+        raise SystemExit(f"demo: tokens create failed: {made.stderr.strip() or made.stdout.strip()}")
+    shown = dict(line.split(":", 1) for line in made.stdout.splitlines() if ":" in line)
+    print(
+        f"app token: openrouter-video tokens create demo-app --role submit --data-dir {data_dir.relative_to(Path.cwd())}"
+    )
+    return shown["token"].strip(), shown["notify secret"].strip()
 
 
 def _run(sim_base: str, api_key: str, rx_url: str, auth: dict, root: Path) -> int:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -29,12 +30,13 @@ from receiver_support import (
     signed_event,
     wait_until,
 )
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from support import UvicornThread
+from token_support import tokens_cli
 
 from openrouter_video.receiver.settings import Secret
 
@@ -346,3 +348,40 @@ def test_notify_urls_on_private_addresses_are_refused_unless_allowed(tmp_path, s
     allowed = receiver_settings(str(tmp_path / "data3"), simulator, **notify_settings())
     with running_receiver(allowed) as rx:
         assert register(rx, "gen-vid-notify-allowed", "http://127.0.0.1:9/hook").status_code == 201
+
+
+def test_an_apps_notifications_are_signed_with_its_own_secret(tmp_path, simulator, backend, app) -> None:
+    created = tokens_cli(backend, str(tmp_path / "data"), "create", "shop", "--role", "submit")
+    assert created.exit_code == 0, created.output
+    token = re.search(r"^token:\s+(\S+)$", created.output, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    own = re.search(r"^notify secret:\s+(\S+)$", created.output, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    shop = {"Authorization": f"Bearer {token}"}
+    with receiver_with(tmp_path, simulator, backend, notify_schedule=FAST) as rx:
+        answer = httpx.post(
+            f"{rx.url}/jobs",
+            json={**BODY, "notify_url": f"{app.url}/hook"},
+            headers={**shop, "Idempotency-Key": "shop-1"},
+            timeout=30,
+        )
+        assert answer.status_code == 201, answer.text
+        wait_until(lambda: app.delivered(), 30, what="the app's notification")
+        [received] = app.received
+        payload = Webhook(own).verify(received.body, received.headers)
+        assert payload["data"]["owner"] == "shop"
+        with pytest.raises(WebhookVerificationError):  # not the receiver's secret: apps cannot forge
+            Webhook(SECRET).verify(received.body, received.headers)
+        # The app's content URL works with the app's own token.
+        [url] = payload["data"]["content_urls"]
+        assert httpx.get(url, headers=shop, timeout=30).status_code == 200
+
+        # A revoked token's notifications are not sent (signed with another key, nobody could verify them).
+        job_id = "gen-vid-notify-revoked"
+        registered = httpx.post(
+            f"{rx.url}/jobs", json={"id": job_id, "notify_url": f"{app.url}/hook"}, headers=shop, timeout=10
+        )
+        assert registered.status_code == 201, registered.text
+        assert tokens_cli(backend, str(tmp_path / "data"), "revoke", "shop").exit_code == 0
+        send(rx, simulator.secret, job_id, "failed")
+        dead = wait_state(rx, job_id, "dead")
+        assert "token 'shop' was revoked" in dead["last_error"] and dead["owner"] == "shop"
+        assert len(app.received) == 1

@@ -205,7 +205,7 @@ def test_store_migrate_copies_notify_urls_and_the_notifications_outbox(tmp_path:
 
     notification_id = asyncio.run(notified())
     code, out = run("--from", f"sqlite://{db}", "--to", pg_url)
-    assert code == 0 and "1 submissions, 1 notifications;" in out, out
+    assert code == 0 and "1 submissions, 1 tokens, 1 notifications;" in out, out
     assert rows(pg_url, "SELECT notify_url FROM jobs WHERE id = 'job-d'") == [("https://app.example/hook",)]
     assert rows(pg_url, "SELECT id, job_id, event, state, attempts FROM notifications") == [
         (notification_id, "job-d", "video.failed", "pending", 0)
