@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from backends import Backend
 from dashboard_support import ConsoleWatch, chromium, csrf_of, http_session, screenshot, sign_in
 from receiver_support import (
     API_TOKEN,
@@ -28,6 +29,7 @@ from receiver_support import (
     running_receiver,
 )
 from support import RunningSimulator, fast_simulator_config, running_simulator
+from token_support import create_token
 
 from openrouter_video import OpenRouterVideo
 from openrouter_video._pricing import estimate_cost
@@ -289,3 +291,17 @@ def test_without_a_public_url_the_nav_says_why_and_the_page_is_unavailable(simul
         pay = client.post("/ui/submit/pay", data={"csrf": csrf, "key": "ui-x", **CHOICES, "prompt": "a fox"})
         assert pay.status_code == 503
         assert upstream(simulator) == (0, 0)
+
+
+def test_a_named_admin_tokens_submit_is_its_own(public, simulator) -> None:
+    ops = create_token(Backend("sqlite"), public.settings.data_dir, "ops", "admin")
+    with http_session(public.url, ops) as client:
+        form = _pay_form(_review(client, **CHOICES, prompt="a fox for ops"))
+        paid = client.post("/ui/submit/pay", data=form)
+        assert paid.status_code == 303, paid.text[:500]
+    # Idempotency-Keys are per token: the key is in ops's namespace, not the built-in admin's.
+    assert public.get(f"/submissions/{form['key']}").status_code == 404
+    with httpx.Client(base_url=public.url, headers={"Authorization": f"Bearer {ops}"}, timeout=10) as rx:
+        mine = rx.get(f"/submissions/{form['key']}").json()
+        assert mine["owner"] == "ops" and mine["job"]["owner"] == "ops"
+    assert upstream(simulator) == (1, 1)

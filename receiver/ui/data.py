@@ -34,8 +34,9 @@ from ..domain.model import (
     SubmissionRecord,
     TimelineEntry,
 )
+from ..domain.tokens import ADMIN_NAME, BUILTIN_ADMIN
 from ..state import ReceiverState
-from ..submitting import Submitted
+from ..submitting import CannotSubmit, Submitted
 
 # Who an operator's action is recorded as, in a job's events.
 ACTOR = "dashboard"
@@ -237,9 +238,18 @@ async def check_submit(state: ReceiverState, body: dict[str, Any]) -> VideoModel
     return await state.submitter.check(body)
 
 
-async def submit(state: ReceiverState, key: str, fields: dict[str, Any], body: dict[str, Any]) -> Submitted:
-    """The paid submit, exactly once per key: `POST /jobs`'s own path (`Submitter.submit`)."""
-    return await state.submitter.submit(key, fields, body)
+async def submit(
+    state: ReceiverState, key: str, fields: dict[str, Any], body: dict[str, Any], *, who: str
+) -> Submitted:
+    """The paid submit, exactly once per key: `POST /jobs`'s own path (`Submitter.submit`), as the
+    signed-in token `who` (a named admin token's job is its own, under its own caps)."""
+    principal = BUILTIN_ADMIN
+    if who != ADMIN_NAME:
+        named = await state.auth.named(who, state.stores.tokens)
+        if named is None:  # revoked since the page was checked
+            raise CannotSubmit(f"token {who!r} is no longer valid: sign in again")
+        principal = named
+    return await state.submitter.submit(key, fields, body, principal=principal)
 
 
 async def get_submission(state: ReceiverState, ref: str) -> SubmissionRecord | None:

@@ -151,7 +151,7 @@ class SubmitPages:
             return await self._form_page(request, session, draft, errors)
         try:
             fields, upstream_body = prepare_submit(body)
-            submitted = await data.submit(state, key, fields, upstream_body)
+            submitted = await data.submit(state, key, fields, upstream_body, who=session.who)
         except (ContractError, ValidationError) as exc:
             name, message = field_of(exc)
             return await self._form_page(request, session, draft, {name: message})
