@@ -1,6 +1,7 @@
 """Which URLs the receiver may POST a notification to: checked when a job names one (POST /jobs, 400
 with the reason), at start-up for RECEIVER_NOTIFY_URL, and again before every send (DNS can change
-between the two; a refused send is a failed attempt with the reason).
+between the two; a refused send is a failed attempt with the reason), whose connection then goes to
+the address checked (`pinned`), never to a second DNS answer.
 
 An absolute http(s) URL with a host and no userinfo (credentials in a URL end up in logs); its host
 must not be, nor resolve to, a loopback, link-local, private, unspecified, multicast or reserved
@@ -14,6 +15,8 @@ import asyncio
 import ipaddress
 import socket
 from urllib.parse import urlsplit
+
+import httpx
 
 from openrouter_video._urlguard import is_loopback_name, non_public_kind
 
@@ -54,15 +57,17 @@ def check_notify_url(url: object, *, allow_private: bool) -> str:
     return url
 
 
-async def check_resolved(url: str, *, allow_private: bool) -> None:
-    """Resolve the URL's host and refuse it if any answer is a non-public address (RefusedUrl)."""
+async def check_resolved(url: str, *, allow_private: bool) -> str | None:
+    """Resolve the URL's host and refuse it if any answer is a non-public address (RefusedUrl). The
+    checked address to connect to (see `pinned`), or None: connect by the URL as it is (a literal
+    address, checked by its text; or private addresses allowed, nothing to pin)."""
     if allow_private:
-        return
+        return None
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
         ipaddress.ip_address(host.split("%")[0])
-        return  # a literal address: checked by its text
+        return None  # a literal address: checked by its text
     except ValueError:
         pass
     try:
@@ -73,8 +78,22 @@ async def check_resolved(url: str, *, allow_private: bool) -> None:
         raise RefusedUrl(f"notify_url's host {host!r} does not resolve ({exc})") from None
     if not answers:
         raise RefusedUrl(f"notify_url's host {host!r} does not resolve")
-    for *_rest, sockaddr in answers:
-        _check_address(host, ipaddress.ip_address(str(sockaddr[0]).split("%")[0]))
+    addresses = [ipaddress.ip_address(str(sockaddr[0]).split("%")[0]) for *_rest, sockaddr in answers]
+    for address in addresses:
+        _check_address(host, address)
+    return str(addresses[0])
+
+
+def pinned(url: str, address: str | None) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
+    """(URL, headers, request extensions) that connect to the checked `address` itself, so a DNS
+    answer that changes between the check and the connection (rebinding) cannot redirect the POST:
+    the Host header and, for https, the TLS server name (SNI and certificate check) stay the host's."""
+    target = httpx.URL(url)
+    if address is None:
+        return target, {}, {}
+    host_header = target.netloc.decode("ascii")
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    return target.copy_with(host=address), {"Host": host_header}, extensions
 
 
 def _check_address(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:

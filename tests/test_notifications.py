@@ -385,3 +385,20 @@ def test_an_apps_notifications_are_signed_with_its_own_secret(tmp_path, simulato
         dead = wait_state(rx, job_id, "dead")
         assert "token 'shop' was revoked" in dead["last_error"] and dead["owner"] == "shop"
         assert len(app.received) == 1
+
+
+def test_the_send_connects_to_the_address_checked_not_a_second_dns_answer(app) -> None:
+    from openrouter_video.receiver.notify_url import pinned
+
+    port = httpx.URL(app.url).port
+    # `app.invalid` resolves nowhere: the POST still reaches the app, so it went to the pinned address,
+    # and the app sees its own host name (virtual hosts, and TLS's server name for https, still work).
+    target, host, extensions = pinned(f"http://app.invalid:{port}/hook?x=1", "127.0.0.1")
+    assert str(target) == f"http://127.0.0.1:{port}/hook?x=1" and extensions == {}
+    with httpx.Client(timeout=10) as client:
+        answer = client.post(target, content=b"{}", headers=host, extensions=extensions)
+    assert answer.status_code == 200 and app.received[-1].headers["host"] == f"app.invalid:{port}"
+    secure, host, extensions = pinned("https://app.example.com/hook", "2001:db8::1")
+    assert str(secure) == "https://[2001:db8::1]/hook"
+    assert host == {"Host": "app.example.com"} and extensions == {"sni_hostname": "app.example.com"}
+    assert pinned("https://app.example.com/hook", None) == (httpx.URL("https://app.example.com/hook"), {}, {})

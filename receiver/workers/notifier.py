@@ -26,7 +26,7 @@ from .. import contract
 from ..contract_notify import NotificationEnvelope, notification_data
 from ..domain.notifications import NotificationRecord, next_attempt
 from ..notify_signing import NoSecret, secret_for, signed_headers
-from ..notify_url import RefusedUrl, check_notify_url, check_resolved
+from ..notify_url import RefusedUrl, check_notify_url, check_resolved, pinned
 from ..settings import Settings
 from ..storage.base import Stores, StoreUnavailable
 
@@ -150,7 +150,7 @@ class Notifier:
         allow = self.settings.notify_allow_private
         try:  # again at send time: the host's address may have changed since the job named it
             check_notify_url(record.url, allow_private=allow)
-            await check_resolved(record.url, allow_private=allow)
+            address = await check_resolved(record.url, allow_private=allow)
         except RefusedUrl as exc:
             raise Failed(None, f"refused: {exc}") from None
         job = await self.stores.jobs.get(record.job_id)
@@ -172,7 +172,10 @@ class Notifier:
             raise Failed(None, str(exc)) from None
         headers = {"Content-Type": "application/json", **signed_headers(key, record.id, now, body)}
         try:
-            response = await self.client.post(record.url, content=body, headers=headers)
+            target, host, extensions = pinned(record.url, address)
+            response = await self.client.post(
+                target, content=body, headers={**headers, **host}, extensions=extensions
+            )
         except httpx.HTTPError as exc:
             raise Failed(None, f"{type(exc).__name__}: {str(exc)[:200] or 'no answer'}") from None
         if 200 <= response.status_code < 300:
