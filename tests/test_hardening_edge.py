@@ -334,6 +334,8 @@ EXPECTED_SAMPLES = {
     "receiver_disk_free_bytes",
     "receiver_waits_open",
     "receiver_event_streams_open",
+    "receiver_notifications_pending",
+    "receiver_notifications_dead",
     "receiver_jobs",  # by status: an unknown upstream status is `other`, like the counters' labels
     *(
         f"receiver_{h}_seconds_{part}"
