@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 
@@ -70,6 +71,9 @@ class TokenAuth:
             return None  # not cached: a token created a moment ago must work at once
         principal = principal_for(record) if record.revoked_at is None else None
         self._remember(self._by_hash, digest, principal)
+        if principal is not None:  # once per cache period: what `tokens list` shows as last used
+            with contextlib.suppress(StoreUnavailable):  # bookkeeping: the request itself needs none
+                await tokens.touch(record.name, time.time())
         return principal
 
     async def named(self, name: str, tokens: Tokens) -> Principal | None:

@@ -74,7 +74,8 @@ def create(name: str, role: str, budget_day: float | None, budget_month: float |
 @tokens.command("list")
 @data_dir_option
 def list_tokens(data_dir: str) -> None:
-    """List the named tokens: name, role, caps, created, revoked (never a token or its hash).
+    """List the named tokens: name, role, caps, created, last used, revoked (never a token or its
+    hash). Last used is to within a few seconds (each receiver process notes it once per 5 s).
 
     \b
     Example:
@@ -88,7 +89,7 @@ def list_tokens(data_dir: str) -> None:
     if not found:
         click.echo("no named tokens (create one: openrouter-video tokens create NAME --role submit)")
         return
-    header = ("NAME", "ROLE", "DAY CAP", "MONTH CAP", "CREATED", "REVOKED")
+    header = ("NAME", "ROLE", "DAY CAP", "MONTH CAP", "CREATED", "LAST USED", "REVOKED")
     rows = [
         (
             t.name,
@@ -96,6 +97,7 @@ def list_tokens(data_dir: str) -> None:
             _usd(t.budget_usd_per_day),
             _usd(t.budget_usd_per_month),
             _when(t.created_at),
+            _when(t.last_used_at),
             _when(t.revoked_at),
         )
         for t in found

@@ -181,6 +181,15 @@ def test_a_tokens_own_cap_refuses_it_while_another_still_submits(backend, tmp_pa
         assert [r["token"] for r in shown["rows"]] == ["small"]
         assert get(url, big, "/usage").json()["caps"] == []
 
+        # `tokens list` says when each was last used; one never presented says "-".
+        create_token(backend, data_dir, "idle", "read")
+        listed = {
+            line.split()[0]: line.split()
+            for line in tokens_cli(backend, data_dir, "list").output.splitlines()
+        }
+        assert listed["small"][-2].endswith("Z") and listed["big"][-2].endswith("Z")  # LAST USED (date time)
+        assert listed["idle"][-2:] == ["-", "-"]  # never used, not revoked
+
 
 def test_each_request_log_line_names_the_token_never_the_token_itself(tmp_path, simulator) -> None:
     settings = receiver_settings(str(tmp_path / "data"), simulator)

@@ -39,7 +39,18 @@ def test_create_list_revoke_and_their_errors(tmp_path) -> None:
     listing = tokens_cli(sqlite, data_dir, "list")
     assert listing.exit_code == 0
     lines = listing.output.splitlines()
-    assert lines[0].split() == ["NAME", "ROLE", "DAY", "CAP", "MONTH", "CAP", "CREATED", "REVOKED"]
+    assert lines[0].split() == [
+        "NAME",
+        "ROLE",
+        "DAY",
+        "CAP",
+        "MONTH",
+        "CAP",
+        "CREATED",
+        "LAST",
+        "USED",
+        "REVOKED",
+    ]
     assert lines[1].split()[:4] == ["ops", "admin", "-", "$500.00"]
     assert lines[2].split()[:4] == ["web-backend", "submit", "$20.00", "-"]
     assert lines[2].endswith("-")  # not revoked

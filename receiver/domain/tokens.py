@@ -95,7 +95,7 @@ class TokenRecord:
     budget_usd_per_day: float | None = None
     budget_usd_per_month: float | None = None
     revoked_at: float | None = None
-    last_used_at: float | None = None  # not updated yet: a column kept for a cheap, batched update
+    last_used_at: float | None = None  # when a request last presented it (to within auth.CACHE_SECONDS)
 
     @property
     def caps(self) -> tuple[Cap, ...]:

@@ -284,6 +284,11 @@ class Tokens(Protocol):
 
     async def notify_secret(self, name: str) -> str | None:
         """The token's notification signing secret (None: no such token, or revoked)."""
+        ...
+
+    async def touch(self, name: str, at: float) -> None:
+        """Record that the token was used at `at` (receiver/auth.py calls it at most once per cache
+        period per token and process: `tokens list` shows when each app last came)."""
 
 
 class Notifications(Protocol):

@@ -60,6 +60,15 @@ class Tokens:
 
         return await self._db.run(update)
 
+    async def touch(self, name: str, at: float) -> None:
+        async def update(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE tokens SET last_used_at = greatest(coalesce(last_used_at, 0), %s) WHERE name = %s",
+                (at, name),
+            )
+
+        await self._db.run(update)
+
     async def notify_secret(self, name: str) -> str | None:
         record = await self.get(name)
         return record.notify_secret if record is not None and record.revoked_at is None else None

@@ -32,6 +32,12 @@ def _revoke(conn: sqlite3.Connection, name: str, at: float) -> bool:
     return cursor.rowcount == 1
 
 
+def _touch(conn: sqlite3.Connection, name: str, at: float) -> None:
+    conn.execute(
+        "UPDATE tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE name = ?", (at, name)
+    )
+
+
 def _one(conn: sqlite3.Connection, where: str, value: str) -> TokenRecord | None:
     return _record(conn.execute(f"{_SELECT} WHERE {where} = ?", (value,)).fetchone())
 
@@ -57,6 +63,9 @@ class SQLiteTokens:
 
     async def revoke(self, name: str, at: float) -> bool:
         return await self._file.write(_revoke, name, at)
+
+    async def touch(self, name: str, at: float) -> None:
+        await self._file.write(_touch, name, at)
 
     async def notify_secret(self, name: str) -> str | None:
         record = await self.get(name)
