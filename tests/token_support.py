@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -19,7 +20,16 @@ BODY = {"model": VEO, "prompt": "a red fox in fresh snow", "duration": 4, "resol
 def tokens_cli(backend: Backend, data_dir: str, *args: str) -> Result:
     """`openrouter-video tokens ARGS --data-dir DIR` on the backend's stores, as an operator runs it."""
     env: dict[str, str | None] = {**backend.env, "RECEIVER_DATA_DIR": None}
-    return CliRunner().invoke(cli, ["tokens", *args, "--data-dir", data_dir], env=env, catch_exceptions=False)
+    # On a thread of its own: the command runs its own event loop, and a test may already have one
+    # running on this thread (Playwright's sync API, in the dashboard suites).
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(
+            CliRunner().invoke,
+            cli,
+            ["tokens", *args, "--data-dir", data_dir],
+            env=env,
+            catch_exceptions=False,
+        ).result()
 
 
 def create_token(backend: Backend, data_dir: str, name: str, role: str, *more: str) -> str:
