@@ -31,7 +31,8 @@ from .domain.tokens import (
     token_hash,
 )
 from .errors import error_bytes
-from .storage.base import StoreUnavailable, Tokens
+from .storage.base import StoreUnavailable
+from .storage.gateway import Tokens
 
 log = structlog.get_logger("receiver.access")
 

@@ -15,7 +15,7 @@ import click
 from .cli_local import data_dir_option, with_stores
 from .domain.tokens import ROLES, TokenRecord, check_name, new_notify_secret, new_token, token_hash
 from .storage import Stores
-from .storage.base import TokenExists
+from .storage.gateway import TokenExists
 
 _USD = click.FloatRange(min=0, min_open=True)
 

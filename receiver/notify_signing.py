@@ -42,7 +42,7 @@ from standardwebhooks import Webhook
 
 from .settings import Settings
 from .settings_notify import secret_bytes
-from .storage.base import Tokens
+from .storage.gateway import Tokens
 
 
 class NoSecret(Exception):

@@ -102,8 +102,8 @@ async def open_postgres(
     )
 
 
-if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface in storage/base.py
-    from .. import base
+if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface (storage/base.py, gateway.py)
+    from .. import base, gateway
 
     def _conforms(stores: PostgresStores) -> None:
         deliveries: base.DeliveryLog = stores.deliveries
@@ -113,7 +113,7 @@ if TYPE_CHECKING:  # mypy checks here that every object keeps to its interface i
         health: base.Health = stores.health
         dashboard: base.Dashboard = stores.dashboard
         wakeups: base.Wakeups = stores.wakeups
-        submissions: base.Submissions = stores.submissions
-        tokens: base.Tokens = stores.tokens
-        notifications: base.Notifications = stores.notifications
+        submissions: gateway.Submissions = stores.submissions
+        tokens: gateway.Tokens = stores.tokens
+        notifications: gateway.Notifications = stores.notifications
         del deliveries, jobs, downloads, polls, health, dashboard, wakeups, submissions, tokens, notifications

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ...domain.tokens import TokenRecord
-from ..base import TokenExists
+from ..gateway import TokenExists
 from ._db import Conn, Database
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(TokenRecord))

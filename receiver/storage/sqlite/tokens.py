@@ -6,7 +6,7 @@ import dataclasses
 import sqlite3
 
 from ...domain.tokens import TokenRecord
-from ..base import TokenExists
+from ..gateway import TokenExists
 from ._file import SQLiteFile
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(TokenRecord))
