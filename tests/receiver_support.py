@@ -131,17 +131,28 @@ def wait_until(
         time.sleep(interval)
 
 
+async def wait_until_async(
+    predicate: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """`wait_until` for a test already on an event loop: awaits `predicate` until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)
+
+
 def wait_applied(settings: Settings, timeout: float = 10.0) -> None:
     """Wait until the receiver's applier has applied (or marked failed) every stored delivery."""
 
     async def settled(stores: Stores) -> None:
-        deadline = time.monotonic() + timeout
-        while (left := await stores.deliveries.pending_count()) != 0:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {left} deliveries to be applied"
-                )
-            await asyncio.sleep(0.05)
+        async def none_pending() -> bool:
+            return await stores.deliveries.pending_count() == 0
+
+        await wait_until_async(none_pending, timeout, what="the applier to apply every stored delivery")
 
     with_stores(settings, settled)
 

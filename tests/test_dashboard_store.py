@@ -43,6 +43,14 @@ class Backend:
 
         return asyncio.run(main())
 
+    def migrate(self) -> None:
+        """Open this backend's stores once: that creates and migrates the schema."""
+
+        async def nothing(stores: Stores) -> None:
+            pass
+
+        self.run(nothing)
+
     def plan(self, query: str) -> str:
         """The query plan of `query`. PostgreSQL scans a table of a few rows whatever its indexes, so
         there the plan is the one it takes when it must use an index (which shows it can)."""
@@ -75,7 +83,7 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Backend:
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
     backend = Backend(request.param, tmp_path, url)
-    backend.run(lambda stores: asyncio.sleep(0))  # creates and migrates the schema
+    backend.migrate()
     return backend
 
 
@@ -299,7 +307,7 @@ def test_on_postgresql_the_outputs_needing_attention_come_from_their_own_index(
     tmp_path: Any, pg_url: str
 ) -> None:
     backend = Backend("postgres", tmp_path, pg_url)
-    backend.run(lambda stores: asyncio.sleep(0))  # migrates
+    backend.migrate()
     plan = backend.plan(
         "SELECT * FROM outputs WHERE (state IN ('failed', 'gone') OR (state = 'pending' AND error IS NOT NULL)) "
         "ORDER BY updated_at DESC LIMIT 5"

@@ -26,6 +26,7 @@ from receiver_support import (
     running_receiver,
     signed_event,
     wait_until,
+    wait_until_async,
 )
 
 from openrouter_video import AsyncReceiverClient, JobNotFinished, OpenRouterVideo, ReceiverClient
@@ -101,15 +102,14 @@ def test_a_long_poll_stays_open_while_the_job_is_unchanged_and_wakes_on_the_simu
 
     # Until the job changes, the long-poll must still be open: `answered` is read before the record,
     # so a long-poll answered while the record still read pending would be one answered too early.
-    deadline = time.monotonic() + 30
-    while True:
+    def job_changed() -> bool:
         answered = poll.done.is_set()
-        status = receiver.job(job.id)["status"]
-        if status != "pending":
-            break
+        if receiver.job(job.id)["status"] != "pending":
+            return True
         assert not answered, "the long-poll was answered while the job had not changed"
-        assert time.monotonic() < deadline, "the simulator's webhook never came"
-        poll.done.wait(0.05)  # the next look: at once if the long-poll is answered meanwhile
+        return False
+
+    wait_until(job_changed, 30, what="the simulator's webhook")
 
     response = poll.answer()
     assert response.status_code == 200, response.text
@@ -152,11 +152,12 @@ def test_200_concurrent_long_polls_on_different_jobs_all_wake(receiver, simulato
                 asyncio.create_task(http.get(f"{receiver.url}/jobs/{job_id}", params={"wait": 45}))
                 for job_id in ids
             ]
-            deadline = time.monotonic() + 30
-            while (await http.get(f"{receiver.url}/metrics")).text.find("receiver_waits_open 200.0") < 0:
-                assert time.monotonic() < deadline, "the 200 long-polls never were all waiting"
+
+            async def all_waiting() -> bool:
                 assert not any(p.done() for p in polls), "a long-poll was answered before its job changed"
-                await asyncio.sleep(0.05)
+                return "receiver_waits_open 200.0" in (await http.get(f"{receiver.url}/metrics")).text
+
+            await wait_until_async(all_waiting, 30, what="the 200 long-polls to be all waiting")
             async with httpx.AsyncClient(timeout=30) as hooks:
                 for job_id in ids:
                     body, headers = signed_event(

@@ -24,7 +24,7 @@ import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from openrouter_video import CANCELLED, EXPIRED, FAILED
 
@@ -93,10 +93,26 @@ def counted(fact: SpendFact) -> float:
     return 0.0 if fact.job_status in _ENDED_UNPAID else estimate
 
 
-def spender(owner: str | None, *, submitted: bool) -> str | None:
-    """Whose spend a fact is: a submission's owner (None: the built-in admin's); a job not submitted
-    here, its owner's (None: nobody's, a webhook-only job)."""
-    return (owner or ADMIN_TOKEN) if submitted else owner
+class Row(Protocol):
+    """A database row read by column name (sqlite3.Row, psycopg's dict rows)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def spend_fact(row: Row) -> SpendFact:
+    """A row of the backends' spend query (at, model, submission_state, estimate, job_status,
+    job_cost, owner) as a fact. Whose spend it is: a submission's owner (None: the built-in admin's);
+    a job not submitted here, its owner's (None: nobody's, a webhook-only job)."""
+    submitted = row["submission_state"] is not None
+    return SpendFact(
+        at=row["at"],
+        model=row["model"],
+        token=(row["owner"] or ADMIN_TOKEN) if submitted else row["owner"],
+        submission_state=row["submission_state"],
+        estimate=row["estimate"],
+        job_status=row["job_status"],
+        job_cost=row["job_cost"],
+    )
 
 
 def period_bounds(period: Period, now: float) -> tuple[float, float]:

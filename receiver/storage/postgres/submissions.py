@@ -8,7 +8,7 @@ import dataclasses
 import time
 from typing import Any
 
-from ...domain.budget import BudgetCheck, OverBudget, SpendFact, refusal, spender
+from ...domain.budget import BudgetCheck, OverBudget, SpendFact, refusal, spend_fact
 from ...domain.model import SubmissionRecord
 from ...domain.submissions import (
     SUBMITTED,
@@ -55,18 +55,7 @@ _SPEND = """
 
 async def _read_spend(conn: Conn, since: float, until: float) -> list[SpendFact]:
     rows = await (await conn.execute(_SPEND, {"since": since, "until": until})).fetchall()
-    return [
-        SpendFact(
-            at=row["at"],
-            model=row["model"],
-            token=spender(row["owner"], submitted=row["submission_state"] is not None),
-            submission_state=row["submission_state"],
-            estimate=row["estimate"],
-            job_status=row["job_status"],
-            job_cost=row["job_cost"],
-        )
-        for row in rows
-    ]
+    return [spend_fact(row) for row in rows]
 
 
 def _record(row: dict[str, Any] | None) -> SubmissionRecord | None:

@@ -8,7 +8,7 @@ import dataclasses
 import sqlite3
 import time
 
-from ...domain.budget import BudgetCheck, OverBudget, SpendFact, refusal, spender
+from ...domain.budget import BudgetCheck, OverBudget, SpendFact, refusal, spend_fact
 from ...domain.model import SubmissionRecord
 from ...domain.submissions import (
     SUBMITTED,
@@ -75,18 +75,7 @@ _SPEND = """
 
 def read_spend(conn: sqlite3.Connection, since: float, until: float) -> list[SpendFact]:
     rows = conn.execute(_SPEND, (since, until, since, until)).fetchall()
-    return [
-        SpendFact(
-            at=row["at"],
-            model=row["model"],
-            token=spender(row["owner"], submitted=row["submission_state"] is not None),
-            submission_state=row["submission_state"],
-            estimate=row["estimate"],
-            job_status=row["job_status"],
-            job_cost=row["job_cost"],
-        )
-        for row in rows
-    ]
+    return [spend_fact(row) for row in rows]
 
 
 def begin_submission(
